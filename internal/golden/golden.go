@@ -1,0 +1,137 @@
+// Package golden locates the reference data computed with diffusers and
+// reads its tensors for tests.
+//
+// The search order is: the repository's testdata/golden (the compact subset
+// shipped with the code), $SDXL_GOLDEN, then ../shared/golden beside the
+// repository (where CI keeps the full set). Tests that need a file that is
+// absent skip with a message saying where they looked.
+package golden
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"github.com/sdxl-go/sdxl/safetensors"
+)
+
+// RepoRoot returns the directory holding go.mod.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// Dirs lists the candidate golden roots in search order.
+func Dirs() []string {
+	root := RepoRoot()
+	dirs := []string{filepath.Join(root, "testdata", "golden")}
+	if env := os.Getenv("SDXL_GOLDEN"); env != "" {
+		dirs = append(dirs, env)
+	}
+	return append(dirs, filepath.Join(root, "..", "shared", "golden"))
+}
+
+// Find returns the first existing path rel (slash-separated, relative to a
+// golden root) or "" if none has it.
+func Find(rel string) string {
+	for _, d := range Dirs() {
+		p := filepath.Join(d, filepath.FromSlash(rel))
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// Path returns the path of rel or skips the test with a clear message.
+func Path(t testing.TB, rel string) string {
+	t.Helper()
+	p := Find(rel)
+	if p == "" {
+		t.Skipf("golden %q not found in %v (set SDXL_GOLDEN to the golden folder)", rel, Dirs())
+	}
+	return p
+}
+
+// File is an open golden safetensors file with test helpers.
+type File struct {
+	*safetensors.File
+	t testing.TB
+}
+
+// Open opens a golden safetensors file (skipping if absent).
+func Open(t testing.TB, rel string) *File {
+	t.Helper()
+	f, err := safetensors.Open(Path(t, rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return &File{f, t}
+}
+
+// Get returns a tensor's data and shape, failing the test if absent.
+func (f *File) Get(name string) ([]float32, []int) {
+	f.t.Helper()
+	d, s, err := f.Float32(name)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return d, s
+}
+
+// Has reports whether the file holds name.
+func (f *File) Has(name string) bool {
+	_, ok := f.Tensors[name]
+	return ok
+}
+
+// RelErr is ||got-want|| / ||want|| in float64 (the tolerance measure of
+// DESIGN.md); when want is all zeros it is ||got||.
+func RelErr(got, want []float32) float64 {
+	if len(got) != len(want) {
+		return math.Inf(1)
+	}
+	var num, den float64
+	for i := range got {
+		d := float64(got[i]) - float64(want[i])
+		num += d * d
+		den += float64(want[i]) * float64(want[i])
+	}
+	if den == 0 {
+		return math.Sqrt(num)
+	}
+	return math.Sqrt(num / den)
+}
+
+// MaxAbs is the largest absolute difference.
+func MaxAbs(got, want []float32) float64 {
+	if len(got) != len(want) {
+		return math.Inf(1)
+	}
+	m := 0.0
+	for i := range got {
+		if d := math.Abs(float64(got[i]) - float64(want[i])); d > m || d != d {
+			m = d
+		}
+	}
+	return m
+}
+
+// Check fails the test when got differs from want by more than tol relative
+// error, and logs the error either way.
+func Check(t testing.TB, name string, got, want []float32, tol float64) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Errorf("%s: %d elements, want %d", name, len(got), len(want))
+		return
+	}
+	e := RelErr(got, want)
+	if !(e <= tol) {
+		t.Errorf("%s: relative error %.3g > %.3g (max abs %.3g)", name, e, tol, MaxAbs(got, want))
+		return
+	}
+	t.Logf("%s: relative error %.3g", name, e)
+}
