@@ -45,7 +45,7 @@ func TestParamsNames(t *testing.T) {
 	if d := cmp.Diff(want, got); d != "" {
 		t.Fatalf("names (-want +got):\n%s", d)
 	}
-	if n := CountParams(newModel()); n != 12+4+4+8+144+4+1+4 {
+	if n := CountParams(newModel()); n != 12+4+4+4+144+4+1+4 {
 		t.Fatalf("CountParams = %d", n)
 	}
 }
