@@ -1,0 +1,194 @@
+// Package cpu is the pure-Go tensor.Backend: the numerical oracle of the
+// engine. Every tensor's storage is a dense row-major []float32 whatever
+// its dtype; F16 and BF16 tensors hold values already rounded to that
+// precision (round to nearest even) when they are created and after every
+// op, so the backend models reduced-precision storage while computing in
+// float32 (float64 for the statistics of norms and reductions).
+//
+// Ops run on goroutines bounded by the backend's thread count over
+// independent work (GEMM blocks, batch items, rows, groups); GEMMs go
+// through an internal packed, register-tiled SGEMM (see gemm.go).
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"runtime"
+
+	"github.com/x448/float16"
+
+	"github.com/sdxl-go/sdxl/tensor"
+)
+
+// Backend is the CPU backend. It holds no mutable state after construction
+// and is safe for concurrent use by several goroutines.
+type Backend struct {
+	threads int
+	// poison makes every new output allocation start as NaN, so that a test
+	// notices an op that forgets to write part of its output.
+	poison bool
+}
+
+// Options configure a Backend. The zero value is the default backend.
+type Options struct {
+	// Threads bounds the goroutines one op uses; <= 0 means GOMAXPROCS.
+	Threads int
+	// PoisonAllocations fills every op's output buffer with NaN before the
+	// op writes it (a debug aid for conformance tests; slower).
+	PoisonAllocations bool
+}
+
+// New returns a CPU backend using GOMAXPROCS threads.
+func New() *Backend { return NewWithOptions(Options{}) }
+
+// NewWithThreads returns a CPU backend whose ops use at most n goroutines
+// (n <= 0 means GOMAXPROCS).
+func NewWithThreads(n int) *Backend { return NewWithOptions(Options{Threads: n}) }
+
+// NewWithOptions returns a CPU backend configured by o.
+func NewWithOptions(o Options) *Backend {
+	t := o.Threads
+	if t <= 0 {
+		t = runtime.GOMAXPROCS(0)
+	}
+	return &Backend{threads: t, poison: o.PoisonAllocations}
+}
+
+var _ tensor.Backend = (*Backend)(nil)
+var _ tensor.GroupNormSiLUer = (*Backend)(nil)
+var _ tensor.Linearer = (*Backend)(nil)
+
+// Name implements tensor.Backend.
+func (b *Backend) Name() string { return "cpu" }
+
+// Threads reports how many goroutines one op may use.
+func (b *Backend) Threads() int { return b.threads }
+
+// Err implements tensor.Backend; the CPU backend never fails asynchronously.
+func (b *Backend) Err() error { return nil }
+
+// Free implements tensor.Backend. The garbage collector owns CPU memory, so
+// there is nothing to release beyond dropping the reference (which
+// Tensor.Free does).
+func (b *Backend) Free(t *tensor.Tensor) {}
+
+// alloc returns an output buffer of n elements that the caller overwrites
+// completely (NaN-filled in poison mode).
+func (b *Backend) alloc(n int) []float32 {
+	s := make([]float32, n)
+	if b.poison {
+		nan := float32(math.NaN())
+		for i := range s {
+			s[i] = nan
+		}
+	}
+	return s
+}
+
+// wrap turns a freshly computed buffer into a tensor of dtype dt, rounding
+// it to dt's precision.
+func (b *Backend) wrap(dt tensor.DType, shape tensor.Shape, data []float32) *tensor.Tensor {
+	b.round(dt, data)
+	return tensor.New(b, shape, dt, data)
+}
+
+// data returns t's storage, panicking (a programming error) when t is nil,
+// freed, a meta tensor or not a CPU tensor.
+func data(op string, t *tensor.Tensor) []float32 {
+	if t == nil {
+		panic(fmt.Sprintf("cpu: %s: nil tensor", op))
+	}
+	s, ok := t.Storage.([]float32)
+	if !ok {
+		panic(fmt.Sprintf("cpu: %s: %v has no CPU storage (meta, freed or from another backend)", op, t))
+	}
+	if len(s) != t.Numel() {
+		panic(fmt.Sprintf("cpu: %s: %v has %d stored elements", op, t, len(s)))
+	}
+	return s
+}
+
+// optShape is the shape of an optional tensor (nil for none).
+func optShape(t *tensor.Tensor) tensor.Shape {
+	if t == nil {
+		return nil
+	}
+	return t.Shape()
+}
+
+// Zeros implements tensor.Backend.
+func (b *Backend) Zeros(dt tensor.DType, shape ...int) *tensor.Tensor {
+	s := tensor.Shape(shape)
+	for _, d := range s {
+		if d < 0 {
+			panic(fmt.Sprintf("cpu: Zeros: negative dimension in %v", s))
+		}
+	}
+	return tensor.New(b, s, dt, make([]float32, s.Numel()))
+}
+
+// FromFloat32 implements tensor.Backend.
+func (b *Backend) FromFloat32(dt tensor.DType, shape tensor.Shape, src []float32) *tensor.Tensor {
+	if len(src) != shape.Numel() {
+		panic(fmt.Sprintf("cpu: FromFloat32: %d values for shape %v (%d elements)", len(src), shape, shape.Numel()))
+	}
+	d := b.alloc(len(src))
+	copy(d, src)
+	return b.wrap(dt, shape, d)
+}
+
+// ToFloat32 implements tensor.Backend.
+func (b *Backend) ToFloat32(t *tensor.Tensor) []float32 {
+	return append([]float32(nil), data("ToFloat32", t)...)
+}
+
+// Cast implements tensor.Backend.
+func (b *Backend) Cast(x *tensor.Tensor, dt tensor.DType) *tensor.Tensor {
+	xs := data("Cast", x)
+	out := b.alloc(len(xs))
+	copy(out, xs)
+	return b.wrap(dt, x.Shape(), out)
+}
+
+// round rounds s in place to dt's precision.
+func (b *Backend) round(dt tensor.DType, s []float32) {
+	var f func([]float32)
+	switch dt {
+	case tensor.F32:
+		return
+	case tensor.F16:
+		f = roundF16
+	case tensor.BF16:
+		f = roundBF16
+	default:
+		panic(fmt.Sprintf("cpu: unsupported dtype %v", dt))
+	}
+	b.parallel(len(s), 1<<14, func(lo, hi int) { f(s[lo:hi]) })
+}
+
+// RoundF16 rounds v to the nearest float16 (ties to even), as stored by an
+// F16 tensor.
+func RoundF16(v float32) float32 { return float16.Fromfloat32(v).Float32() }
+
+// RoundBF16 rounds v to the nearest bfloat16 (ties to even), as stored by a
+// BF16 tensor. NaN stays NaN.
+func RoundBF16(v float32) float32 {
+	u := math.Float32bits(v)
+	if u&0x7fffffff > 0x7f800000 { // NaN: keep it quiet, drop the low bits
+		return math.Float32frombits((u | 0x00400000) & 0xffff0000)
+	}
+	u += 0x7fff + (u>>16)&1
+	return math.Float32frombits(u & 0xffff0000)
+}
+
+func roundF16(s []float32) {
+	for i, v := range s {
+		s[i] = RoundF16(v)
+	}
+}
+
+func roundBF16(s []float32) {
+	for i, v := range s {
+		s[i] = RoundBF16(v)
+	}
+}

@@ -1,0 +1,227 @@
+package cpu
+
+import (
+	"math"
+
+	"github.com/sdxl-go/sdxl/tensor"
+)
+
+// unary applies f to every element of x in parallel.
+func (b *Backend) unary(op string, x *tensor.Tensor, f func(dst, src []float32)) *tensor.Tensor {
+	xs := data(op, x)
+	out := b.alloc(len(xs))
+	b.parallel(len(xs), 1<<14, func(lo, hi int) { f(out[lo:hi], xs[lo:hi]) })
+	return b.wrap(x.DType(), x.Shape(), out)
+}
+
+// SiLU implements tensor.Backend.
+func (b *Backend) SiLU(x *tensor.Tensor) *tensor.Tensor {
+	return b.unary("SiLU", x, func(dst, src []float32) {
+		for i, v := range src {
+			dst[i] = float32(float64(v) / (1 + math.Exp(-float64(v))))
+		}
+	})
+}
+
+// gelu is the exact erf GELU, evaluated in float64.
+func gelu(v float32) float64 {
+	x := float64(v)
+	return 0.5 * x * (1 + math.Erf(x*(1/math.Sqrt2)))
+}
+
+// GELU implements tensor.Backend (the erf form, like torch's default).
+func (b *Backend) GELU(x *tensor.Tensor) *tensor.Tensor {
+	return b.unary("GELU", x, func(dst, src []float32) {
+		for i, v := range src {
+			dst[i] = float32(gelu(v))
+		}
+	})
+}
+
+// QuickGELU implements tensor.Backend: x*sigmoid(1.702x) (CLIP ViT-L).
+func (b *Backend) QuickGELU(x *tensor.Tensor) *tensor.Tensor {
+	return b.unary("QuickGELU", x, func(dst, src []float32) {
+		for i, v := range src {
+			// torch computes 1.702*x in float32 before the sigmoid.
+			dst[i] = float32(float64(v) / (1 + math.Exp(-float64(1.702*v))))
+		}
+	})
+}
+
+// GEGLU implements tensor.Backend: [..., 2D] -> a*gelu(g) with a the first
+// half of the last dimension and g the second (diffusers' GEGLU).
+func (b *Backend) GEGLU(x *tensor.Tensor) *tensor.Tensor {
+	xs := data("GEGLU", x)
+	outShape := tensor.GEGLUShape(x.Shape())
+	D := outShape[len(outShape)-1]
+	out := b.alloc(outShape.Numel())
+	rows := 0
+	if D > 0 {
+		rows = len(out) / D
+	}
+	b.parallel(rows, max(1, 8192/max(1, D)), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			a := xs[2*r*D : 2*r*D+D]
+			g := xs[2*r*D+D : 2*(r+1)*D]
+			dst := out[r*D : (r+1)*D]
+			for i := range dst {
+				dst[i] = float32(float64(a[i]) * gelu(g[i]))
+			}
+		}
+	})
+	return b.wrap(x.DType(), outShape, out)
+}
+
+// Scale implements tensor.Backend.
+func (b *Backend) Scale(x *tensor.Tensor, s float32) *tensor.Tensor {
+	return b.unary("Scale", x, func(dst, src []float32) {
+		for i, v := range src {
+			dst[i] = v * s
+		}
+	})
+}
+
+// Add implements tensor.Backend.
+func (b *Backend) Add(x, y *tensor.Tensor) *tensor.Tensor {
+	return b.binary("Add", x, y, func(dst, p, q []float32) {
+		for i := range dst {
+			dst[i] = p[i] + q[i]
+		}
+	}, func(dst, p []float32, c float32) {
+		for i := range dst {
+			dst[i] = p[i] + c
+		}
+	}, func(dst []float32, c float32, q []float32) {
+		for i := range dst {
+			dst[i] = c + q[i]
+		}
+	})
+}
+
+// Mul implements tensor.Backend.
+func (b *Backend) Mul(x, y *tensor.Tensor) *tensor.Tensor {
+	return b.binary("Mul", x, y, func(dst, p, q []float32) {
+		for i := range dst {
+			dst[i] = p[i] * q[i]
+		}
+	}, func(dst, p []float32, c float32) {
+		for i := range dst {
+			dst[i] = p[i] * c
+		}
+	}, func(dst []float32, c float32, q []float32) {
+		for i := range dst {
+			dst[i] = c * q[i]
+		}
+	})
+}
+
+// binary evaluates a broadcasting elementwise op. The broadcast shape is
+// collapsed to as few dimensions as possible; the innermost run is then
+// handled by vv (both operands vary), vs (y constant) or sv (x constant).
+func (b *Backend) binary(op string, x, y *tensor.Tensor,
+	vv func(dst, p, q []float32),
+	vs func(dst, p []float32, c float32),
+	sv func(dst []float32, c float32, q []float32)) *tensor.Tensor {
+	xs, ys := data(op, x), data(op, y)
+	outShape := tensor.BroadcastShapes(op, x.Shape(), y.Shape())
+	out := b.alloc(outShape.Numel())
+	dims, xst, yst := collapse(outShape, tensor.BroadcastStrides(x.Shape(), outShape), tensor.BroadcastStrides(y.Shape(), outShape))
+	r := len(dims)
+	inner := 1
+	ix, iy := 0, 0
+	if r > 0 {
+		inner = dims[r-1]
+		ix, iy = xst[r-1], yst[r-1]
+	}
+	outer := 1
+	if inner > 0 {
+		outer = len(out) / inner
+	}
+	b.parallel(outer, max(1, 1<<14/max(1, inner)), func(lo, hi int) {
+		idx := make([]int, max(0, r-1))
+		// Start index for row lo.
+		rem := lo
+		for j := r - 2; j >= 0; j-- {
+			idx[j] = rem % dims[j]
+			rem /= dims[j]
+		}
+		for row := lo; row < hi; row++ {
+			xo, yo := 0, 0
+			for j, v := range idx {
+				xo += v * xst[j]
+				yo += v * yst[j]
+			}
+			dst := out[row*inner : (row+1)*inner]
+			switch {
+			case ix == 1 && iy == 1:
+				vv(dst, xs[xo:xo+inner], ys[yo:yo+inner])
+			case ix == 1:
+				vs(dst, xs[xo:xo+inner], ys[yo])
+			case iy == 1:
+				sv(dst, xs[xo], ys[yo:yo+inner])
+			default: // every dimension has size 1: a single element
+				vv(dst, xs[xo:xo+inner], ys[yo:yo+inner])
+			}
+			for j := r - 2; j >= 0; j-- {
+				idx[j]++
+				if idx[j] < dims[j] {
+					break
+				}
+				idx[j] = 0
+			}
+		}
+	})
+	return b.wrap(x.DType(), outShape, out)
+}
+
+// collapse merges adjacent output dimensions whose operand strides are
+// contiguous for both operands, and drops size-1 dimensions, so that
+// broadcasting loops run over long inner rows.
+func collapse(dims tensor.Shape, sa, sb []int) ([]int, []int, []int) {
+	var d, a, c []int
+	for i, n := range dims {
+		if n == 1 {
+			continue
+		}
+		if k := len(d) - 1; k >= 0 &&
+			a[k] == sa[i]*n && c[k] == sb[i]*n {
+			d[k] *= n
+			a[k], c[k] = sa[i], sb[i]
+			continue
+		}
+		d = append(d, n)
+		a = append(a, sa[i])
+		c = append(c, sb[i])
+	}
+	return d, a, c
+}
+
+// Mean implements tensor.Backend, accumulating in float64.
+func (b *Backend) Mean(x *tensor.Tensor, axis int) *tensor.Tensor {
+	xs := data("Mean", x)
+	outShape, ax := tensor.MeanShape(x.Shape(), axis)
+	n := x.Dim(ax)
+	inner := 1
+	for _, d := range x.Shape()[ax+1:] {
+		inner *= d
+	}
+	outer := outShape.Numel() / max(1, inner)
+	out := b.alloc(outShape.Numel())
+	b.parallel(outer, 1, func(lo, hi int) {
+		acc := make([]float64, inner)
+		for o := lo; o < hi; o++ {
+			clear(acc)
+			for i := range n {
+				src := xs[(o*n+i)*inner : (o*n+i+1)*inner]
+				for j, v := range src {
+					acc[j] += float64(v)
+				}
+			}
+			dst := out[o*inner : (o+1)*inner]
+			for j := range dst {
+				dst[j] = float32(acc[j] / float64(n))
+			}
+		}
+	})
+	return b.wrap(x.DType(), outShape, out)
+}

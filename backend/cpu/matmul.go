@@ -1,0 +1,74 @@
+package cpu
+
+import (
+	"github.com/sdxl-go/sdxl/tensor"
+)
+
+// MatMul implements tensor.Backend.
+func (b *Backend) MatMul(x, y *tensor.Tensor, transA, transB bool) *tensor.Tensor {
+	return b.matmul("MatMul", x, y, nil, transA, transB)
+}
+
+// Linear implements tensor.Linearer: x @ w^T + bias with the bias written
+// into the output before the GEMM accumulates onto it.
+func (b *Backend) Linear(x, w, bias *tensor.Tensor) *tensor.Tensor {
+	if bias != nil {
+		if bias.Rank() != 1 || bias.Dim(0) != w.Dim(0) {
+			panic("tensor: Linear: bias " + bias.Shape().String() + " does not match w " + w.Shape().String())
+		}
+	}
+	return b.matmul("Linear", x, w, bias, false, true)
+}
+
+func (b *Backend) matmul(op string, x, y, bias *tensor.Tensor, transA, transB bool) *tensor.Tensor {
+	xs, ys := data(op, x), data(op, y)
+	var bs []float32
+	if bias != nil {
+		bs = data(op, bias)
+	}
+	outShape, d := tensor.MatMulShape(x.Shape(), y.Shape(), transA, transB)
+	m, n, k := d.M, d.N, d.K
+	out := b.alloc(outShape.Numel())
+	nb := d.Batch.Numel()
+	if bs != nil {
+		for r := range nb * m {
+			copy(out[r*n:(r+1)*n], bs)
+		}
+	}
+	lda, ldb := k, n
+	if transA {
+		lda = m
+	}
+	if transB {
+		ldb = k
+	}
+	xBatch := x.Shape()[:x.Rank()-2]
+	yBatch := y.Shape()[:y.Rank()-2]
+	// When y is shared by every batch item and x is not transposed, the
+	// batch folds into M: one big GEMM (the Linear case).
+	if !transA && yBatch.Numel() == 1 && xBatch.Numel() == nb {
+		b.sgemm(false, transB, nb*m, n, k, xs, lda, ys, ldb, out, n, bs != nil)
+		return b.wrap(x.DType(), outShape, out)
+	}
+	xst := tensor.BroadcastStrides(xBatch, d.Batch)
+	yst := tensor.BroadcastStrides(yBatch, d.Batch)
+	idx := make([]int, len(d.Batch))
+	for i := range nb {
+		xo, yo := 0, 0
+		for j, v := range idx {
+			xo += v * xst[j]
+			yo += v * yst[j]
+		}
+		xo *= m * k
+		yo *= k * n
+		b.sgemm(transA, transB, m, n, k, xs[xo:xo+m*k], lda, ys[yo:yo+k*n], ldb, out[i*m*n:(i+1)*m*n], n, bs != nil)
+		for j := len(idx) - 1; j >= 0; j-- {
+			idx[j]++
+			if idx[j] < d.Batch[j] {
+				break
+			}
+			idx[j] = 0
+		}
+	}
+	return b.wrap(x.DType(), outShape, out)
+}
