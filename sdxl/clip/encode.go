@@ -1,0 +1,326 @@
+package clip
+
+import (
+	"fmt"
+
+	"github.com/sdxl-go/sdxl/tensor"
+)
+
+// Tokenizer turns one prompt into exactly length ids the way the pipeline
+// calls its tokenizer (padding="max_length", truncation=True): BOS, the
+// prompt's tokens truncated to length-2, EOS, then the pad id.
+type Tokenizer interface {
+	EncodePadded(text string, length int) ([]int32, error)
+}
+
+// DefaultMaxLength is CLIPTokenizer.model_max_length in the SDXL repos.
+const DefaultMaxLength = 77
+
+// SDXL is the text-conditioning half of an SDXL pipeline: the base's two
+// encoders, or the refiner's encoder 2 alone (TextEncoder and Tokenizer
+// nil), with diffusers' encode_prompt on top.
+type SDXL struct {
+	// TextEncoder is CLIP ViT-L (nil in the refiner).
+	TextEncoder *TextModel
+	// TextEncoder2 is OpenCLIP bigG with its projection.
+	TextEncoder2 *TextModel
+	// Tokenizer and Tokenizer2 feed the encoders; they are needed only by
+	// EncodePrompt (EncodeIDs takes ids).
+	Tokenizer, Tokenizer2 Tokenizer
+	// ForceZerosForEmptyPrompt is model_index.json's
+	// force_zeros_for_empty_prompt (true for the base, false for the
+	// refiner): with no negative prompt the negative conditioning is zeros.
+	ForceZerosForEmptyPrompt bool
+	// MaxLength is tokenizer.model_max_length (0 means 77).
+	MaxLength int
+}
+
+func (s *SDXL) maxLength() int {
+	if s.MaxLength > 0 {
+		return s.MaxLength
+	}
+	return DefaultMaxLength
+}
+
+func (s *SDXL) check() error {
+	if s.TextEncoder2 == nil {
+		return fmt.Errorf("clip: SDXL prompt encoding needs text_encoder_2")
+	}
+	if s.TextEncoder2.TextProjection == nil {
+		return fmt.Errorf("clip: text_encoder_2 has no text_projection (config architectures must be CLIPTextModelWithProjection): SDXL's pooled embeddings come from it")
+	}
+	return nil
+}
+
+// Conditioning is one encoded batch: per-token embeddings [B, L, C] (C =
+// 768+1280 for the base, 1280 for the refiner) and pooled embeddings
+// [B, P].
+type Conditioning struct {
+	Embeds *tensor.Tensor
+	Pooled *tensor.Tensor
+}
+
+// Free releases both tensors.
+func (c Conditioning) Free() {
+	c.Embeds.Free()
+	c.Pooled.Free()
+}
+
+// EncodeIDs runs the encoders on token rows: ids1 for text_encoder (ignored
+// in the refiner) and ids2 for text_encoder_2, one row per prompt. For each
+// hidden-state index in hidden it returns the concatenation of both
+// encoders' hidden_states[index] along the channels (diffusers uses -2, or
+// -(clip_skip+2)); pooled is text_encoder_2's text_embeds. This is the
+// primitive both EncodePrompt and Compel-style weighting build on.
+func (s *SDXL) EncodeIDs(b tensor.Backend, ids1, ids2 [][]int32, hidden ...int) (embeds []*tensor.Tensor, pooled *tensor.Tensor, err error) {
+	if err := s.check(); err != nil {
+		return nil, nil, err
+	}
+	if len(hidden) == 0 {
+		return nil, nil, fmt.Errorf("clip: EncodeIDs needs at least one hidden-state index")
+	}
+	var parts [][]*tensor.Tensor // per encoder, per requested index
+	if s.TextEncoder != nil {
+		if len(ids1) != len(ids2) {
+			return nil, nil, fmt.Errorf("clip: %d token rows for text_encoder but %d for text_encoder_2", len(ids1), len(ids2))
+		}
+		o, err := s.TextEncoder.Forward(b, ids1, Request{HiddenStates: hidden})
+		if err != nil {
+			return nil, nil, fmt.Errorf("text_encoder: %w", err)
+		}
+		parts = append(parts, o.HiddenStates)
+	}
+	o2, err := s.TextEncoder2.Forward(b, ids2, Request{HiddenStates: hidden, Final: true})
+	if err != nil {
+		for _, p := range parts {
+			freeAll(p)
+		}
+		return nil, nil, fmt.Errorf("text_encoder_2: %w", err)
+	}
+	parts = append(parts, o2.HiddenStates)
+	o2.LastHiddenState.Free()
+	o2.Pooled.Free()
+
+	embeds = make([]*tensor.Tensor, len(hidden))
+	for i := range hidden {
+		if len(parts) == 1 {
+			embeds[i] = parts[0][i]
+			continue
+		}
+		// A state requested twice is one tensor; concatenate once per slot
+		// but free each distinct input once, after the last use.
+		embeds[i] = b.Concat(-1, parts[0][i], parts[1][i])
+	}
+	if len(parts) == 2 {
+		freeAll(parts[0])
+		freeAll(parts[1])
+	}
+	return embeds, o2.TextEmbeds, nil
+}
+
+// freeAll frees each distinct tensor of ts once.
+func freeAll(ts []*tensor.Tensor) {
+	seen := map[*tensor.Tensor]bool{}
+	for _, t := range ts {
+		if !seen[t] {
+			seen[t] = true
+			t.Free()
+		}
+	}
+}
+
+// PromptOptions are encode_prompt's arguments. String semantics follow
+// diffusers called with Python strings, element by element: an empty
+// Prompt2 or NegativePrompt2 entry (or a nil slice) falls back to Prompt /
+// NegativePrompt ("" is falsy in `prompt_2 or prompt`), while NegativePrompt
+// distinguishes nil (None) from "" (an explicit empty prompt): only None
+// triggers force_zeros_for_empty_prompt. (A pipeline that, like the
+// goldens' script, treats an empty --negative-prompt as "not given" passes
+// nil.)
+type PromptOptions struct {
+	Prompt          []string
+	Prompt2         []string
+	NegativePrompt  []string
+	NegativePrompt2 []string
+	// NumImagesPerPrompt repeats each prompt's rows (0 means 1).
+	NumImagesPerPrompt int
+	// ClassifierFreeGuidance requests the negative conditioning
+	// (do_classifier_free_guidance, i.e. guidance_scale > 1).
+	ClassifierFreeGuidance bool
+	// ClipSkip selects hidden_states[-(ClipSkip+2)] for the positive
+	// prompt (0 is diffusers' None: hidden_states[-2]). As in diffusers
+	// the negative prompt always uses hidden_states[-2].
+	ClipSkip int
+}
+
+// PromptEmbeds is encode_prompt's result. Negative fields are nil without
+// classifier-free guidance.
+type PromptEmbeds struct {
+	PromptEmbeds               *tensor.Tensor // [B*n, 77, C]
+	NegativePromptEmbeds       *tensor.Tensor // [B*n, 77, C]
+	PooledPromptEmbeds         *tensor.Tensor // [B*n, P]
+	NegativePooledPromptEmbeds *tensor.Tensor // [B*n, P]
+}
+
+// Free releases every tensor.
+func (p *PromptEmbeds) Free() {
+	p.PromptEmbeds.Free()
+	p.NegativePromptEmbeds.Free()
+	p.PooledPromptEmbeds.Free()
+	p.NegativePooledPromptEmbeds.Free()
+}
+
+// pick returns xs[i] unless it is missing or empty, then fallback[i].
+func pick(xs, fallback []string, i int) string {
+	if i < len(xs) && xs[i] != "" {
+		return xs[i]
+	}
+	return fallback[i]
+}
+
+// tokenize runs one tokenizer over texts.
+func tokenize(tok Tokenizer, which string, texts []string, length int) ([][]int32, error) {
+	if tok == nil {
+		return nil, fmt.Errorf("clip: %s is not set", which)
+	}
+	out := make([][]int32, len(texts))
+	for i, t := range texts {
+		ids, err := tok.EncodePadded(t, length)
+		if err != nil {
+			return nil, fmt.Errorf("%s: prompt %q: %w", which, t, err)
+		}
+		if len(ids) != length {
+			return nil, fmt.Errorf("%s: prompt %q gave %d ids, want %d", which, t, len(ids), length)
+		}
+		out[i] = ids
+	}
+	return out, nil
+}
+
+// EncodePrompt is diffusers' StableDiffusionXLPipeline.encode_prompt (the
+// img2img and refiner pipelines share it) from prompt strings.
+func (s *SDXL) EncodePrompt(b tensor.Backend, opt PromptOptions) (*PromptEmbeds, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	B := len(opt.Prompt)
+	if B == 0 {
+		return nil, fmt.Errorf("clip: no prompt")
+	}
+	for name, xs := range map[string][]string{"prompt_2": opt.Prompt2, "negative_prompt": opt.NegativePrompt, "negative_prompt_2": opt.NegativePrompt2} {
+		if xs != nil && len(xs) != B {
+			return nil, fmt.Errorf("clip: %s has %d entries but prompt has %d", name, len(xs), B)
+		}
+	}
+	L := s.maxLength()
+	tokenizeBoth := func(p1, p2 []string) (ids1, ids2 [][]int32, err error) {
+		if s.TextEncoder != nil {
+			if ids1, err = tokenize(s.Tokenizer, "tokenizer", p1, L); err != nil {
+				return nil, nil, err
+			}
+		}
+		ids2, err = tokenize(s.Tokenizer2, "tokenizer_2", p2, L)
+		return ids1, ids2, err
+	}
+	p2 := make([]string, B)
+	for i := range B {
+		p2[i] = pick(opt.Prompt2, opt.Prompt, i)
+	}
+	ids1, ids2, err := tokenizeBoth(opt.Prompt, p2)
+	if err != nil {
+		return nil, err
+	}
+	var nids1, nids2 [][]int32
+	zeros := opt.NegativePrompt == nil && s.ForceZerosForEmptyPrompt
+	if opt.ClassifierFreeGuidance && !zeros {
+		neg := opt.NegativePrompt
+		if neg == nil {
+			neg = make([]string, B) // negative_prompt or ""
+		}
+		neg2 := make([]string, B)
+		for i := range B {
+			neg2[i] = pick(opt.NegativePrompt2, neg, i)
+		}
+		if nids1, nids2, err = tokenizeBoth(neg, neg2); err != nil {
+			return nil, err
+		}
+	}
+	return s.EncodePromptIDs(b, IDPrompts{IDs1: ids1, IDs2: ids2, NegIDs1: nids1, NegIDs2: nids2}, opt)
+}
+
+// IDPrompts are tokenised prompts for EncodePromptIDs: one row per prompt,
+// IDs1/NegIDs1 for text_encoder (nil in the refiner). NegIDs2 nil means no
+// negative prompt was given (diffusers' negative_prompt=None).
+type IDPrompts struct {
+	IDs1, IDs2       [][]int32
+	NegIDs1, NegIDs2 [][]int32
+}
+
+// EncodePromptIDs is encode_prompt after tokenisation: the ids stand for
+// the already-resolved prompt/prompt_2 and negative rows (opt's strings
+// are not used; its flags are). With ClassifierFreeGuidance and no negative
+// rows, the negatives are zeros when ForceZerosForEmptyPrompt holds and an
+// error otherwise (the caller must tokenise "").
+func (s *SDXL) EncodePromptIDs(b tensor.Backend, p IDPrompts, opt PromptOptions) (*PromptEmbeds, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	n := max(opt.NumImagesPerPrompt, 1)
+	idx := -2
+	if opt.ClipSkip != 0 {
+		idx = -(opt.ClipSkip + 2)
+	}
+	hs, pooled, err := s.EncodeIDs(b, p.IDs1, p.IDs2, idx)
+	if err != nil {
+		return nil, err
+	}
+	out := &PromptEmbeds{PromptEmbeds: hs[0], PooledPromptEmbeds: pooled}
+	if opt.ClassifierFreeGuidance {
+		switch {
+		case p.NegIDs2 != nil:
+			nhs, npooled, err := s.EncodeIDs(b, p.NegIDs1, p.NegIDs2, -2)
+			if err != nil {
+				out.Free()
+				return nil, fmt.Errorf("negative prompt: %w", err)
+			}
+			out.NegativePromptEmbeds, out.NegativePooledPromptEmbeds = nhs[0], npooled
+		case s.ForceZerosForEmptyPrompt:
+			out.NegativePromptEmbeds = b.Zeros(hs[0].DType(), hs[0].Shape()...)
+			out.NegativePooledPromptEmbeds = b.Zeros(pooled.DType(), pooled.Shape()...)
+		default:
+			out.Free()
+			return nil, fmt.Errorf("clip: classifier-free guidance without negative ids needs force_zeros_for_empty_prompt")
+		}
+		if out.NegativePromptEmbeds.Dim(0) != out.PromptEmbeds.Dim(0) {
+			out.Free()
+			return nil, fmt.Errorf("clip: negative prompt has batch size %d, but prompt has %d", out.NegativePromptEmbeds.Dim(0), out.PromptEmbeds.Dim(0))
+		}
+	}
+	if n > 1 {
+		for _, f := range []**tensor.Tensor{&out.PromptEmbeds, &out.NegativePromptEmbeds, &out.PooledPromptEmbeds, &out.NegativePooledPromptEmbeds} {
+			if *f != nil {
+				r := repeatRows(b, *f, n)
+				(*f).Free()
+				*f = r
+			}
+		}
+	}
+	return out, nil
+}
+
+// repeatRows repeats each row of the leading axis n times in place
+// ([a, b] -> [a, a, b, b]), diffusers' repeat(1, n, 1).view(B*n, ...).
+func repeatRows(b tensor.Backend, x *tensor.Tensor, n int) *tensor.Tensor {
+	var parts []*tensor.Tensor
+	for r := range x.Dim(0) {
+		row := b.Slice(x, 0, r, r+1)
+		for range n {
+			parts = append(parts, row)
+		}
+	}
+	out := b.Concat(0, parts...)
+	for i := 0; i < len(parts); i += n {
+		parts[i].Free()
+	}
+	return out
+}

@@ -1,0 +1,365 @@
+// Package clip implements the CLIP text transformer of SDXL's two text
+// encoders (transformers' CLIPTextModel for text_encoder/, CLIP ViT-L, and
+// CLIPTextModelWithProjection for text_encoder_2/, OpenCLIP bigG) and SDXL's
+// prompt encoding (diffusers' StableDiffusionXLPipeline.encode_prompt).
+//
+// The transformer is pre-LayerNorm: token + position embeddings, N encoder
+// layers (layer_norm1 -> causal self-attention -> residual, layer_norm2 ->
+// MLP -> residual), then final_layer_norm. SDXL conditions the UNet on
+// hidden_states[-2] of both encoders (the output of layer N-2, before the last
+// layer and without the final norm) and on encoder 2's projected pooled
+// output.
+package clip
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/sdxl-go/sdxl/nn"
+	"github.com/sdxl-go/sdxl/tensor"
+)
+
+// TextModel is a CLIP text transformer, optionally with the text projection.
+// Field tags are the checkpoint names without the "text_model." prefix that
+// transformers 4 (and CLIPTextModelWithProjection in 5) writes; Load accepts
+// both layouts.
+type TextModel struct {
+	Config Config
+
+	TokenEmbedding    *nn.Embedding   `st:"embeddings.token_embedding"`
+	PositionEmbedding *nn.Embedding   `st:"embeddings.position_embedding"`
+	Layers            []*EncoderLayer `st:"encoder.layers"`
+	FinalLayerNorm    *nn.LayerNorm   `st:"final_layer_norm"`
+	// TextProjection is nil for CLIPTextModel.
+	TextProjection *nn.Linear `st:"text_projection"`
+
+	act activation
+}
+
+// EncoderLayer is transformers' CLIPEncoderLayer.
+type EncoderLayer struct {
+	LayerNorm1 *nn.LayerNorm `st:"layer_norm1"`
+	SelfAttn   *Attention    `st:"self_attn"`
+	LayerNorm2 *nn.LayerNorm `st:"layer_norm2"`
+	MLP        *MLP          `st:"mlp"`
+}
+
+// Attention is CLIPAttention: separate q/k/v projections with biases and an
+// output projection.
+type Attention struct {
+	QProj   *nn.Linear `st:"q_proj"`
+	KProj   *nn.Linear `st:"k_proj"`
+	VProj   *nn.Linear `st:"v_proj"`
+	OutProj *nn.Linear `st:"out_proj"`
+	Heads   int
+}
+
+// MLP is CLIPMLP: fc1 -> activation -> fc2.
+type MLP struct {
+	FC1 *nn.Linear `st:"fc1"`
+	FC2 *nn.Linear `st:"fc2"`
+}
+
+// New builds a text model of meta tensors from cfg (see nn.Load and
+// nn.InitRandom to materialise it).
+func New(cfg Config) (*TextModel, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	act, _ := activationOf(cfg.HiddenAct)
+	D := cfg.HiddenSize
+	eps := float32(cfg.LayerNormEps)
+	m := &TextModel{
+		Config:            cfg,
+		TokenEmbedding:    nn.NewEmbedding(cfg.VocabSize, D),
+		PositionEmbedding: nn.NewEmbedding(cfg.MaxPositionEmbeddings, D),
+		FinalLayerNorm:    nn.NewLayerNorm(D, eps),
+		act:               act,
+	}
+	for range cfg.NumHiddenLayers {
+		m.Layers = append(m.Layers, &EncoderLayer{
+			LayerNorm1: nn.NewLayerNorm(D, eps),
+			SelfAttn: &Attention{
+				QProj:   nn.NewLinear(D, D, true),
+				KProj:   nn.NewLinear(D, D, true),
+				VProj:   nn.NewLinear(D, D, true),
+				OutProj: nn.NewLinear(D, D, true),
+				Heads:   cfg.NumAttentionHeads,
+			},
+			LayerNorm2: nn.NewLayerNorm(D, eps),
+			MLP: &MLP{
+				FC1: nn.NewLinear(D, cfg.IntermediateSize, true),
+				FC2: nn.NewLinear(cfg.IntermediateSize, D, true),
+			},
+		})
+	}
+	if cfg.WithProjection {
+		m.TextProjection = nn.NewLinear(D, cfg.ProjectionDim, false)
+	}
+	return m, nil
+}
+
+// Request says which outputs Forward computes.
+type Request struct {
+	// HiddenStates lists indices into transformers' hidden_states tuple
+	// (N+1 entries: the embeddings, then each layer's output); negative
+	// indices count from the end, so -2 is SDXL's penultimate-layer output.
+	HiddenStates []int
+	// Final asks for last_hidden_state, the pooled output and, with a
+	// projection, text_embeds. Without it the forward stops after the last
+	// requested hidden state (SDXL's encoder 1 never runs its last layer).
+	Final bool
+}
+
+// Output holds what a Request asked for. Tensors belong to the caller.
+type Output struct {
+	// HiddenStates is parallel to Request.HiddenStates, each [B, L, D].
+	HiddenStates []*tensor.Tensor
+	// LastHiddenState is final_layer_norm(last layer output) [B, L, D].
+	LastHiddenState *tensor.Tensor
+	// Pooled is LastHiddenState at PooledIndex per row [B, D]
+	// (transformers' pooler_output).
+	Pooled *tensor.Tensor
+	// PooledIndex is the pooled position of each row.
+	PooledIndex []int
+	// TextEmbeds is text_projection(Pooled) [B, P] (nil without projection).
+	TextEmbeds *tensor.Tensor
+}
+
+// Free releases every tensor of o.
+func (o *Output) Free() {
+	for _, t := range o.HiddenStates {
+		t.Free()
+	}
+	o.LastHiddenState.Free()
+	o.Pooled.Free()
+	o.TextEmbeds.Free()
+}
+
+// hiddenIndex turns a Python-style hidden_states index into the number of
+// layers run (0 = embeddings).
+func (m *TextModel) hiddenIndex(i int) (int, error) {
+	n := len(m.Layers) + 1
+	j := i
+	if j < 0 {
+		j += n
+	}
+	if j < 0 || j >= n {
+		return 0, fmt.Errorf("clip: hidden_states index %d out of range for %d layers (%d hidden states)", i, len(m.Layers), n)
+	}
+	return j, nil
+}
+
+// checkIDs validates token rows: all the same length, within the position
+// table, and within the vocabulary.
+func (m *TextModel) checkIDs(ids [][]int32) (L int, err error) {
+	if len(ids) == 0 {
+		return 0, fmt.Errorf("clip: no token sequences")
+	}
+	L = len(ids[0])
+	if L == 0 || L > m.Config.MaxPositionEmbeddings {
+		return 0, fmt.Errorf("clip: sequence length %d, want 1..%d (max_position_embeddings)", L, m.Config.MaxPositionEmbeddings)
+	}
+	for r, row := range ids {
+		if len(row) != L {
+			return 0, fmt.Errorf("clip: token row %d has %d ids, row 0 has %d", r, len(row), L)
+		}
+		for p, id := range row {
+			if id < 0 || int(id) >= m.Config.VocabSize {
+				return 0, fmt.Errorf("clip: token id %d at row %d position %d is outside the vocabulary (size %d)", id, r, p, m.Config.VocabSize)
+			}
+		}
+	}
+	return L, nil
+}
+
+// PoolIndex returns, per row, the position transformers pools at. When
+// every row's largest id is 49407 (the real CLIP <|endoftext|>, i.e. any
+// output of the CLIP tokenizers) it is the first largest id (the legacy
+// argmax rule); otherwise the first id equal to eos_token_id (0 if none,
+// as torch's argmax of an all-false row). Both rules pick the first EOS
+// for tokenizer output; the second is what the tiny test vocabulary needs.
+func PoolIndex(ids [][]int32, eos int) []int {
+	allMax := true
+	for _, row := range ids {
+		mx := int32(math.MinInt32)
+		for _, id := range row {
+			mx = max(mx, id)
+		}
+		if mx != 49407 {
+			allMax = false
+		}
+	}
+	out := make([]int, len(ids))
+	for r, row := range ids {
+		if allMax {
+			best := 0
+			for p, id := range row {
+				if id > row[best] {
+					best = p
+				}
+			}
+			out[r] = best
+			continue
+		}
+		for p, id := range row {
+			if int(id) == eos {
+				out[r] = p
+				break
+			}
+		}
+	}
+	return out
+}
+
+// causalMask is the additive [L, L] mask: 0 on and below the diagonal, the
+// dtype's most negative finite value above it (torch.finfo(dtype).min, as
+// transformers' eager path builds it), so masked weights underflow to an
+// exact 0 after the softmax.
+func causalMask(b tensor.Backend, dt tensor.DType, L int) *tensor.Tensor {
+	neg := float32(-math.MaxFloat32)
+	switch dt {
+	case tensor.F16:
+		neg = -65504
+	case tensor.BF16:
+		neg = -3.3895314e38 // largest finite bfloat16
+	}
+	data := make([]float32, L*L)
+	for i := range L {
+		for j := i + 1; j < L; j++ {
+			data[i*L+j] = neg
+		}
+	}
+	return b.FromFloat32(dt, tensor.Shape{L, L}, data)
+}
+
+// Forward runs the transformer on token rows of equal length (B rows of L
+// ids) and returns what req asks for. Errors come from invalid ids or
+// requests; shape mismatches inside are programming errors and panic.
+func (m *TextModel) Forward(b tensor.Backend, ids [][]int32, req Request) (*Output, error) {
+	L, err := m.checkIDs(ids)
+	if err != nil {
+		return nil, err
+	}
+	want := make([]int, len(req.HiddenStates))
+	layers := 0
+	for i, h := range req.HiddenStates {
+		if want[i], err = m.hiddenIndex(h); err != nil {
+			return nil, err
+		}
+		layers = max(layers, want[i])
+	}
+	if req.Final {
+		layers = len(m.Layers)
+	}
+	B, D := len(ids), m.Config.HiddenSize
+
+	flat := make([]int32, 0, B*L)
+	for _, row := range ids {
+		flat = append(flat, row...)
+	}
+	pos := make([]int32, L)
+	for i := range pos {
+		pos[i] = int32(i)
+	}
+	tok := m.TokenEmbedding.Forward(b, flat).Reshape(B, L, D)
+	pe := m.PositionEmbedding.Forward(b, pos)
+	h := b.Add(tok, pe)
+	tok.Free()
+	pe.Free()
+
+	out := &Output{HiddenStates: make([]*tensor.Tensor, len(want))}
+	// keep records hidden_states[j]; a state may be requested twice.
+	keep := func(j int, x *tensor.Tensor) {
+		for i, w := range want {
+			if w == j {
+				out.HiddenStates[i] = x
+			}
+		}
+	}
+	kept := func(x *tensor.Tensor) bool {
+		for _, t := range out.HiddenStates {
+			if t == x {
+				return true
+			}
+		}
+		return false
+	}
+	keep(0, h)
+	var mask *tensor.Tensor
+	if layers > 0 {
+		mask = causalMask(b, h.DType(), L)
+		defer mask.Free()
+	}
+	for j := 1; j <= layers; j++ {
+		next := m.Layers[j-1].forward(b, h, mask, m.act)
+		if !kept(h) {
+			h.Free()
+		}
+		h = next
+		keep(j, h)
+	}
+	if req.Final {
+		out.LastHiddenState = m.FinalLayerNorm.Forward(b, h)
+		out.PooledIndex = PoolIndex(ids, m.Config.EOSTokenID)
+		rows := make([]int32, B)
+		for r, p := range out.PooledIndex {
+			rows[r] = int32(r*L + p)
+		}
+		out.Pooled = b.Embedding(out.LastHiddenState.Reshape(B*L, D), rows)
+		if m.TextProjection != nil {
+			out.TextEmbeds = m.TextProjection.Forward(b, out.Pooled)
+		}
+	}
+	if !kept(h) {
+		h.Free()
+	}
+	return out, nil
+}
+
+// forward is one pre-LN encoder layer on x [B, L, D].
+func (l *EncoderLayer) forward(b tensor.Backend, x, mask *tensor.Tensor, act activation) *tensor.Tensor {
+	n := l.LayerNorm1.Forward(b, x)
+	a := l.SelfAttn.forward(b, n, mask)
+	n.Free()
+	h := b.Add(x, a)
+	a.Free()
+
+	n = l.LayerNorm2.Forward(b, h)
+	f := l.MLP.forward(b, n, act)
+	n.Free()
+	out := b.Add(h, f)
+	h.Free()
+	f.Free()
+	return out
+}
+
+// forward is causal self-attention on x [B, L, D].
+func (a *Attention) forward(b tensor.Backend, x, mask *tensor.Tensor) *tensor.Tensor {
+	q := a.QProj.Forward(b, x)
+	k := a.KProj.Forward(b, x)
+	v := a.VProj.Forward(b, x)
+	o := nn.MultiHeadAttention(b, q, k, v, a.Heads, mask)
+	q.Free()
+	k.Free()
+	v.Free()
+	out := a.OutProj.Forward(b, o)
+	o.Free()
+	return out
+}
+
+// forward is fc1 -> activation -> fc2.
+func (m *MLP) forward(b tensor.Backend, x *tensor.Tensor, act activation) *tensor.Tensor {
+	h := m.FC1.Forward(b, x)
+	var g *tensor.Tensor
+	switch act {
+	case actGELU:
+		g = b.GELU(h)
+	default:
+		g = b.QuickGELU(h)
+	}
+	h.Free()
+	out := m.FC2.Forward(b, g)
+	g.Free()
+	return out
+}
