@@ -89,7 +89,7 @@ func lookupComposition(a, b rune) (rune, bool) {
 
 // decomposeInto appends the full canonical decomposition of r to dst.
 func decomposeInto(dst []rune, r rune) []rune {
-	if r < nfcFastLimit {
+	if r < 0xC0 { // nothing below 'À' decomposes
 		return append(dst, r)
 	}
 	if r >= hangulSBase && r < hangulSBase+hangulSCount {

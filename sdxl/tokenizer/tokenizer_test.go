@@ -12,11 +12,11 @@ import (
 )
 
 type idCase struct {
-	Text                   string `json:"text"`
-	Tokenizer              []int  `json:"tokenizer"`
-	TokenizerUntruncated   []int  `json:"tokenizer_untruncated"`
-	Tokenizer2             []int  `json:"tokenizer_2"`
-	Tokenizer2Untruncated  []int  `json:"tokenizer_2_untruncated"`
+	Text                  string `json:"text"`
+	Tokenizer             []int  `json:"tokenizer"`
+	TokenizerUntruncated  []int  `json:"tokenizer_untruncated"`
+	Tokenizer2            []int  `json:"tokenizer_2"`
+	Tokenizer2Untruncated []int  `json:"tokenizer_2_untruncated"`
 }
 
 func loadIDCases(t *testing.T) []idCase {
