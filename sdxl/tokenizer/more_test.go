@@ -55,7 +55,7 @@ func TestCLIPReferenceIDs(t *testing.T) {
 	for len(want) < 77 {
 		want = append(want, 0)
 	}
-	if d := cmp.Diff(want, tk2.EncodePadded("! !! !!!", 77)); d != "" {
+	if d := cmp.Diff(want, mustPad(t, tk2, "! !! !!!")); d != "" {
 		t.Errorf("tokenizer_2 quirk (-want +got):\n%s", d)
 	}
 }
@@ -126,7 +126,7 @@ func TestSpecialCases(t *testing.T) {
 	}
 	// Truncation keeps BOS + 75 + EOS.
 	long := strings.Repeat("cat ", 100)
-	ids := tk.EncodePadded(long, 77)
+	ids := mustPad(t, tk, long)
 	if len(ids) != 77 || ids[0] != 49406 || ids[75] != 2368 || ids[76] != 49407 {
 		t.Errorf("truncated ids = %v", ids)
 	}
@@ -236,7 +236,7 @@ func FuzzEncode(f *testing.F) {
 				t.Fatalf("%q: id %d out of range", s, id)
 			}
 		}
-		if ids := tk.EncodePadded(s, 77); len(ids) != 77 || ids[0] != 49406 {
+		if ids := mustPad(t, tk, s); len(ids) != 77 || ids[0] != 49406 {
 			t.Fatalf("%q: padded ids %v", s, ids)
 		}
 	})
@@ -287,7 +287,9 @@ func BenchmarkEncode10kPrompts(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		for _, p := range prompts {
-			tk.EncodePadded(p, 77)
+			if _, err := tk.EncodePadded(p, 77); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 }
@@ -304,7 +306,9 @@ func BenchmarkEncode10kPromptsCold(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		tk := mustDefault(b, 0)
 		for _, p := range prompts {
-			tk.EncodePadded(p, 77)
+			if _, err := tk.EncodePadded(p, 77); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 }

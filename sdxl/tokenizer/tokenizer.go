@@ -309,15 +309,15 @@ func (t *Tokenizer) EncodeWithSpecials(text string) []int {
 // EncodePadded returns the ids an SDXL text encoder receives for text:
 // BOS, at most length-2 content tokens, EOS, then the pad id up to length
 // (transformers with padding="max_length", truncation=True). length must be
-// at least 2.
-func (t *Tokenizer) EncodePadded(text string, length int) []int32 {
+// at least 2. It satisfies clip.Tokenizer.
+func (t *Tokenizer) EncodePadded(text string, length int) ([]int32, error) {
 	return t.PadIDs(t.Encode(text), length)
 }
 
 // PadIDs frames content ids (without specials) as EncodePadded does.
-func (t *Tokenizer) PadIDs(ids []int, length int) []int32 {
+func (t *Tokenizer) PadIDs(ids []int, length int) ([]int32, error) {
 	if length < 2 {
-		length = 2
+		return nil, fmt.Errorf("tokenizer: sequence length %d leaves no room for BOS and EOS", length)
 	}
 	out := make([]int32, length)
 	out[0] = int32(t.bos)
@@ -329,5 +329,5 @@ func (t *Tokenizer) PadIDs(ids []int, length int) []int32 {
 	for i := 2 + n; i < length; i++ {
 		out[i] = int32(t.pad)
 	}
-	return out
+	return out, nil
 }

@@ -55,7 +55,7 @@ func checkTokenizer(t *testing.T, name string, tk *Tokenizer, cases []idCase, se
 		if d := cmp.Diff(wantU, tk.EncodeWithSpecials(c.Text)); d != "" {
 			t.Errorf("%s %q untruncated (-want +got):\n%s", name, c.Text, d)
 		}
-		if d := cmp.Diff(want, toInt(tk.EncodePadded(c.Text, MaxLength))); d != "" {
+		if d := cmp.Diff(want, toInt(mustPad(t, tk, c.Text))); d != "" {
 			t.Errorf("%s %q padded (-want +got):\n%s", name, c.Text, d)
 		}
 	}
@@ -83,4 +83,24 @@ func TestGoldenIDs(t *testing.T) {
 	checkTokenizer(t, "refiner tokenizer_2 (tokenizer.json)", load(filepath.Join(refiner, "tokenizer_2")), cases, true)
 	checkTokenizer(t, "embedded pad 49407", d1, cases, false)
 	checkTokenizer(t, "embedded pad 0", d2, cases, true)
+}
+
+func mustPad(t testing.TB, tk *Tokenizer, text string) []int32 {
+	t.Helper()
+	ids, err := tk.EncodePadded(text, MaxLength)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+func TestPadLengthError(t *testing.T) {
+	tk := mustDefault(t, 49407)
+	if _, err := tk.EncodePadded("x", 1); err == nil {
+		t.Error("length 1 accepted")
+	}
+	ids, err := tk.EncodePadded("a photo", 2)
+	if err != nil || len(ids) != 2 || ids[0] != 49406 || ids[1] != 49407 {
+		t.Errorf("length 2: %v %v", ids, err)
+	}
 }
