@@ -1,0 +1,145 @@
+package torchrand
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/sdxl-go/sdxl/internal/golden"
+)
+
+// rngCase is one stream of small/rng.safetensors, parsed from its name:
+// <device>.seed<S>[.second_draw].<shape>[.float16].
+type rngCase struct {
+	name   string
+	device string
+	seed   uint64
+	second bool
+	numel  int
+	half   bool
+}
+
+func parseRNGName(name string) (rngCase, error) {
+	c := rngCase{name: name}
+	parts := strings.Split(name, ".")
+	if len(parts) < 3 || !strings.HasPrefix(parts[1], "seed") {
+		return c, fmt.Errorf("unexpected rng tensor name %q", name)
+	}
+	c.device = parts[0]
+	s, err := strconv.ParseUint(strings.TrimPrefix(parts[1], "seed"), 10, 64)
+	if err != nil {
+		return c, fmt.Errorf("rng tensor %q: seed: %v", name, err)
+	}
+	c.seed = s
+	rest := parts[2:]
+	if rest[0] == "second_draw" {
+		c.second = true
+		rest = rest[1:]
+	}
+	if len(rest) == 2 && rest[1] == "float16" {
+		c.half = true
+		rest = rest[:1]
+	}
+	if len(rest) != 1 {
+		return c, fmt.Errorf("unexpected rng tensor name %q", name)
+	}
+	c.numel = 1
+	for _, d := range strings.Split(rest[0], "x") {
+		v, err := strconv.Atoi(d)
+		if err != nil {
+			return c, fmt.Errorf("rng tensor %q: shape: %v", name, err)
+		}
+		c.numel *= v
+	}
+	return c, nil
+}
+
+// ulpDiff is the distance between two float32 values in units in the last
+// place (0 for identical bit patterns).
+func ulpDiff(a, b float32) int64 {
+	ia := int64(int32(math.Float32bits(a)))
+	ib := int64(int32(math.Float32bits(b)))
+	if ia < 0 {
+		ia = math.MinInt32 - ia
+	}
+	if ib < 0 {
+		ib = math.MinInt32 - ib
+	}
+	d := ia - ib
+	if d < 0 {
+		d = -d
+	}
+	return d
+}
+
+type streamStats struct {
+	maxULP   int64
+	mismatch int
+}
+
+func compareStream(got, want []float32) streamStats {
+	var st streamStats
+	for i := range want {
+		if d := ulpDiff(got[i], want[i]); d > 0 {
+			st.mismatch++
+			if d > st.maxULP {
+				st.maxULP = d
+			}
+		}
+	}
+	return st
+}
+
+func rngCases(t *testing.T, f *golden.File, device string) []rngCase {
+	var cases []rngCase
+	for name := range f.Tensors {
+		if !strings.HasPrefix(name, device+".") {
+			continue
+		}
+		c, err := parseRNGName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cases = append(cases, c)
+	}
+	sort.Slice(cases, func(i, j int) bool { return cases[i].name < cases[j].name })
+	if len(cases) == 0 {
+		t.Fatalf("no %s streams in rng.safetensors", device)
+	}
+	return cases
+}
+
+// TestCPUStreamsGolden checks every cpu.* stream of small/rng.safetensors
+// bit for bit: float32 below and above the 16-element vectorisation
+// threshold, the float16 variant and second draws on the same generator.
+func TestCPUStreamsGolden(t *testing.T) {
+	f := golden.Open(t, "small/rng.safetensors")
+	for _, c := range rngCases(t, f, "cpu") {
+		want, _ := f.Get(c.name)
+		if len(want) != c.numel {
+			t.Fatalf("%s: %d values, name says %d", c.name, len(want), c.numel)
+		}
+		g := NewCPU(c.seed)
+		var got []float32
+		switch {
+		case c.second:
+			// torch.randn(shape) twice on one generator; the golden is the
+			// second tensor.
+			g.Randn(c.numel)
+			got = g.Randn(c.numel)
+		case c.half:
+			got = g.RandnHalf(c.numel)
+		default:
+			got = g.Randn(c.numel)
+		}
+		st := compareStream(got, want)
+		if st.mismatch != 0 {
+			t.Errorf("%s: %d of %d values differ, max %d ulp", c.name, st.mismatch, c.numel, st.maxULP)
+			continue
+		}
+		t.Logf("%s: %d values bit-exact", c.name, c.numel)
+	}
+}
