@@ -143,3 +143,57 @@ func TestCPUStreamsGolden(t *testing.T) {
 		t.Logf("%s: %d values bit-exact", c.name, c.numel)
 	}
 }
+
+// TestCUDAStreamsGolden checks every cuda.* stream of small/rng.safetensors
+// (drawn by torch on an H200). The Philox counters, the grid-stride layout
+// and the offset bookkeeping across draws are exact, so every value must be
+// the GPU's up to the error of its hardware __sincosf: at most about
+// 2^-21.4 absolute on sin and cos, times the Box-Muller radius (below 6).
+// Float16 draws round those values to half precision, so an error can flip
+// the last half-precision bit. A wrong counter, offset or layout gives
+// unrelated values, orders of magnitude outside these bounds.
+func TestCUDAStreamsGolden(t *testing.T) {
+	f := golden.Open(t, "small/rng.safetensors")
+	var total, exact int
+	var worstULP int64
+	var worstRel, worstAbs32 float64
+	for _, c := range rngCases(t, f, "cuda") {
+		want, _ := f.Get(c.name)
+		g := NewCUDA(c.seed)
+		var got []float32
+		switch {
+		case c.second:
+			g.Randn(c.numel)
+			got = g.Randn(c.numel)
+		case c.half:
+			got = g.RandnHalf(c.numel)
+		default:
+			got = g.Randn(c.numel)
+		}
+		for i := range want {
+			d := math.Abs(float64(got[i]) - float64(want[i]))
+			limit := 2.5e-6 // 6 * 2^-21.4 plus rounding
+			if c.half {
+				limit += math.Abs(float64(want[i])) * 0x1p-10 // plus one half-precision ulp
+			} else if d > worstAbs32 {
+				worstAbs32 = d
+			}
+			if d > limit {
+				t.Errorf("%s[%d] = %v, torch gave %v (|diff| %.3g > %.3g)", c.name, i, got[i], want[i], d, limit)
+				break
+			}
+		}
+		st := compareStream(got, want)
+		rel := golden.RelErr(got, want)
+		total += c.numel
+		exact += c.numel - st.mismatch
+		worstULP = max(worstULP, st.maxULP)
+		worstRel = max(worstRel, rel)
+		t.Logf("%s: %d of %d values differ, rel err %.3g", c.name, st.mismatch, c.numel, rel)
+	}
+	t.Logf("cuda streams: %d of %d values bit-exact; float32 max |diff| %.3g; worst rel err %.3g (float16 streams included)",
+		exact, total, worstAbs32, worstRel)
+	if worstRel > 2e-5 {
+		t.Errorf("worst relative error %.3g > 2e-5", worstRel)
+	}
+}
