@@ -248,7 +248,7 @@ func (s *philoxState) normal4() [4]float32 {
 }
 
 const (
-	curand2Pow32Inv    float32 = 2.3283064e-10                          // CURAND_2POW32_INV, exactly 2^-32
+	curand2Pow32Inv    float32 = 2.3283064e-10                      // CURAND_2POW32_INV, exactly 2^-32
 	curand2Pow32Inv2Pi float32 = float32(2.3283064e-10) * 6.2831855 // CURAND_2POW32_INV_2PI, a float product
 )
 
