@@ -175,11 +175,13 @@ func (a *arch) transformerLayers(c *cfgReader) error {
 		}
 		a.tLayersDown[i] = v
 	}
-	mid, err := expand("transformer_layers_per_block[-1] (mid block)", perLevel[n-1], 1)
-	if err != nil {
-		return err
+	// The mid block has one transformer; a per-resnet list for the last
+	// level is indexed by it, so only its first entry counts.
+	mid, err := decodeIntOrList(perLevel[n-1])
+	if err != nil || len(mid) == 0 {
+		return fmt.Errorf("transformer_layers_per_block[-1] (mid block): %v", err)
 	}
-	a.tLayersMid = mid
+	a.tLayersMid = mid[:1]
 	rev, hasRev := c.raw["reverse_transformer_layers_per_block"]
 	hasRev = hasRev && !isNull(rev)
 	if nested && !hasRev {

@@ -10,6 +10,7 @@ import (
 	"github.com/sdxl-go/sdxl/backend/cpu"
 	"github.com/sdxl-go/sdxl/internal/golden"
 	"github.com/sdxl-go/sdxl/nn"
+	"github.com/sdxl-go/sdxl/safetensors"
 	"github.com/sdxl-go/sdxl/sdxl/capture"
 	"github.com/sdxl-go/sdxl/tensor"
 )
@@ -147,5 +148,99 @@ func checkActs(t *testing.T, g *golden.File, prefix string, rec *capture.Recorde
 			continue
 		}
 		golden.Check(t, n, a.Data, want, 1e-4)
+	}
+}
+
+// TestSmallDecode decodes the final latents of a small-model pipeline golden
+// (real 4-level VAE topology, fp16 weights widened to float32) and compares
+// the post-processed image (clamp(x/2+0.5, 0, 1), NHWC).
+func TestSmallDecode(t *testing.T) {
+	g := golden.Open(t, "small/e2e_astro_euler.safetensors")
+	b := cpu.New()
+	v, err := LoadDir(b, golden.Path(t, "small/models/sdxl-small-base/vae"), LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, s := g.Get("final_latents")
+	z := v.Unscale(b, b.FromFloat32(tensor.F32, s, d))
+	img, err := v.Decode(b, nil, z)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := b.ToFloat32(img)
+	C, H, W := img.Dim(1), img.Dim(2), img.Dim(3)
+	nhwc := make([]float32, len(x))
+	for c := range C {
+		for i := range H * W {
+			nhwc[i*C+c] = min(max(x[c*H*W+i]/2+0.5, 0), 1)
+		}
+	}
+	want, _ := g.Get("image")
+	golden.Check(t, "small VAE decode image", nhwc, want, 1e-4)
+}
+
+// convAttnSource presents the mid-block attention projections of a
+// diffusers file as 1x1 convolutions, as original single-file checkpoints
+// store them.
+type convAttnSource struct{ nn.Source }
+
+func (s convAttnSource) Shape(name string) ([]int, bool) {
+	shape, ok := s.Source.Shape(name)
+	if ok && isAttnProj(name) {
+		return append(shape, 1, 1), true
+	}
+	return shape, ok
+}
+
+func TestLoadConvAttentionWeights(t *testing.T) {
+	g := golden.Open(t, "tiny/goldens/vae.safetensors")
+	dir := golden.Path(t, "tiny/models/sdxl-tiny-base/vae")
+	data, err := os.ReadFile(dir + "/config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ParseConfig(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := safetensors.Open(dir + "/diffusion_pytorch_model.safetensors")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fs, err := nn.NewFileSource(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := convAttnSource{fs}
+	if s, _ := src.Shape("decoder.mid_block.attentions.0.to_q.weight"); len(s) != 4 {
+		t.Fatalf("test source shape %v, want a 1x1 conv", s)
+	}
+	b := cpu.New()
+	v, err := Load(b, cfg, src, LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, s := g.Get("decode.latents_unscaled")
+	img, err := v.Decode(b, nil, b.FromFloat32(tensor.F32, s, d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := g.Get("decode.sample")
+	golden.Check(t, "decode.sample (1x1-conv attention weights)", b.ToFloat32(img), want, 1e-4)
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	for _, c := range []struct{ json, want string }{
+		{`{"block_out_channels": [32, 64], "down_block_types": ["DownEncoderBlock2D"], "up_block_types": ["UpDecoderBlock2D"]}`, "2 block_out_channels, 1 down_block_types"},
+		{`{"act_fn": "gelu"}`, `act_fn "gelu"`},
+		{`{"block_out_channels": [30]}`, "does not split into 32 groups"},
+		{`{"latents_mean": [0, 0, 0, 0]}`, "latents_mean and latents_std"},
+		{`{"scaling_factor": "x"}`, "parsing VAE config"},
+	} {
+		_, err := ParseConfig([]byte(c.json))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want %q", c.json, err, c.want)
+		}
 	}
 }
