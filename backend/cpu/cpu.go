@@ -6,8 +6,10 @@
 // float32 (float64 for the statistics of norms and reductions).
 //
 // Ops run on goroutines bounded by the backend's thread count over
-// independent work (GEMM blocks, batch items, rows, groups); GEMMs go
-// through an internal packed, register-tiled SGEMM (see gemm.go).
+// independent work (GEMM blocks, batch items, rows, groups). GEMMs go
+// through the package's packed, register-tiled SGEMM (gemm.go), whose
+// micro-kernel is Go assembly (AVX2+FMA) on amd64 machines that have it
+// and portable Go elsewhere or with the purego build tag.
 package cpu
 
 import (
@@ -20,10 +22,12 @@ import (
 	"github.com/sdxl-go/sdxl/tensor"
 )
 
-// Backend is the CPU backend. It holds no mutable state after construction
-// and is safe for concurrent use by several goroutines.
+// Backend is the CPU backend. Its only state after construction is a cache
+// of GEMM packing buffers; it is safe for concurrent use by several
+// goroutines.
 type Backend struct {
 	threads int
+	pools   *gemmPools
 	// poison makes every new output allocation start as NaN, so that a test
 	// notices an op that forgets to write part of its output.
 	poison bool
@@ -51,7 +55,7 @@ func NewWithOptions(o Options) *Backend {
 	if t <= 0 {
 		t = runtime.GOMAXPROCS(0)
 	}
-	return &Backend{threads: t, poison: o.PoisonAllocations}
+	return &Backend{threads: t, pools: newGemmPools(), poison: o.PoisonAllocations}
 }
 
 var _ tensor.Backend = (*Backend)(nil)
