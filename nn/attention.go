@@ -183,25 +183,34 @@ func NewBasicTransformerBlock(path string, dim, heads, headDim, crossDim int, on
 }
 
 // Forward runs the block on x [B, L, dim] with context [B, Lk, crossDim].
+// x is not freed.
 func (t *BasicTransformerBlock) Forward(b tensor.Backend, rec Recorder, x, context *tensor.Tensor) *tensor.Tensor {
 	RecordIn(rec, t.Path, x)
 	var ctx1 *tensor.Tensor
 	if t.OnlyCross {
 		ctx1 = context
 	}
-	x = t.residual(b, rec, x, t.Norm1, func(n *tensor.Tensor) *tensor.Tensor { return t.Attn1.Forward(b, rec, n, ctx1) }, false)
-	x = t.residual(b, rec, x, t.Norm2, func(n *tensor.Tensor) *tensor.Tensor { return t.Attn2.Forward(b, rec, n, context) }, true)
-	x = t.residual(b, rec, x, t.Norm3, func(n *tensor.Tensor) *tensor.Tensor { return t.FF.Forward(b, rec, n) }, true)
-	RecordOut(rec, t.Path, x)
-	return x
+	n := t.Norm1.Forward(b, x)
+	y := t.Attn1.Forward(b, rec, n, ctx1)
+	n.Free()
+	h := addFree(b, y, x, false)
+
+	n = t.Norm2.Forward(b, h)
+	y = t.Attn2.Forward(b, rec, n, context)
+	n.Free()
+	h = addFree(b, y, h, true)
+
+	n = t.Norm3.Forward(b, h)
+	y = t.FF.Forward(b, rec, n)
+	n.Free()
+	h = addFree(b, y, h, true)
+	RecordOut(rec, t.Path, h)
+	return h
 }
 
-// residual computes x + f(norm(x)); freeX releases x (an intermediate of
-// this block, never the caller's input).
-func (t *BasicTransformerBlock) residual(b tensor.Backend, rec Recorder, x *tensor.Tensor, norm *LayerNorm, f func(*tensor.Tensor) *tensor.Tensor, freeX bool) *tensor.Tensor {
-	n := norm.Forward(b, x)
-	y := f(n)
-	n.Free()
+// addFree returns y + x, freeing y, and x when freeX (an intermediate of
+// the caller, never its input).
+func addFree(b tensor.Backend, y, x *tensor.Tensor, freeX bool) *tensor.Tensor {
 	out := b.Add(y, x)
 	y.Free()
 	if freeX {

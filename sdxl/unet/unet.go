@@ -241,8 +241,15 @@ func (u *UNet) Forward(b tensor.Backend, in Input, rec nn.Recorder) (*tensor.Ten
 		k := len(in.TimeIDs) / B
 		ids := b.FromFloat32(dt, tensor.Shape{B * k, a.addTimeDim}, nn.Timesteps(in.TimeIDs, a.addTimeDim, a.flipSinToCos, a.freqShift))
 		nn.RecordOut(rec, "add_time_proj", ids)
-		addIn := b.Concat(1, in.TextEmbeds, ids.Reshape(B, k*a.addTimeDim))
+		text := in.TextEmbeds
+		if text.DType() != dt { // diffusers: add_embeds.to(emb.dtype)
+			text = b.Cast(text, dt)
+		}
+		addIn := b.Concat(1, text, ids.Reshape(B, k*a.addTimeDim))
 		ids.Free()
+		if text != in.TextEmbeds {
+			text.Free()
+		}
 		aug := u.AddEmbedding.Forward(b, rec, addIn)
 		addIn.Free()
 		s := b.Add(emb, aug)
@@ -264,6 +271,10 @@ func (u *UNet) Forward(b tensor.Backend, in Input, rec nn.Recorder) (*tensor.Ten
 		one.Free()
 	}
 	ctx := in.EncoderHiddenStates
+	if ctx != nil && ctx.DType() != dt {
+		ctx = b.Cast(ctx, dt)
+		defer ctx.Free()
+	}
 
 	h := u.ConvIn.Forward(b, sample)
 	if sample != in.Sample {
