@@ -135,8 +135,11 @@ type RGB struct {
 
 // ToRGB converts any image to 8-bit RGB the way Pillow's convert("RGB")
 // does for the modes PNG and JPEG decode to: alpha is dropped (not
-// composited), grey is replicated, palettes are looked up and 16-bit samples
-// keep their high byte.
+// composited), grey is replicated, palettes are looked up (transparent
+// entries keep their colour) and 16-bit colour samples keep their high byte.
+// One deliberate difference: Pillow opens a 16-bit greyscale PNG as 32-bit
+// integers and saturates them to 255 when converting, which whitens the
+// picture; here its high byte is kept like for 16-bit colour.
 func ToRGB(m image.Image) *RGB {
 	b := m.Bounds()
 	w, h := b.Dx(), b.Dy()

@@ -191,6 +191,9 @@ func TestPNGChunksRoundTrip(t *testing.T) {
 	if err := EncodePNG(&buf, img, chunks); err != nil {
 		t.Fatal(err)
 	}
+	if b := buf.Bytes(); b[24] != 8 || b[25] != 2 {
+		t.Errorf("IHDR bit depth %d colour type %d, want 8-bit RGB (2) like Pillow's RGB PNGs", b[24], b[25])
+	}
 	types := rawChunks(t, buf.Bytes())
 	want := []string{"IHDR", "tEXt", "iTXt", "iTXt", "tEXt", "IDAT", "IEND"}
 	if strings.Join(types, " ") != strings.Join(want, " ") {
@@ -443,6 +446,32 @@ func TestResizeMatchesPillow(t *testing.T) {
 			t.Errorf("%dx%d -> %dx%d: sha256 %s, Pillow %s", r.W, r.H, r.OutW, r.OutH, got, r.SHA256)
 		} else {
 			t.Logf("%dx%d -> %dx%d: identical to Pillow %s", r.W, r.H, r.OutW, r.OutH, f.Pillow)
+		}
+	}
+	// PreprocessFile resizes a 37x29 PNG to 32x24 like Pillow, then 2x-1.
+	path := filepath.Join(t.TempDir(), "odd.png")
+	odd := pattern(1, 37, 29)
+	nrgba := image.NewNRGBA(image.Rect(0, 0, 37, 29))
+	for i := 0; i < 37*29; i++ {
+		copy(nrgba.Pix[4*i:4*i+3], odd.Pix[3*i:3*i+3])
+		nrgba.Pix[4*i+3] = 255
+	}
+	if err := WritePNG(path, nrgba, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	data, shape, orig, err := PreprocessFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if orig != image.Pt(37, 29) || shape[2] != 24 || shape[3] != 32 {
+		t.Fatalf("PreprocessFile: orig %v shape %v", orig, shape)
+	}
+	want, _ := ResizeLanczos(odd, 32, 24)
+	for i := 0; i < 32*24; i++ {
+		for c := 0; c < 3; c++ {
+			if data[c*32*24+i] != Normalize(want.Pix[3*i+c]) {
+				t.Fatalf("PreprocessFile value %d/%d differs", i, c)
+			}
 		}
 	}
 	// Preprocess rounds down to multiples of 8 and leaves such sizes alone.

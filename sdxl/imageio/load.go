@@ -213,3 +213,21 @@ func tiffOrientation(t []byte) int {
 	}
 	return 1
 }
+
+// PreprocessFile is the img2img input diffusers builds from
+// image=load_image(path): Load, Preprocess (Lanczos resize to multiples of 8
+// only if needed), then Normalized, giving a 1x3xHxW tensor in [-1,1]. orig is
+// the picture's size after EXIF orientation; when it differs from shape's
+// width and height the image was resized.
+func PreprocessFile(path string) (data []float32, shape []int, orig image.Point, err error) {
+	m, err := Load(path)
+	if err != nil {
+		return nil, nil, image.Point{}, err
+	}
+	p, err := Preprocess(m)
+	if err != nil {
+		return nil, nil, image.Point{}, fmt.Errorf("%s: %v", path, err)
+	}
+	data, shape = p.Normalized()
+	return data, shape, image.Pt(m.W, m.H), nil
+}
