@@ -47,8 +47,24 @@ func Write(path string, overwrite bool, fill func(w io.Writer) error) (err error
 	if err = os.Chmod(tmp.Name(), 0o644); err != nil {
 		return err
 	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("cannot write %s: %v", path, err)
+	if overwrite {
+		if err = os.Rename(tmp.Name(), path); err != nil {
+			return fmt.Errorf("cannot write %s: %v", path, err)
+		}
+		return nil
 	}
+	// Link fails if path appeared since the check above, so a file created
+	// meanwhile by someone else is never replaced.
+	if err = os.Link(tmp.Name(), path); err != nil {
+		if os.IsExist(err) {
+			return fmt.Errorf("%s already exists (use --overwrite to replace it)", path)
+		}
+		// File systems without hard links: fall back to rename.
+		if err = os.Rename(tmp.Name(), path); err != nil {
+			return fmt.Errorf("cannot write %s: %v", path, err)
+		}
+		return nil
+	}
+	os.Remove(tmp.Name())
 	return nil
 }
