@@ -127,3 +127,36 @@ func activationOf(name string) (activation, error) {
 	}
 	return 0, fmt.Errorf("clip config: hidden_act %q is not supported (want quick_gelu or gelu)", name)
 }
+
+// The text encoder configs of stabilityai/stable-diffusion-xl-base-1.0
+// (text_encoder/config.json, CLIP ViT-L, and text_encoder_2/config.json,
+// OpenCLIP bigG; the refiner's text_encoder_2 is the same), for building
+// full-size models with random weights (benchmarks, loader shape checks).
+const (
+	sdxlTextEncoderJSON = `{"architectures": ["CLIPTextModel"], "attention_dropout": 0.0, "bos_token_id": 0,
+		"dropout": 0.0, "eos_token_id": 2, "hidden_act": "quick_gelu", "hidden_size": 768, "initializer_factor": 1.0,
+		"initializer_range": 0.02, "intermediate_size": 3072, "layer_norm_eps": 1e-05, "max_position_embeddings": 77,
+		"model_type": "clip_text_model", "num_attention_heads": 12, "num_hidden_layers": 12, "pad_token_id": 1,
+		"projection_dim": 768, "torch_dtype": "float16", "vocab_size": 49408}`
+	sdxlTextEncoder2JSON = `{"architectures": ["CLIPTextModelWithProjection"], "attention_dropout": 0.0,
+		"bos_token_id": 0, "dropout": 0.0, "eos_token_id": 2, "hidden_act": "gelu", "hidden_size": 1280,
+		"initializer_factor": 1.0, "initializer_range": 0.02, "intermediate_size": 5120, "layer_norm_eps": 1e-05,
+		"max_position_embeddings": 77, "model_type": "clip_text_model", "num_attention_heads": 20,
+		"num_hidden_layers": 32, "pad_token_id": 1, "projection_dim": 1280, "torch_dtype": "float16",
+		"vocab_size": 49408}`
+)
+
+// SDXLTextEncoderConfig is the full-size SDXL text_encoder (CLIP ViT-L).
+func SDXLTextEncoderConfig() Config { return mustParse(sdxlTextEncoderJSON) }
+
+// SDXLTextEncoder2Config is the full-size SDXL text_encoder_2 (OpenCLIP
+// bigG with projection).
+func SDXLTextEncoder2Config() Config { return mustParse(sdxlTextEncoder2JSON) }
+
+func mustParse(js string) Config {
+	c, err := ParseConfig([]byte(js))
+	if err != nil {
+		panic(err) // a constant of this file: a programming error
+	}
+	return c
+}
