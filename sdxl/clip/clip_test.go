@@ -422,6 +422,19 @@ func TestTinyEncodePrompt(t *testing.T) {
 			t.Errorf("negatives without classifier-free guidance")
 		}
 	})
+	t.Run("clip_skip with negative", func(t *testing.T) {
+		// Batched positive and negative rows: clip_skip applies to the
+		// positive only, the negative keeps hidden_states[-2].
+		p, err := base.EncodePrompt(b, PromptOptions{Prompt: []string{"prompt_a"}, NegativePrompt: []string{"neg_a"},
+			ClipSkip: 1, ClassifierFreeGuidance: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, b, f, "encode_clipskip1.prompt_embeds", p.PromptEmbeds, tolText)
+		check(t, b, f, "encode_clipskip1.pooled_prompt_embeds", p.PooledPromptEmbeds, tolText)
+		check(t, b, f, "encode_dual.negative_prompt_embeds", p.NegativePromptEmbeds, tolText)
+		check(t, b, f, "encode_dual.negative_pooled_prompt_embeds", p.NegativePooledPromptEmbeds, tolText)
+	})
 	t.Run("encode_refiner", func(t *testing.T) {
 		p, err := refiner.EncodePrompt(b, PromptOptions{Prompt: []string{"prompt_a"}, NegativePrompt: []string{""}, ClassifierFreeGuidance: true})
 		if err != nil {

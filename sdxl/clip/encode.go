@@ -73,6 +73,11 @@ func (c Conditioning) Free() {
 // -(clip_skip+2)); pooled is text_encoder_2's text_embeds. This is the
 // primitive both EncodePrompt and Compel-style weighting build on.
 func (s *SDXL) EncodeIDs(b tensor.Backend, ids1, ids2 [][]int32, hidden ...int) (embeds []*tensor.Tensor, pooled *tensor.Tensor, err error) {
+	return s.encodeIDs(b, ids1, ids2, nil, hidden)
+}
+
+// encodeIDs is EncodeIDs with optional pooling positions for encoder 2.
+func (s *SDXL) encodeIDs(b tensor.Backend, ids1, ids2 [][]int32, pool []int, hidden []int) (embeds []*tensor.Tensor, pooled *tensor.Tensor, err error) {
 	if err := s.check(); err != nil {
 		return nil, nil, err
 	}
@@ -90,7 +95,7 @@ func (s *SDXL) EncodeIDs(b tensor.Backend, ids1, ids2 [][]int32, hidden ...int) 
 		}
 		parts = append(parts, o.HiddenStates)
 	}
-	o2, err := s.TextEncoder2.Forward(b, ids2, Request{HiddenStates: hidden, Final: true})
+	o2, err := s.TextEncoder2.Forward(b, ids2, Request{HiddenStates: hidden, Final: true, PoolIndex: pool})
 	if err != nil {
 		for _, p := range parts {
 			freeAll(p)
@@ -270,31 +275,55 @@ func (s *SDXL) EncodePromptIDs(b tensor.Backend, p IDPrompts, opt PromptOptions)
 	if opt.ClipSkip != 0 {
 		idx = -(opt.ClipSkip + 2)
 	}
-	hs, pooled, err := s.EncodeIDs(b, p.IDs1, p.IDs2, idx)
-	if err != nil {
-		return nil, err
+	B := len(p.IDs2)
+	withNeg := opt.ClassifierFreeGuidance && p.NegIDs2 != nil
+	if opt.ClassifierFreeGuidance && !withNeg && !s.ForceZerosForEmptyPrompt {
+		return nil, fmt.Errorf("clip: classifier-free guidance without negative ids needs force_zeros_for_empty_prompt")
 	}
-	out := &PromptEmbeds{PromptEmbeds: hs[0], PooledPromptEmbeds: pooled}
-	if opt.ClassifierFreeGuidance {
-		switch {
-		case p.NegIDs2 != nil:
-			nhs, npooled, err := s.EncodeIDs(b, p.NegIDs1, p.NegIDs2, -2)
-			if err != nil {
-				out.Free()
-				return nil, fmt.Errorf("negative prompt: %w", err)
-			}
-			out.NegativePromptEmbeds, out.NegativePooledPromptEmbeds = nhs[0], npooled
-		case s.ForceZerosForEmptyPrompt:
+	if withNeg && len(p.NegIDs2) != B {
+		return nil, fmt.Errorf("clip: negative prompt has batch size %d, but prompt has %d", len(p.NegIDs2), B)
+	}
+	out := &PromptEmbeds{}
+	if !withNeg {
+		hs, pooled, err := s.encodeIDs(b, p.IDs1, p.IDs2, nil, []int{idx})
+		if err != nil {
+			return nil, err
+		}
+		out.PromptEmbeds, out.PooledPromptEmbeds = hs[0], pooled
+		if opt.ClassifierFreeGuidance {
 			out.NegativePromptEmbeds = b.Zeros(hs[0].DType(), hs[0].Shape()...)
 			out.NegativePooledPromptEmbeds = b.Zeros(pooled.DType(), pooled.Shape()...)
-		default:
-			out.Free()
-			return nil, fmt.Errorf("clip: classifier-free guidance without negative ids needs force_zeros_for_empty_prompt")
 		}
-		if out.NegativePromptEmbeds.Dim(0) != out.PromptEmbeds.Dim(0) {
-			out.Free()
-			return nil, fmt.Errorf("clip: negative prompt has batch size %d, but prompt has %d", out.NegativePromptEmbeds.Dim(0), out.PromptEmbeds.Dim(0))
+	} else {
+		// Positive and negative rows run as one batch: the same numbers as
+		// diffusers' two calls (rows are independent; the pooling rule is
+		// still decided per call), at half the weight traffic per token.
+		cat := func(a, c [][]int32) [][]int32 { return append(append([][]int32{}, a...), c...) }
+		var ids1 [][]int32
+		if s.TextEncoder != nil {
+			if len(p.NegIDs1) != len(p.IDs1) {
+				return nil, fmt.Errorf("clip: negative prompt has batch size %d for text_encoder, but prompt has %d", len(p.NegIDs1), len(p.IDs1))
+			}
+			ids1 = cat(p.IDs1, p.NegIDs1)
 		}
+		eos := s.TextEncoder2.Config.EOSTokenID
+		pool := append(PoolIndex(p.IDs2, eos), PoolIndex(p.NegIDs2, eos)...)
+		// The negative prompt always uses hidden_states[-2] (diffusers
+		// ignores clip_skip there).
+		hidden := []int{idx}
+		if idx != -2 {
+			hidden = append(hidden, -2)
+		}
+		hs, pooled, err := s.encodeIDs(b, ids1, cat(p.IDs2, p.NegIDs2), pool, hidden)
+		if err != nil {
+			return nil, err
+		}
+		out.PromptEmbeds = b.Slice(hs[0], 0, 0, B)
+		out.NegativePromptEmbeds = b.Slice(hs[len(hs)-1], 0, B, 2*B)
+		out.PooledPromptEmbeds = b.Slice(pooled, 0, 0, B)
+		out.NegativePooledPromptEmbeds = b.Slice(pooled, 0, B, 2*B)
+		freeAll(hs)
+		pooled.Free()
 	}
 	if n > 1 {
 		for _, f := range []**tensor.Tensor{&out.PromptEmbeds, &out.NegativePromptEmbeds, &out.PooledPromptEmbeds, &out.NegativePooledPromptEmbeds} {

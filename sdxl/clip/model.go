@@ -109,6 +109,10 @@ type Request struct {
 	// projection, text_embeds. Without it the forward stops after the last
 	// requested hidden state (SDXL's encoder 1 never runs its last layer).
 	Final bool
+	// PoolIndex, when not nil, gives the pooled position of each row
+	// instead of PoolIndex(ids, eos_token_id) (e.g. for rows batched from
+	// separate calls, whose pooling rule transformers decides per call).
+	PoolIndex []int
 }
 
 // Output holds what a Request asked for. Tensors belong to the caller.
@@ -253,6 +257,16 @@ func (m *TextModel) Forward(b tensor.Backend, ids [][]int32, req Request) (*Outp
 		layers = len(m.Layers)
 	}
 	B, D := len(ids), m.Config.HiddenSize
+	if req.PoolIndex != nil {
+		if len(req.PoolIndex) != B {
+			return nil, fmt.Errorf("clip: %d pooling positions for %d token rows", len(req.PoolIndex), B)
+		}
+		for r, p := range req.PoolIndex {
+			if p < 0 || p >= L {
+				return nil, fmt.Errorf("clip: pooling position %d of row %d is outside the %d tokens", p, r, L)
+			}
+		}
+	}
 
 	flat := make([]int32, 0, B*L)
 	for _, row := range ids {
@@ -302,6 +316,9 @@ func (m *TextModel) Forward(b tensor.Backend, ids [][]int32, req Request) (*Outp
 	if req.Final {
 		out.LastHiddenState = m.FinalLayerNorm.Forward(b, h)
 		out.PooledIndex = PoolIndex(ids, m.Config.EOSTokenID)
+		if req.PoolIndex != nil {
+			out.PooledIndex = req.PoolIndex
+		}
 		rows := make([]int32, B)
 		for r, p := range out.PooledIndex {
 			rows[r] = int32(r*L + p)
