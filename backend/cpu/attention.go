@@ -1,17 +1,17 @@
 package cpu
 
 import (
-	"math"
-
 	"github.com/sdxl-go/sdxl/tensor"
 )
 
-// attnTileElems bounds the score tile of one attention work item, so the
-// [Lq, Lk] score matrix is never materialised whole.
-const attnTileElems = 1 << 16
+// attnTileElems bounds the score tile of one attention work item (a block
+// of query rows against all keys), so the [Lq, Lk] score matrix is never
+// materialised whole and a tile stays in L2.
+const attnTileElems = 1 << 17
 
-// Attention implements tensor.Backend: for each (batch, head) and tile of
-// query rows, S = Q·Kᵀ·scale + mask, P = softmax(S), O = P·V.
+// Attention implements tensor.Backend. Kᵀ and V of every (batch, head) are
+// packed for the GEMM once; then, in parallel over (batch, head, block of
+// query rows): S = Q·Kᵀ, P = softmax(S·scale + mask), O = P·V.
 func (b *Backend) Attention(q, k, v, mask *tensor.Tensor, scale float32) *tensor.Tensor {
 	const op = "Attention"
 	qs, ks, vs := data(op, q), data(op, k), data(op, v)
@@ -27,34 +27,48 @@ func (b *Backend) Attention(q, k, v, mask *tensor.Tensor, scale float32) *tensor
 	if mask != nil {
 		mst = tensor.BroadcastStrides(mask.Shape(), tensor.Shape{B, H, Lq, Lk})
 	}
-	rows := min(Lq, max(1, attnTileElems/max(1, Lk)))
+	BH := B * H
+	if BH == 0 || Lq == 0 || Dv == 0 {
+		return b.wrap(q.DType(), outShape, out)
+	}
+
+	// Pack Kᵀ ([D, Lk]) and V ([Lk, Dv]) of each (batch, head).
+	kSize, vSize := packedBSize(D, Lk), packedBSize(Lk, Dv)
+	kbuf := b.pools.b.get(BH * kSize)
+	defer b.pools.b.put(kbuf)
+	vbuf := b.pools.b.get(BH * vSize)
+	defer b.pools.b.put(vbuf)
+	kp := make([]packedB, BH)
+	vp := make([]packedB, BH)
+	b.parallelItems(BH, func(bh int) {
+		kp[bh] = b.packB(1, (*kbuf)[bh*kSize:], true, D, Lk, ks[bh*Lk*D:], D)
+		vp[bh] = b.packB(1, (*vbuf)[bh*vSize:], false, Lk, Dv, vs[bh*Lk*Dv:], Dv)
+	})
+
+	rows := min(Lq, max(gemmMR, attnTileElems/max(1, Lk)/gemmMR*gemmMR))
 	tiles := (Lq + rows - 1) / rows
-	b.parallelItems(B*H*tiles, func(item int) {
+	b.parallelItems(BH*tiles, func(item int) {
 		bh, t := item/tiles, item%tiles
 		bi, hi := bh/H, bh%H
 		r0 := t * rows
-		r1 := min(Lq, r0+rows)
-		nr := r1 - r0
-		qm := qs[(bh*Lq+r0)*D:]
-		km := ks[bh*Lk*D : (bh+1)*Lk*D]
-		vm := vs[bh*Lk*Dv : (bh+1)*Lk*Dv]
-		om := out[(bh*Lq+r0)*Dv:]
-		s := make([]float32, nr*Lk)
-		b.sgemmSerial(false, true, nr, Lk, D, qm, D, km, D, s, Lk, false)
+		nr := min(Lq, r0+rows) - r0
+		sbuf := b.pools.a.get(nr * Lk)
+		defer b.pools.a.put(sbuf)
+		s := *sbuf
+		b.gemm(1, gemmArgs{m: nr, a: qs[(bh*Lq+r0)*D:], lda: D, b: kp[bh], c: s, ldc: Lk})
 		for i := range nr {
 			row := s[i*Lk : (i+1)*Lk]
-			for j := range row {
-				row[j] *= scale
+			if ms == nil {
+				softmaxScaledRow(row, scale)
+				continue
 			}
-			if ms != nil {
-				mo := bi*mst[0] + hi*mst[1] + (r0+i)*mst[2]
-				for j := range row {
-					row[j] += ms[mo+j*mst[3]]
-				}
+			mo := bi*mst[0] + hi*mst[1] + (r0+i)*mst[2]
+			for j := range row {
+				row[j] = row[j]*scale + ms[mo+j*mst[3]]
 			}
 			softmaxRow(row, row)
 		}
-		b.sgemmSerial(false, false, nr, Dv, Lk, s, Lk, vm, Dv, om, Dv, false)
+		b.gemm(1, gemmArgs{m: nr, a: s, lda: Lk, b: vp[bh], c: out[(bh*Lq+r0)*Dv:], ldc: Dv})
 	})
 	return b.wrap(q.DType(), outShape, out)
 }
@@ -79,24 +93,35 @@ func (b *Backend) Softmax(x *tensor.Tensor) *tensor.Tensor {
 	return b.wrap(x.DType(), x.Shape(), out)
 }
 
-// softmaxRow writes softmax(src) to dst (which may alias src): max
-// subtracted, exponentials and their sum in float64.
+// softmaxScaledRow replaces row by softmax(row·scale) for scale > 0 (the
+// maximum of row·scale is scale·max(row)); for other scales it scales
+// first.
+func softmaxScaledRow(row []float32, scale float32) {
+	if !(scale > 0) {
+		for j := range row {
+			row[j] *= scale
+		}
+		softmaxRow(row, row)
+		return
+	}
+	m := maxf(row)
+	normalize(row, expSum(row, scale, m*scale))
+}
+
+// softmaxRow writes softmax(src) to dst (which may alias src): the maximum
+// subtracted, the exponentials summed in float64.
 func softmaxRow(dst, src []float32) {
 	if len(src) == 0 {
 		return
 	}
-	m := src[0]
-	for _, v := range src[1:] {
-		m = max(m, v)
-	}
-	var sum float64
-	for i, v := range src {
-		e := math.Exp(float64(v - m))
-		dst[i] = float32(e)
-		sum += e
-	}
-	inv := 1 / sum
-	for i := range dst {
-		dst[i] = float32(float64(dst[i]) * inv)
-	}
+	m := maxf(src)
+	copy(dst, src)
+	normalize(dst, expSum(dst, 1, m))
+}
+
+// normalize divides row by sum: it multiplies by the float32 reciprocal,
+// like torch's vectorised softmax (one rounding more than a division, far
+// below the 1e-5 the models need).
+func normalize(row []float32, sum float64) {
+	scalef(row, float32(1/sum))
 }

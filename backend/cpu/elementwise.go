@@ -16,11 +16,17 @@ func (b *Backend) unary(op string, x *tensor.Tensor, f func(dst, src []float32))
 
 // SiLU implements tensor.Backend.
 func (b *Backend) SiLU(x *tensor.Tensor) *tensor.Tensor {
-	return b.unary("SiLU", x, func(dst, src []float32) {
-		for i, v := range src {
-			dst[i] = float32(float64(v) / (1 + math.Exp(-float64(v))))
-		}
-	})
+	return b.unary("SiLU", x, silu)
+}
+
+// silu writes src·sigmoid(src) = src/(1+e^(−src)) to dst (not aliasing
+// src) in float32, like torch.
+func silu(dst, src []float32) {
+	copy(dst, src)
+	expSum(dst, -1, 0)
+	for i, v := range src {
+		dst[i] = v / (1 + dst[i])
+	}
 }
 
 // gelu is the exact erf GELU, evaluated in float64.
@@ -41,9 +47,10 @@ func (b *Backend) GELU(x *tensor.Tensor) *tensor.Tensor {
 // QuickGELU implements tensor.Backend: x*sigmoid(1.702x) (CLIP ViT-L).
 func (b *Backend) QuickGELU(x *tensor.Tensor) *tensor.Tensor {
 	return b.unary("QuickGELU", x, func(dst, src []float32) {
+		copy(dst, src)
+		expSum(dst, -1.702, 0) // e^(−1.702x)
 		for i, v := range src {
-			// torch computes 1.702*x in float32 before the sigmoid.
-			dst[i] = float32(float64(v) / (1 + math.Exp(-float64(1.702*v))))
+			dst[i] = v / (1 + dst[i])
 		}
 	})
 }

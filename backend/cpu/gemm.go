@@ -9,53 +9,111 @@ import (
 // SGEMM: C = op(A)·op(B) (or C += op(A)·op(B)) for row-major float32
 // matrices, blocked and packed in the BLIS manner:
 //
-//	for each block of nc columns of C (jc)
-//	  for each block of kc steps of the inner dimension (pc)
-//	    pack op(B)[pc:pc+kc, jc:jc+nc] into kc×nr micro-panels (shared)
-//	    in parallel over (block of mc rows, range of micro-panels):
-//	      pack op(A)[ic:ic+mc, pc:pc+kc] into mr×kc micro-panels
-//	      for each pair of micro-panels: the mr×nr micro-kernel
+//	pack op(B) into nr-column micro-panels (once; attention and conv reuse
+//	  a packed B across many products)
+//	for each block of kc steps of the inner dimension (pc)
+//	  in parallel over (block of mc rows of C, range of micro-panels):
+//	    pack op(A)[ic:ic+mc, pc:pc+kc] into mr-row micro-panels
+//	    for each pair of micro-panels: the mr×nr micro-kernel
 //
 // The micro-kernel keeps an mr×nr tile of C in registers and accumulates
 // the kc rank-1 updates in float32 (fused multiply-adds on amd64), so every
 // element of C is a float32 sum over k in increasing order: results do not
-// depend on the thread count or the blocking of M and N. Packing pads edges
-// with zeros so the kernel always computes whole tiles; partial tiles go
-// through a small buffer.
+// depend on the thread count or on how M and N are split. Packing pads
+// edges with zeros so the kernel always computes whole tiles; partial tiles
+// go through a small buffer.
 const (
 	gemmMR = 6   // rows of a micro-tile
 	gemmNR = 16  // columns of a micro-tile (two 8-float vectors)
 	gemmKC = 256 // inner-dimension block: mr×kc of A and kc×nr of B stay in L1
 	gemmMC = 144 // rows of C per work item (a multiple of mr): mc×kc of A stays in L2
-	gemmNC = 3072
 )
 
-// gemmArgs describes one product C = op(A)·op(B) (+ C when acc).
+// packedB is op(B) (k×n) stored as ceil(n/nr) micro-panels of k×nr
+// values, k-major, zero-padded on the right: the layout the micro-kernel
+// streams. Rows [pc, pc+kb) of panel j are the contiguous run
+// data[j*k*nr+pc*nr:][:kb*nr].
+type packedB struct {
+	k, n int
+	data []float32
+}
+
+func packedBSize(k, n int) int { return (n + gemmNR - 1) / gemmNR * gemmNR * k }
+
+// packB packs op(B) (k×n; B is n×k when transB) into dst, which must hold
+// packedBSize(k, n) values, using up to threads goroutines.
+func (b *Backend) packB(threads int, dst []float32, transB bool, k, n int, src []float32, ldb int) packedB {
+	panels := (n + gemmNR - 1) / gemmNR
+	dst = dst[:panels*gemmNR*k]
+	pack := func(lo, hi int) {
+		for jp := lo; jp < hi; jp++ {
+			j0 := jp * gemmNR
+			cols := min(gemmNR, n-j0)
+			p := dst[j0*k : (j0+gemmNR)*k]
+			if !transB {
+				for kk := range k {
+					row := src[kk*ldb+j0:]
+					d := p[kk*gemmNR : kk*gemmNR+gemmNR]
+					copy(d[:cols], row[:cols])
+					clear(d[cols:])
+				}
+				continue
+			}
+			if cols < gemmNR {
+				clear(p)
+			}
+			for c := range cols {
+				col := src[(j0+c)*ldb:]
+				col = col[:k]
+				for kk, v := range col {
+					p[kk*gemmNR+c] = v
+				}
+			}
+		}
+	}
+	if threads <= 1 || k*n < 1<<16 {
+		pack(0, panels)
+	} else {
+		b.withThreads(threads).parallel(panels, 1, pack)
+	}
+	return packedB{k: k, n: n, data: dst}
+}
+
+// withThreads returns a view of b limited to n goroutines.
+func (b *Backend) withThreads(n int) *Backend {
+	if n >= b.threads {
+		return b
+	}
+	c := *b
+	c.threads = max(1, n)
+	return &c
+}
+
+// gemmArgs describes one product C = op(A)·B (+ C when acc) with B
+// already packed.
 type gemmArgs struct {
-	transA, transB bool
-	m, n, k        int
-	a              []float32
-	lda            int
-	b              []float32
-	ldb            int
-	c              []float32
-	ldc            int
-	acc            bool
+	transA bool
+	m      int
+	a      []float32
+	lda    int
+	b      packedB
+	c      []float32
+	ldc    int
+	acc    bool
 }
 
-// bufPool recycles packing buffers of one size; the backend runs a GEMM
-// for every attention and conv tile, and fresh buffers per call would
-// churn the garbage collector.
-type bufPool struct {
-	size int
-	p    sync.Pool
-}
+// bufPool recycles float32 buffers; the backend runs a GEMM for every
+// attention and conv tile, and fresh packing buffers per call would churn
+// the garbage collector.
+type bufPool struct{ p sync.Pool }
 
-func (p *bufPool) get() *[]float32 {
-	if v, ok := p.p.Get().(*[]float32); ok {
+// get returns a buffer of at least n values.
+func (p *bufPool) get(n int) *[]float32 {
+	if v, ok := p.p.Get().(*[]float32); ok && cap(*v) >= n {
+		*v = (*v)[:n]
 		return v
 	}
-	s := make([]float32, p.size)
+	s := make([]float32, n)
 	return &s
 }
 
@@ -63,72 +121,72 @@ func (p *bufPool) put(s *[]float32) { p.p.Put(s) }
 
 // gemmPools holds the packing buffers of a Backend.
 type gemmPools struct {
-	a bufPool // one mc×kc A block per worker
-	b bufPool // one kc×nc B block per call
+	a bufPool // mc×kc A blocks, one per worker
+	b bufPool // packed B matrices
 }
 
-func newGemmPools() *gemmPools {
-	return &gemmPools{
-		a: bufPool{size: gemmMC * gemmKC},
-		b: bufPool{size: gemmKC * gemmNC},
-	}
-}
+func newGemmPools() *gemmPools { return &gemmPools{} }
 
 // sgemm computes C = op(A)·op(B) (accumulate false: C's previous contents,
 // NaN included, are ignored) or C += op(A)·op(B) (accumulate true), for
 // row-major op(A) m×k and op(B) k×n, using up to b.threads goroutines.
 func (b *Backend) sgemm(transA, transB bool, m, n, k int, a []float32, lda int, bm []float32, ldb int, c []float32, ldc int, accumulate bool) {
-	b.gemm(b.threads, gemmArgs{transA, transB, m, n, k, a, lda, bm, ldb, c, ldc, accumulate})
+	b.sgemmThreads(b.threads, transA, transB, m, n, k, a, lda, bm, ldb, c, ldc, accumulate)
 }
 
 // sgemmSerial is sgemm on the calling goroutine, for callers that already
 // run independent GEMMs in parallel.
 func (b *Backend) sgemmSerial(transA, transB bool, m, n, k int, a []float32, lda int, bm []float32, ldb int, c []float32, ldc int, accumulate bool) {
-	b.gemm(1, gemmArgs{transA, transB, m, n, k, a, lda, bm, ldb, c, ldc, accumulate})
+	b.sgemmThreads(1, transA, transB, m, n, k, a, lda, bm, ldb, c, ldc, accumulate)
 }
 
+func (b *Backend) sgemmThreads(threads int, transA, transB bool, m, n, k int, a []float32, lda int, bm []float32, ldb int, c []float32, ldc int, accumulate bool) {
+	if m == 0 || n == 0 {
+		return
+	}
+	buf := b.pools.b.get(packedBSize(k, n))
+	defer b.pools.b.put(buf)
+	bp := b.packB(threads, *buf, transB, k, n, bm, ldb)
+	b.gemm(threads, gemmArgs{transA, m, a, lda, bp, c, ldc, accumulate})
+}
+
+// gemm runs C = op(A)·B (+ C) on up to threads goroutines.
 func (b *Backend) gemm(threads int, g gemmArgs) {
-	if g.m == 0 || g.n == 0 {
+	m, n, k := g.m, g.b.n, g.b.k
+	if m == 0 || n == 0 {
 		return
 	}
-	if g.k == 0 {
+	if k == 0 {
 		if !g.acc {
-			for i := range g.m {
-				clear(g.c[i*g.ldc : i*g.ldc+g.n])
+			for i := range m {
+				clear(g.c[i*g.ldc : i*g.ldc+n])
 			}
 		}
 		return
 	}
-	bp := b.pools.b.get()
-	defer b.pools.b.put(bp)
-	mBlocks := (g.m + gemmMC - 1) / gemmMC
-	for jc := 0; jc < g.n; jc += gemmNC {
-		nb := min(gemmNC, g.n-jc)
-		panels := (nb + gemmNR - 1) / gemmNR
-		// Split the panels so that there are about 4 jobs per thread (for
-		// balance), but keep at least 4 panels (64 columns) per job so that
-		// re-packing A per job stays cheap.
-		nParts := 1
-		if threads > 1 {
-			nParts = max(1, min((4*threads+mBlocks-1)/mBlocks, panels/4))
+	mBlocks := (m + gemmMC - 1) / gemmMC
+	panels := (n + gemmNR - 1) / gemmNR
+	// Split the panels so that there are about 4 jobs per thread (for
+	// balance), but keep at least 4 panels (64 columns) per job so that
+	// re-packing A per job stays cheap.
+	nParts := 1
+	if threads > 1 {
+		nParts = max(1, min((4*threads+mBlocks-1)/mBlocks, panels/4))
+	}
+	jobs := mBlocks * nParts
+	for pc := 0; pc < k; pc += gemmKC {
+		kb := min(gemmKC, k-pc)
+		acc := g.acc || pc > 0
+		run := func(job int, abuf []float32) {
+			ib, part := job/nParts, job%nParts
+			ic := ib * gemmMC
+			mb := min(gemmMC, m-ic)
+			p0, p1 := part*panels/nParts, (part+1)*panels/nParts
+			apack := abuf[:(mb+gemmMR-1)/gemmMR*gemmMR*kb]
+			packA(apack, g, ic, pc, mb, kb)
+			macroKernel(g, apack, ic, pc, mb, kb, p0, p1, acc)
 		}
-		jobs := mBlocks * nParts
-		for pc := 0; pc < g.k; pc += gemmKC {
-			kb := min(gemmKC, g.k-pc)
-			acc := g.acc || pc > 0
-			bpack := (*bp)[:panels*gemmNR*kb]
-			packB(bpack, g, pc, jc, kb, nb)
-			run := func(job int, abuf []float32) {
-				ib, part := job/nParts, job%nParts
-				ic := ib * gemmMC
-				mb := min(gemmMC, g.m-ic)
-				p0, p1 := part*panels/nParts, (part+1)*panels/nParts
-				apack := abuf[:(mb+gemmMR-1)/gemmMR*gemmMR*kb]
-				packA(apack, g, ic, pc, mb, kb)
-				macroKernel(g, apack, bpack, ic, jc, mb, nb, kb, p0, p1, acc)
-			}
-			b.runJobs(min(threads, jobs), jobs, run)
-		}
+		b.runJobs(min(threads, jobs), jobs, run)
 	}
 }
 
@@ -137,7 +195,7 @@ func (b *Backend) gemm(threads int, g gemmArgs) {
 func (b *Backend) runJobs(workers, n int, run func(job int, abuf []float32)) {
 	var next atomic.Int64
 	work := func() {
-		ab := b.pools.a.get()
+		ab := b.pools.a.get(gemmMC * gemmKC)
 		defer b.pools.a.put(ab)
 		for j := int(next.Add(1) - 1); j < n; j = int(next.Add(1) - 1) {
 			run(j, *ab)
@@ -189,50 +247,22 @@ func packA(dst []float32, g gemmArgs, ic, pc, mb, kb int) {
 	}
 }
 
-// packB packs op(B)[pc:pc+kb, jc:jc+nb] as nr-column micro-panels, each
-// stored k-major (nr values per k step), zero-padded to a multiple of nr
-// columns.
-func packB(dst []float32, g gemmArgs, pc, jc, kb, nb int) {
-	for c0 := 0; c0 < nb; c0 += gemmNR {
-		cols := min(gemmNR, nb-c0)
-		p := dst[c0*kb : (c0+gemmNR)*kb]
-		if !g.transB {
-			for kk := range kb {
-				src := g.b[(pc+kk)*g.ldb+jc+c0:]
-				d := p[kk*gemmNR : kk*gemmNR+gemmNR]
-				copy(d[:cols], src[:cols])
-				clear(d[cols:])
-			}
-			continue
-		}
-		if cols < gemmNR {
-			clear(p)
-		}
-		for c := range cols {
-			src := g.b[(jc+c0+c)*g.ldb+pc:]
-			src = src[:kb]
-			for kk, v := range src {
-				p[kk*gemmNR+c] = v
-			}
-		}
-	}
-}
-
-// macroKernel multiplies a packed mb×kb block of A by micro-panels
-// [p0, p1) of a packed kb×nb block of B into C.
-func macroKernel(g gemmArgs, ap, bp []float32, ic, jc, mb, nb, kb, p0, p1 int, acc bool) {
+// macroKernel multiplies a packed mb×kb block of A (rows ic.., inner
+// steps pc..) by micro-panels [p0, p1) of B into C.
+func macroKernel(g gemmArgs, ap []float32, ic, pc, mb, kb, p0, p1 int, acc bool) {
 	var tmp [gemmMR * gemmNR]float32
+	n, k := g.b.n, g.b.k
 	for jp := p0; jp < p1; jp++ {
 		j0 := jp * gemmNR
-		cols := min(gemmNR, nb-j0)
-		bpan := bp[j0*kb : (j0+gemmNR)*kb]
+		cols := min(gemmNR, n-j0)
+		bpan := g.b.data[j0*k+pc*gemmNR:][:kb*gemmNR]
 		for i0 := 0; i0 < mb; i0 += gemmMR {
 			rows := min(gemmMR, mb-i0)
 			apan := ap[i0*kb : (i0+gemmMR)*kb]
-			coff := (ic+i0)*g.ldc + jc + j0
+			coff := (ic+i0)*g.ldc + j0
 			if rows == gemmMR && cols == gemmNR {
-				// The kernel writes rows*ldc-spaced runs of 16: bounds-check
-				// the last element before handing over raw pointers.
+				// The kernel writes 6 runs of 16 values ldc apart:
+				// bounds-check the last one before passing raw pointers.
 				_ = g.c[coff+(gemmMR-1)*g.ldc+gemmNR-1]
 				kernel(kb, &apan[0], &bpan[0], &g.c[coff], g.ldc, acc)
 				continue

@@ -9,7 +9,7 @@ import (
 
 // TestGEMM checks the packed SGEMM directly (beyond the conformance
 // suite's MatMul cases): every transpose combination, sizes around the
-// micro-tile (6×16) and the cache blocks (kc=256, mc=144, nc=3072),
+// micro-tile (6×16) and the cache blocks (kc=256, mc=144),
 // leading dimensions larger than the matrices, accumulation onto C, and
 // NaN in C's previous contents being ignored when not accumulating.
 func TestGEMM(t *testing.T) {
@@ -59,7 +59,7 @@ func checkGEMM(t *testing.T, r *rand.Rand, b *Backend, name string, m, n, k int,
 		}
 	}
 	c0 := append([]float32(nil), c...)
-	b.gemm(threads, gemmArgs{tA, tB, m, n, k, a, lda, bm, ldb, c, ldc, acc})
+	b.sgemmThreads(threads, tA, tB, m, n, k, a, lda, bm, ldb, c, ldc, acc)
 	var maxErr float64
 	for i := range m {
 		for j := range n {

@@ -2,11 +2,25 @@
 
 package cpu
 
+import "math"
+
 // kernelAVX2 is the AVX2/FMA micro-kernel in kernel_amd64.s; it has the
 // contract of kernelGo.
 //
 //go:noescape
 func kernelAVX2(k int, a, b, c *float32, ldc int, acc bool)
+
+// expSumAVX2 is the vector loop of expSum (kernel_amd64.s) for n a
+// multiple of 8.
+//
+//go:noescape
+func expSumAVX2(x *float32, n int, scale, shift float32) (sum float64)
+
+//go:noescape
+func maxAVX2(x *float32, n int) float32
+
+//go:noescape
+func scaleAVX2(x *float32, n int, s float32)
 
 func cpuid(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)
 func xgetbv() (eax, edx uint32)
@@ -29,11 +43,45 @@ func hasAVX2FMA() bool {
 	return ebx7&(1<<5) != 0
 }
 
-// kernel is the micro-kernel this machine runs, fixed at package
-// initialisation.
+// haveAVX2 records, once at package initialisation, whether this machine
+// runs the assembly kernels.
+var haveAVX2 = hasAVX2FMA()
+
+// kernel is the micro-kernel this machine runs.
 var kernel = func() func(k int, a, b, c *float32, ldc int, acc bool) {
-	if hasAVX2FMA() {
+	if haveAVX2 {
 		return kernelAVX2
 	}
 	return kernelGo
 }()
+
+// expSumVec computes the longest multiple-of-8 prefix of expSum with AVX2,
+// returning its length and sum (0, 0 without AVX2).
+func expSumVec(x []float32, scale, shift float32) (int, float64) {
+	n := len(x) &^ 7
+	if !haveAVX2 || n == 0 {
+		return 0, 0
+	}
+	return n, expSumAVX2(&x[0], n, scale, shift)
+}
+
+// maxVec returns the length of the prefix of x it reduced and its maximum
+// (0 and -Inf without AVX2).
+func maxVec(x []float32) (int, float32) {
+	n := len(x) &^ 7
+	if !haveAVX2 || n == 0 {
+		return 0, float32(math.Inf(-1))
+	}
+	return n, maxAVX2(&x[0], n)
+}
+
+// scaleVec multiplies the longest multiple-of-8 prefix of x by s and
+// returns its length (0 without AVX2).
+func scaleVec(x []float32, s float32) int {
+	n := len(x) &^ 7
+	if !haveAVX2 || n == 0 {
+		return 0
+	}
+	scaleAVX2(&x[0], n, s)
+	return n
+}

@@ -132,3 +132,226 @@ TEXT ·xgetbv(SB), NOSPLIT, $0-8
 	MOVL   AX, eax+0(FP)
 	MOVL   DX, edx+4(FP)
 	RET
+
+DATA expconst<>+0x000(SB)/4, $0x42b0c0a5 // hi
+DATA expconst<>+0x004(SB)/4, $0x42b0c0a5
+DATA expconst<>+0x008(SB)/4, $0x42b0c0a5
+DATA expconst<>+0x00c(SB)/4, $0x42b0c0a5
+DATA expconst<>+0x010(SB)/4, $0x42b0c0a5
+DATA expconst<>+0x014(SB)/4, $0x42b0c0a5
+DATA expconst<>+0x018(SB)/4, $0x42b0c0a5
+DATA expconst<>+0x01c(SB)/4, $0x42b0c0a5
+DATA expconst<>+0x020(SB)/4, $0xc2b0c0a5 // lo
+DATA expconst<>+0x024(SB)/4, $0xc2b0c0a5
+DATA expconst<>+0x028(SB)/4, $0xc2b0c0a5
+DATA expconst<>+0x02c(SB)/4, $0xc2b0c0a5
+DATA expconst<>+0x030(SB)/4, $0xc2b0c0a5
+DATA expconst<>+0x034(SB)/4, $0xc2b0c0a5
+DATA expconst<>+0x038(SB)/4, $0xc2b0c0a5
+DATA expconst<>+0x03c(SB)/4, $0xc2b0c0a5
+DATA expconst<>+0x040(SB)/4, $0x3fb8aa3b // log2e
+DATA expconst<>+0x044(SB)/4, $0x3fb8aa3b
+DATA expconst<>+0x048(SB)/4, $0x3fb8aa3b
+DATA expconst<>+0x04c(SB)/4, $0x3fb8aa3b
+DATA expconst<>+0x050(SB)/4, $0x3fb8aa3b
+DATA expconst<>+0x054(SB)/4, $0x3fb8aa3b
+DATA expconst<>+0x058(SB)/4, $0x3fb8aa3b
+DATA expconst<>+0x05c(SB)/4, $0x3fb8aa3b
+DATA expconst<>+0x060(SB)/4, $0x3f318000 // c1
+DATA expconst<>+0x064(SB)/4, $0x3f318000
+DATA expconst<>+0x068(SB)/4, $0x3f318000
+DATA expconst<>+0x06c(SB)/4, $0x3f318000
+DATA expconst<>+0x070(SB)/4, $0x3f318000
+DATA expconst<>+0x074(SB)/4, $0x3f318000
+DATA expconst<>+0x078(SB)/4, $0x3f318000
+DATA expconst<>+0x07c(SB)/4, $0x3f318000
+DATA expconst<>+0x080(SB)/4, $0xb95e8083 // c2
+DATA expconst<>+0x084(SB)/4, $0xb95e8083
+DATA expconst<>+0x088(SB)/4, $0xb95e8083
+DATA expconst<>+0x08c(SB)/4, $0xb95e8083
+DATA expconst<>+0x090(SB)/4, $0xb95e8083
+DATA expconst<>+0x094(SB)/4, $0xb95e8083
+DATA expconst<>+0x098(SB)/4, $0xb95e8083
+DATA expconst<>+0x09c(SB)/4, $0xb95e8083
+DATA expconst<>+0x0a0(SB)/4, $0x39506967 // p0
+DATA expconst<>+0x0a4(SB)/4, $0x39506967
+DATA expconst<>+0x0a8(SB)/4, $0x39506967
+DATA expconst<>+0x0ac(SB)/4, $0x39506967
+DATA expconst<>+0x0b0(SB)/4, $0x39506967
+DATA expconst<>+0x0b4(SB)/4, $0x39506967
+DATA expconst<>+0x0b8(SB)/4, $0x39506967
+DATA expconst<>+0x0bc(SB)/4, $0x39506967
+DATA expconst<>+0x0c0(SB)/4, $0x3ab743ce // p1
+DATA expconst<>+0x0c4(SB)/4, $0x3ab743ce
+DATA expconst<>+0x0c8(SB)/4, $0x3ab743ce
+DATA expconst<>+0x0cc(SB)/4, $0x3ab743ce
+DATA expconst<>+0x0d0(SB)/4, $0x3ab743ce
+DATA expconst<>+0x0d4(SB)/4, $0x3ab743ce
+DATA expconst<>+0x0d8(SB)/4, $0x3ab743ce
+DATA expconst<>+0x0dc(SB)/4, $0x3ab743ce
+DATA expconst<>+0x0e0(SB)/4, $0x3c088908 // p2
+DATA expconst<>+0x0e4(SB)/4, $0x3c088908
+DATA expconst<>+0x0e8(SB)/4, $0x3c088908
+DATA expconst<>+0x0ec(SB)/4, $0x3c088908
+DATA expconst<>+0x0f0(SB)/4, $0x3c088908
+DATA expconst<>+0x0f4(SB)/4, $0x3c088908
+DATA expconst<>+0x0f8(SB)/4, $0x3c088908
+DATA expconst<>+0x0fc(SB)/4, $0x3c088908
+DATA expconst<>+0x100(SB)/4, $0x3d2aa9c1 // p3
+DATA expconst<>+0x104(SB)/4, $0x3d2aa9c1
+DATA expconst<>+0x108(SB)/4, $0x3d2aa9c1
+DATA expconst<>+0x10c(SB)/4, $0x3d2aa9c1
+DATA expconst<>+0x110(SB)/4, $0x3d2aa9c1
+DATA expconst<>+0x114(SB)/4, $0x3d2aa9c1
+DATA expconst<>+0x118(SB)/4, $0x3d2aa9c1
+DATA expconst<>+0x11c(SB)/4, $0x3d2aa9c1
+DATA expconst<>+0x120(SB)/4, $0x3e2aaaaa // p4
+DATA expconst<>+0x124(SB)/4, $0x3e2aaaaa
+DATA expconst<>+0x128(SB)/4, $0x3e2aaaaa
+DATA expconst<>+0x12c(SB)/4, $0x3e2aaaaa
+DATA expconst<>+0x130(SB)/4, $0x3e2aaaaa
+DATA expconst<>+0x134(SB)/4, $0x3e2aaaaa
+DATA expconst<>+0x138(SB)/4, $0x3e2aaaaa
+DATA expconst<>+0x13c(SB)/4, $0x3e2aaaaa
+DATA expconst<>+0x140(SB)/4, $0x3f000000 // p5
+DATA expconst<>+0x144(SB)/4, $0x3f000000
+DATA expconst<>+0x148(SB)/4, $0x3f000000
+DATA expconst<>+0x14c(SB)/4, $0x3f000000
+DATA expconst<>+0x150(SB)/4, $0x3f000000
+DATA expconst<>+0x154(SB)/4, $0x3f000000
+DATA expconst<>+0x158(SB)/4, $0x3f000000
+DATA expconst<>+0x15c(SB)/4, $0x3f000000
+DATA expconst<>+0x160(SB)/4, $0x3f800000 // one
+DATA expconst<>+0x164(SB)/4, $0x3f800000
+DATA expconst<>+0x168(SB)/4, $0x3f800000
+DATA expconst<>+0x16c(SB)/4, $0x3f800000
+DATA expconst<>+0x170(SB)/4, $0x3f800000
+DATA expconst<>+0x174(SB)/4, $0x3f800000
+DATA expconst<>+0x178(SB)/4, $0x3f800000
+DATA expconst<>+0x17c(SB)/4, $0x3f800000
+DATA expconst<>+0x180(SB)/4, $0x0000007f // 127 (int32)
+DATA expconst<>+0x184(SB)/4, $0x0000007f
+DATA expconst<>+0x188(SB)/4, $0x0000007f
+DATA expconst<>+0x18c(SB)/4, $0x0000007f
+DATA expconst<>+0x190(SB)/4, $0x0000007f
+DATA expconst<>+0x194(SB)/4, $0x0000007f
+DATA expconst<>+0x198(SB)/4, $0x0000007f
+DATA expconst<>+0x19c(SB)/4, $0x0000007f
+GLOBL expconst<>(SB), RODATA|NOPTR, $416
+
+// func expSumAVX2(x *float32, n int, scale, shift float32) (sum float64)
+//
+// For n a multiple of 8: x[i] = e^(x[i]·scale − shift) in place (the
+// product and the difference rounded to float32 like the Go code), and the
+// float64 sum of the results. e^t uses Cephes' expf: t clamped to ±88.376,
+// t = m·ln2 + r with m = round(t·log2 e) and ln2 split in two for an exact
+// reduction, e^r by a degree-7 polynomial (about 1 float32 ulp), times 2^m
+// built in the exponent bits.
+TEXT ·expSumAVX2(SB), NOSPLIT, $0-32
+	MOVQ         x+0(FP), SI
+	MOVQ         n+8(FP), CX
+	VBROADCASTSS scale+16(FP), Y4
+	VBROADCASTSS shift+20(FP), Y5
+	VXORPD       Y6, Y6, Y6
+	VXORPD       Y7, Y7, Y7
+	VMOVUPS      expconst<>+0x000(SB), Y9
+	VMOVUPS      expconst<>+0x020(SB), Y10
+	VMOVUPS      expconst<>+0x040(SB), Y11
+	VMOVUPS      expconst<>+0x060(SB), Y12
+	VMOVUPS      expconst<>+0x080(SB), Y13
+	VMOVUPS      expconst<>+0x160(SB), Y14
+	VMOVDQU      expconst<>+0x180(SB), Y15
+	SHRQ         $3, CX
+	JE           done
+
+loop:
+	VMOVUPS     (SI), Y0
+	VMULPS      Y4, Y0, Y0
+	VSUBPS      Y5, Y0, Y0
+	VMINPS      Y0, Y9, Y0
+	VMAXPS      Y0, Y10, Y0
+	VMULPS      Y11, Y0, Y1
+	VROUNDPS    $0, Y1, Y1
+	VFNMADD231PS Y12, Y1, Y0
+	VFNMADD231PS Y13, Y1, Y0
+	VMOVUPS     expconst<>+0x0a0(SB), Y2
+	VFMADD213PS expconst<>+0x0c0(SB), Y0, Y2
+	VFMADD213PS expconst<>+0x0e0(SB), Y0, Y2
+	VFMADD213PS expconst<>+0x100(SB), Y0, Y2
+	VFMADD213PS expconst<>+0x120(SB), Y0, Y2
+	VFMADD213PS expconst<>+0x140(SB), Y0, Y2
+	VMULPS      Y0, Y0, Y3
+	VFMADD213PS Y0, Y3, Y2
+	VADDPS      Y14, Y2, Y2
+	VCVTPS2DQ   Y1, Y1
+	VPADDD      Y15, Y1, Y1
+	VPSLLD      $23, Y1, Y1
+	VMULPS      Y1, Y2, Y2
+	VMOVUPS     Y2, (SI)
+	VCVTPS2PD   X2, Y8
+	VADDPD      Y8, Y6, Y6
+	VEXTRACTF128 $1, Y2, X3
+	VCVTPS2PD   X3, Y8
+	VADDPD      Y8, Y7, Y7
+	ADDQ        $32, SI
+	DECQ        CX
+	JNZ         loop
+
+done:
+	VADDPD       Y7, Y6, Y6
+	VEXTRACTF128 $1, Y6, X7
+	VADDPD       X7, X6, X6
+	VHADDPD      X6, X6, X6
+	VZEROUPPER
+	MOVSD        X6, sum+24(FP)
+	RET
+
+// func maxAVX2(x *float32, n int) float32
+//
+// The maximum of x[0:n] for n a positive multiple of 8.
+TEXT ·maxAVX2(SB), NOSPLIT, $0-20
+	MOVQ    x+0(FP), SI
+	MOVQ    n+8(FP), CX
+	VMOVUPS (SI), Y0
+	ADDQ    $32, SI
+	SHRQ    $3, CX
+	DECQ    CX
+	JE      reduce
+
+loop:
+	VMAXPS (SI), Y0, Y0
+	ADDQ   $32, SI
+	DECQ   CX
+	JNZ    loop
+
+reduce:
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS       X1, X0, X0
+	VPERMILPS    $0x4e, X0, X1
+	VMAXPS       X1, X0, X0
+	VPERMILPS    $0xb1, X0, X1
+	VMAXPS       X1, X0, X0
+	VZEROUPPER
+	MOVSS        X0, ret+16(FP)
+	RET
+
+// func scaleAVX2(x *float32, n int, s float32)
+//
+// x[0:n] *= s for n a multiple of 8.
+TEXT ·scaleAVX2(SB), NOSPLIT, $0-20
+	MOVQ         x+0(FP), SI
+	MOVQ         n+8(FP), CX
+	VBROADCASTSS s+16(FP), Y1
+	SHRQ         $3, CX
+	JE           done
+
+loop:
+	VMULPS  (SI), Y1, Y0
+	VMOVUPS Y0, (SI)
+	ADDQ    $32, SI
+	DECQ    CX
+	JNZ     loop
+
+done:
+	VZEROUPPER
+	RET

@@ -2,5 +2,16 @@
 
 package cpu
 
+import "math"
+
 // kernel is the portable micro-kernel on machines without the assembly one.
 var kernel = kernelGo
+
+// expSumVec has no vector implementation here: expSum does all the work.
+func expSumVec(x []float32, scale, shift float32) (int, float64) { return 0, 0 }
+
+// maxVec has no vector implementation here: maxf does all the work.
+func maxVec(x []float32) (int, float32) { return 0, float32(math.Inf(-1)) }
+
+// scaleVec has no vector implementation here: scalef does all the work.
+func scaleVec(x []float32, s float32) int { return 0 }

@@ -1,0 +1,89 @@
+package cpu
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestExpSum checks expSum (the vector exponential on amd64) against
+// math.Exp over the float32 range softmax and SiLU use, plus the clamped
+// and special values.
+func TestExpSum(t *testing.T) {
+	var xs []float32
+	for x := float32(-87); x < 88.3; x += 0.00731 {
+		xs = append(xs, x)
+	}
+	xs = append(xs, 0, -0.0, 1e-30, -1e-30, 88.37, -87.3, -100, -1e4, float32(math.Inf(-1)))
+	r := rand.New(rand.NewPCG(7, 8))
+	for range 1000 {
+		xs = append(xs, float32(r.NormFloat64()*10))
+	}
+	for _, scale := range []float32{1, 0.125, -1} {
+		x := append([]float32(nil), xs...)
+		sum := expSum(x, scale, 0.5)
+		var worst, want float64
+		for i, v := range xs {
+			e := math.Exp(float64(v*scale - 0.5))
+			want += float64(x[i])
+			if e < 1e-37 { // clamped: tiny but not exactly zero
+				if x[i] > 1e-37 || x[i] < 0 {
+					t.Fatalf("scale %v: exp(%v) = %v, want ~%v", scale, v, x[i], e)
+				}
+				continue
+			}
+			if math.IsInf(e, 1) || e > 1e38 {
+				continue
+			}
+			rel := math.Abs(float64(x[i])-e) / e
+			if rel > 3e-7 {
+				t.Fatalf("scale %v: exp(%v·%v−0.5) = %v, want %v (rel err %.3g)", scale, v, scale, x[i], e, rel)
+			}
+			worst = math.Max(worst, rel)
+		}
+		if !math.IsInf(want, 0) && math.Abs(sum-want) > 1e-12*want {
+			t.Errorf("scale %v: sum %v, want the sum of the outputs %v", scale, sum, want)
+		}
+		t.Logf("scale %v: max relative error %.3g (float32 ulp is 6e-8)", scale, worst)
+	}
+	nan := []float32{1, 2, 3, 4, 5, 6, 7, float32(math.NaN()), 9}
+	expSum(nan, 1, 0)
+	if !math.IsNaN(float64(nan[7])) {
+		t.Errorf("exp(NaN) = %v, want NaN", nan[7])
+	}
+}
+
+func BenchmarkExpSum(b *testing.B) {
+	x := make([]float32, 4096)
+	for range b.N {
+		for i := range x {
+			x[i] = float32(-i) * 0.001
+		}
+		expSum(x, 1, 0)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(x)), "ns/elem")
+}
+
+func TestMaxScale(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	for _, n := range []int{1, 7, 8, 9, 16, 17, 100} {
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(r.NormFloat64())
+		}
+		for pos := range n { // the maximum at every position
+			y := append([]float32(nil), x...)
+			y[pos] = 10
+			if m := maxf(y); m != 10 {
+				t.Fatalf("n=%d: maxf with 10 at %d = %v", n, pos, m)
+			}
+		}
+		y := append([]float32(nil), x...)
+		scalef(y, 0.37)
+		for i := range y {
+			if y[i] != x[i]*0.37 {
+				t.Fatalf("n=%d: scalef element %d = %v, want %v", n, i, y[i], x[i]*0.37)
+			}
+		}
+	}
+}
