@@ -11,6 +11,7 @@ import (
 // mid and up paths. Building the model only reads arch.
 type arch struct {
 	inChannels, outChannels int
+	sampleSize              int // sample_size (0 when unset)
 	centerInput             bool
 	flipSinToCos            bool
 	freqShift               float64

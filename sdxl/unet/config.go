@@ -39,6 +39,9 @@ func parseConfig(data []byte) (*arch, error) {
 		addTimeDim:        c.int("addition_time_embed_dim", 0),
 		projClassInDim:    c.int("projection_class_embeddings_input_dim", 0),
 	}
+	if ss := c.intOrList("sample_size", 0); len(ss) > 0 {
+		a.sampleSize = ss[0] // pipelines read an int; a [h, w] pair is not used by SDXL
+	}
 	n := len(a.downTypes)
 	layers := c.intOrList("layers_per_block", 2)
 	cross := c.intOrList("cross_attention_dim", 1280)

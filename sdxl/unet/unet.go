@@ -151,6 +151,11 @@ type Input struct {
 	TimeIDs []float32
 }
 
+// SampleSize is the config's sample_size in latent pixels (128 for SDXL:
+// pipelines default to sample_size * VAE scale factor = 1024 pixels); 0
+// when unset.
+func (u *UNet) SampleSize() int { return u.arch.sampleSize }
+
 // InChannels is the channel count Forward expects.
 func (u *UNet) InChannels() int { return u.arch.inChannels }
 

@@ -36,6 +36,9 @@ func TestParamCountsRealConfigs(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", c.file, err)
 		}
+		if u.SampleSize() != 128 || u.InChannels() != 4 || u.AdditionTimeEmbedDim() != 256 {
+			t.Errorf("%s: sample_size %d, in_channels %d, addition_time_embed_dim %d", c.file, u.SampleSize(), u.InChannels(), u.AdditionTimeEmbedDim())
+		}
 		got := nn.CountParams(u)
 		if got != c.want {
 			t.Errorf("%s: %d parameters, want %d", c.file, got, c.want)

@@ -152,6 +152,10 @@ func New(cfg *Config) (*VAE, error) {
 	return v, nil
 }
 
+// ScaleFactor is the ratio of image to latent size,
+// 2^(len(block_out_channels)-1) (8 for SDXL), diffusers' vae_scale_factor.
+func (v *VAE) ScaleFactor() int { return 1 << (len(v.cfg.BlockOutChannels) - 1) }
+
 // Config returns the model's configuration.
 func (v *VAE) Config() *Config { return v.cfg }
 

@@ -20,6 +20,9 @@ func TestParamCountSDXL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if v.ScaleFactor() != 8 {
+		t.Errorf("scale factor %d, want 8", v.ScaleFactor())
+	}
 	const want = 83653863
 	if got := nn.CountParams(v); got != want {
 		t.Fatalf("SDXL VAE: %d parameters, want %d", got, want)
