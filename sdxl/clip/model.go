@@ -113,6 +113,12 @@ type Request struct {
 	// instead of PoolIndex(ids, eos_token_id) (e.g. for rows batched from
 	// separate calls, whose pooling rule transformers decides per call).
 	PoolIndex []int
+	// AttentionMask, when not nil, is transformers' attention_mask: per row
+	// and key position, false hides that token from every query (Compel
+	// masks down-weighted fragments this way); it combines with the causal
+	// mask. Each row must keep position 0 visible (BOS), as every
+	// transformers caller does.
+	AttentionMask [][]bool
 }
 
 // Output holds what a Request asked for. Tensors belong to the caller.
@@ -216,25 +222,40 @@ func PoolIndex(ids [][]int32, eos int) []int {
 	return out
 }
 
-// causalMask is the additive [L, L] mask: 0 on and below the diagonal, the
-// dtype's most negative finite value above it (torch.finfo(dtype).min, as
-// transformers' eager path builds it), so masked weights underflow to an
-// exact 0 after the softmax.
-func causalMask(b tensor.Backend, dt tensor.DType, L int) *tensor.Tensor {
-	neg := float32(-math.MaxFloat32)
+// maskValue is torch.finfo(dtype).min, the additive mask value
+// transformers' eager attention uses; masked weights underflow to an exact
+// 0 after the softmax.
+func maskValue(dt tensor.DType) float32 {
 	switch dt {
 	case tensor.F16:
-		neg = -65504
+		return -65504
 	case tensor.BF16:
-		neg = -3.3895314e38 // largest finite bfloat16
+		return -3.3895314e38 // largest finite bfloat16
 	}
-	data := make([]float32, L*L)
-	for i := range L {
-		for j := i + 1; j < L; j++ {
-			data[i*L+j] = neg
+	return -math.MaxFloat32
+}
+
+// attentionMask is the additive mask: [L, L] causal (0 on and below the
+// diagonal, maskValue above), or [B, 1, L, L] when keys are also hidden
+// per row.
+func attentionMask(b tensor.Backend, dt tensor.DType, L int, keys [][]bool) *tensor.Tensor {
+	neg := maskValue(dt)
+	rows := max(len(keys), 1)
+	data := make([]float32, rows*L*L)
+	for r := range rows {
+		m := data[r*L*L : (r+1)*L*L]
+		for i := range L {
+			for j := range L {
+				if j > i || (keys != nil && !keys[r][j]) {
+					m[i*L+j] = neg
+				}
+			}
 		}
 	}
-	return b.FromFloat32(dt, tensor.Shape{L, L}, data)
+	if keys == nil {
+		return b.FromFloat32(dt, tensor.Shape{L, L}, data)
+	}
+	return b.FromFloat32(dt, tensor.Shape{rows, 1, L, L}, data)
 }
 
 // Forward runs the transformer on token rows of equal length (B rows of L
@@ -257,6 +278,19 @@ func (m *TextModel) Forward(b tensor.Backend, ids [][]int32, req Request) (*Outp
 		layers = len(m.Layers)
 	}
 	B, D := len(ids), m.Config.HiddenSize
+	if req.AttentionMask != nil {
+		if len(req.AttentionMask) != B {
+			return nil, fmt.Errorf("clip: attention mask has %d rows for %d token rows", len(req.AttentionMask), B)
+		}
+		for r, row := range req.AttentionMask {
+			if len(row) != L {
+				return nil, fmt.Errorf("clip: attention mask row %d has %d entries for %d tokens", r, len(row), L)
+			}
+			if !row[0] {
+				return nil, fmt.Errorf("clip: attention mask row %d hides position 0, leaving the first query nothing to attend to", r)
+			}
+		}
+	}
 	if req.PoolIndex != nil {
 		if len(req.PoolIndex) != B {
 			return nil, fmt.Errorf("clip: %d pooling positions for %d token rows", len(req.PoolIndex), B)
@@ -302,7 +336,7 @@ func (m *TextModel) Forward(b tensor.Backend, ids [][]int32, req Request) (*Outp
 	keep(0, h)
 	var mask *tensor.Tensor
 	if layers > 0 {
-		mask = causalMask(b, h.DType(), L)
+		mask = attentionMask(b, h.DType(), L, req.AttentionMask)
 		defer mask.Free()
 	}
 	for j := 1; j <= layers; j++ {
