@@ -23,6 +23,16 @@ type LoadOptions struct {
 	Progress func(done, total int)
 }
 
+// Load fills the weights of a meta UNet (from New) from src, strictly.
+// Build with New first when a source needs the parameter list (e.g. the
+// single-file views of package singlefile).
+func (u *UNet) Load(b tensor.Backend, src nn.Source, opt LoadOptions) error {
+	if err := nn.Load(b, u, src, nn.LoadOptions{DType: opt.DType, Prefix: opt.Prefix, Progress: opt.Progress}); err != nil {
+		return fmt.Errorf("loading UNet: %w", err)
+	}
+	return nil
+}
+
 // Load builds the UNet that configJSON (unet/config.json) describes and
 // fills every weight from src, strictly: a missing, unexpected or
 // mis-shaped weight is an error naming it.
@@ -31,8 +41,8 @@ func Load(b tensor.Backend, configJSON []byte, src nn.Source, opt LoadOptions) (
 	if err != nil {
 		return nil, err
 	}
-	if err := nn.Load(b, u, src, nn.LoadOptions{DType: opt.DType, Prefix: opt.Prefix, Progress: opt.Progress}); err != nil {
-		return nil, fmt.Errorf("loading UNet: %w", err)
+	if err := u.Load(b, src, opt); err != nil {
+		return nil, err
 	}
 	return u, nil
 }

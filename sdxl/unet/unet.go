@@ -156,6 +156,15 @@ type Input struct {
 // when unset.
 func (u *UNet) SampleSize() int { return u.arch.sampleSize }
 
+// BlockTypes returns down_block_types and up_block_types.
+func (u *UNet) BlockTypes() (down, up []string) {
+	return append([]string(nil), u.arch.downTypes...), append([]string(nil), u.arch.upTypes...)
+}
+
+// LayersPerBlock returns the resnet count of each down block (up blocks
+// have one more).
+func (u *UNet) LayersPerBlock() []int { return append([]int(nil), u.arch.layersPerBlock...) }
+
 // InChannels is the channel count Forward expects.
 func (u *UNet) InChannels() int { return u.arch.inChannels }
 

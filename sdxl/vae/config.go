@@ -129,10 +129,19 @@ func Load(b tensor.Backend, cfg *Config, src nn.Source, opt LoadOptions) (*VAE, 
 	if err != nil {
 		return nil, err
 	}
-	if err := nn.Load(b, v, squeezeConvAttention{src}, nn.LoadOptions{DType: opt.DType, Prefix: opt.Prefix, Progress: opt.Progress}); err != nil {
-		return nil, fmt.Errorf("loading VAE: %w", err)
+	if err := v.Load(b, src, opt); err != nil {
+		return nil, err
 	}
 	return v, nil
+}
+
+// Load fills the weights of a meta VAE (from New) from src, strictly;
+// attention projections may be stored as 1x1 convolutions.
+func (v *VAE) Load(b tensor.Backend, src nn.Source, opt LoadOptions) error {
+	if err := nn.Load(b, v, squeezeConvAttention{src}, nn.LoadOptions{DType: opt.DType, Prefix: opt.Prefix, Progress: opt.Progress}); err != nil {
+		return fmt.Errorf("loading VAE: %w", err)
+	}
+	return nil
 }
 
 // LoadDir loads a diffusers vae/ folder (config.json and
