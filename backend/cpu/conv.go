@@ -4,9 +4,9 @@ import (
 	"github.com/sdxl-go/sdxl/tensor"
 )
 
-// convTileElems bounds the im2col buffer of one work item (elements), so
-// memory stays small at any image size.
-const convTileElems = 1 << 20
+// convTileCols is the number of output pixels one conv work item computes
+// (rounded to whole output rows), which also bounds its im2col buffer.
+const convTileCols = 512
 
 // Conv2D implements tensor.Backend as im2col + GEMM over tiles of output
 // pixels: out[n][:, tile] = W[O, C*kh*kw] · col[C*kh*kw, tile].
@@ -28,16 +28,23 @@ func (b *Backend) Conv2D(x, w, bias *tensor.Tensor, stride, padding int) *tensor
 		return b.wrap(x.DType(), outShape, out)
 	}
 
+	// The weights are the A operand of every tile: pack them once.
+	abuf := b.pools.b.get(packedASize(O, ckk))
+	defer b.pools.b.put(abuf)
+	wp := b.packAllA(b.threads, *abuf, false, O, ckk, ws, ckk)
+
 	direct := kh == 1 && kw == 1 && stride == 1 && padding == 0
-	// Tile whole output rows so im2col stays under convTileElems.
-	rowsPerTile := max(1, convTileElems/max(1, ckk*Wo))
-	rowsPerTile = min(rowsPerTile, Ho)
+	// Tile whole output rows, about convTileCols pixels per tile: the kc
+	// rows of a tile's packed im2col matrix then stay in L2 while every
+	// block of weights passes over them.
+	rowsPerTile := min(Ho, max(1, convTileCols/max(1, Wo)))
 	tiles := (Ho + rowsPerTile - 1) / rowsPerTile
 	b.parallelItems(N*tiles, func(item int) {
 		n, t := item/tiles, item%tiles
 		r0 := t * rowsPerTile
 		r1 := min(Ho, r0+rowsPerTile)
 		p0, p1 := r0*Wo, r1*Wo
+		cols := p1 - p0
 		dst := out[n*O*P:]
 		if bs != nil {
 			for o := range O {
@@ -48,14 +55,18 @@ func (b *Backend) Conv2D(x, w, bias *tensor.Tensor, stride, padding int) *tensor
 			}
 		}
 		xn := xs[n*C*H*W : (n+1)*C*H*W]
+		pbuf := b.pools.b.get(packedBSize(ckk, cols))
+		defer b.pools.b.put(pbuf)
+		var bp packedB
 		if direct {
-			b.sgemmSerial(false, false, O, p1-p0, C, ws, C, xn[p0:], H*W, dst[p0:], P, bs != nil)
-			return
+			bp = b.packB(1, *pbuf, false, C, cols, xn[p0:], H*W)
+		} else {
+			cbuf := b.pools.a.get(ckk * cols)
+			defer b.pools.a.put(cbuf)
+			im2col(xn, C, H, W, kh, kw, stride, padding, Wo, r0, r1, *cbuf)
+			bp = b.packB(1, *pbuf, false, ckk, cols, *cbuf, cols)
 		}
-		cols := p1 - p0
-		col := make([]float32, ckk*cols)
-		im2col(xn, C, H, W, kh, kw, stride, padding, Wo, r0, r1, col)
-		b.sgemmSerial(false, false, O, cols, ckk, ws, ckk, col, cols, dst[p0:], P, bs != nil)
+		b.gemm(1, gemmArgs{m: O, pa: wp, b: bp, c: dst[p0:], ldc: P, acc: bs != nil})
 	})
 	return b.wrap(x.DType(), outShape, out)
 }

@@ -89,13 +89,39 @@ func (b *Backend) withThreads(n int) *Backend {
 	return &c
 }
 
+// packedA is op(A) (m×k) stored as ceil(m/mr) micro-panels of k×mr
+// values, k-major, zero-padded at the bottom: rows [pc, pc+kb) of panel i
+// are data[i*k*mr+pc*mr:][:kb*mr]. A GEMM packs A block by block unless
+// the caller packed it whole (conv weights, reused for every tile).
+type packedA struct {
+	m, k int
+	data []float32
+}
+
+func packedASize(m, k int) int { return (m + gemmMR - 1) / gemmMR * gemmMR * k }
+
+// packAllA packs op(A) (m×k; A is k×m when transA) into dst, which must
+// hold packedASize(m, k) values, using up to threads goroutines.
+func (b *Backend) packAllA(threads int, dst []float32, transA bool, m, k int, src []float32, lda int) *packedA {
+	g := gemmArgs{transA: transA, a: src, lda: lda}
+	panels := (m + gemmMR - 1) / gemmMR
+	dst = dst[:panels*gemmMR*k]
+	b.withThreads(threads).parallel(panels, max(1, (1<<16)/max(1, k*gemmMR)), func(lo, hi int) {
+		ic := lo * gemmMR
+		packA(dst[ic*k:], g, ic, 0, min(m, hi*gemmMR)-ic, k)
+	})
+	return &packedA{m: m, k: k, data: dst}
+}
+
 // gemmArgs describes one product C = op(A)·B (+ C when acc) with B
-// already packed.
+// already packed, and A too when pa is set (then a, lda and transA are
+// unused and m must equal pa.m).
 type gemmArgs struct {
 	transA bool
 	m      int
 	a      []float32
 	lda    int
+	pa     *packedA
 	b      packedB
 	c      []float32
 	ldc    int
@@ -147,7 +173,7 @@ func (b *Backend) sgemmThreads(threads int, transA, transB bool, m, n, k int, a 
 	buf := b.pools.b.get(packedBSize(k, n))
 	defer b.pools.b.put(buf)
 	bp := b.packB(threads, *buf, transB, k, n, bm, ldb)
-	b.gemm(threads, gemmArgs{transA, m, a, lda, bp, c, ldc, accumulate})
+	b.gemm(threads, gemmArgs{transA: transA, m: m, a: a, lda: lda, b: bp, c: c, ldc: ldc, acc: accumulate})
 }
 
 // gemm runs C = op(A)·B (+ C) on up to threads goroutines.
@@ -182,9 +208,13 @@ func (b *Backend) gemm(threads int, g gemmArgs) {
 			ic := ib * gemmMC
 			mb := min(gemmMC, m-ic)
 			p0, p1 := part*panels/nParts, (part+1)*panels/nParts
+			if g.pa != nil {
+				macroKernel(g, g.pa.data[ic*k+pc*gemmMR:], k*gemmMR, ic, pc, mb, kb, p0, p1, acc)
+				return
+			}
 			apack := abuf[:(mb+gemmMR-1)/gemmMR*gemmMR*kb]
 			packA(apack, g, ic, pc, mb, kb)
-			macroKernel(g, apack, ic, pc, mb, kb, p0, p1, acc)
+			macroKernel(g, apack, kb*gemmMR, ic, pc, mb, kb, p0, p1, acc)
 		}
 		b.runJobs(min(threads, jobs), jobs, run)
 	}
@@ -248,8 +278,9 @@ func packA(dst []float32, g gemmArgs, ic, pc, mb, kb int) {
 }
 
 // macroKernel multiplies a packed mb×kb block of A (rows ic.., inner
-// steps pc..) by micro-panels [p0, p1) of B into C.
-func macroKernel(g gemmArgs, ap []float32, ic, pc, mb, kb, p0, p1 int, acc bool) {
+// steps pc..; its i-th micro-panel at ap[i*astride:]) by micro-panels
+// [p0, p1) of B into C.
+func macroKernel(g gemmArgs, ap []float32, astride, ic, pc, mb, kb, p0, p1 int, acc bool) {
 	var tmp [gemmMR * gemmNR]float32
 	n, k := g.b.n, g.b.k
 	for jp := p0; jp < p1; jp++ {
@@ -258,7 +289,7 @@ func macroKernel(g gemmArgs, ap []float32, ic, pc, mb, kb, p0, p1 int, acc bool)
 		bpan := g.b.data[j0*k+pc*gemmNR:][:kb*gemmNR]
 		for i0 := 0; i0 < mb; i0 += gemmMR {
 			rows := min(gemmMR, mb-i0)
-			apan := ap[i0*kb : (i0+gemmMR)*kb]
+			apan := ap[i0/gemmMR*astride:][:kb*gemmMR]
 			coff := (ic+i0)*g.ldc + j0
 			if rows == gemmMR && cols == gemmNR {
 				// The kernel writes 6 runs of 16 values ldc apart:
