@@ -135,7 +135,9 @@ func isStringWhitespace(r rune) bool { // Python's string.whitespace
 
 const syntacticChars = "()\",.+-="
 
-func isSyntactic(r rune) bool { return r < utf8.RuneSelf && strings.IndexByte(syntacticChars, byte(r)) >= 0 }
+func isSyntactic(r rune) bool {
+	return r < utf8.RuneSelf && strings.IndexByte(syntacticChars, byte(r)) >= 0
+}
 
 // Parse-tree tokens, as produced by the grammar's parse actions.
 type tok interface{}
