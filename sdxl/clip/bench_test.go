@@ -6,6 +6,7 @@ import (
 	"github.com/sdxl-go/sdxl/backend/cpu"
 	"github.com/sdxl-go/sdxl/internal/golden"
 	"github.com/sdxl-go/sdxl/nn"
+	"github.com/sdxl-go/sdxl/sdxl/config"
 	"github.com/sdxl-go/sdxl/tensor"
 )
 
@@ -61,11 +62,11 @@ func BenchmarkSmallPromptPair(b *testing.B) {
 // from the real SDXL configs with random weights (3.3 GB of float32).
 func BenchmarkFullSizePromptPair(b *testing.B) {
 	be := cpu.New()
-	te1, err := New(SDXLTextEncoderConfig())
+	te1, err := New(config.SDXLTextEncoder())
 	if err != nil {
 		b.Fatal(err)
 	}
-	te2, err := New(SDXLTextEncoder2Config())
+	te2, err := New(config.SDXLTextEncoder2())
 	if err != nil {
 		b.Fatal(err)
 	}

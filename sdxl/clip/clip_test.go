@@ -11,6 +11,7 @@ import (
 	"github.com/sdxl-go/sdxl/internal/golden"
 	"github.com/sdxl-go/sdxl/nn"
 	"github.com/sdxl-go/sdxl/safetensors"
+	"github.com/sdxl-go/sdxl/sdxl/config"
 	"github.com/sdxl-go/sdxl/tensor"
 )
 
@@ -134,9 +135,8 @@ func TestTinyFP16Variant(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(t, b, f, "te2.text_embeds", o.TextEmbeds, 1e-2)
-	paths, err := WeightFiles(tinyDir(t, "text_encoder_2"), "fp16")
-	if err != nil || filepath.Base(paths[0]) != "model.fp16.safetensors" {
-		t.Errorf("WeightFiles(fp16) = %v, %v", paths, err)
+	if _, err := LoadDir(b, tinyDir(t, "text_encoder_2"), LoadOptions{Variant: "bf16"}); err == nil || !strings.Contains(err.Error(), "bf16") {
+		t.Errorf("missing variant: err = %v", err)
 	}
 }
 
@@ -208,7 +208,7 @@ func TestLoadLayouts(t *testing.T) {
 	fg := golden.Open(t, tinyGolden)
 	b := cpu.New()
 	dir := tinyDir(t, "text_encoder")
-	cfg, err := ReadConfig(dir)
+	cfg, err := config.ReadTextEncoderConfig(filepath.Join(dir, "config.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,23 +272,15 @@ func TestLoadLayouts(t *testing.T) {
 	}
 }
 
-func TestParseConfig(t *testing.T) {
-	c, err := ParseConfig([]byte(`{"architectures":["CLIPTextModelWithProjection"],"hidden_size":1280,"num_attention_heads":20,"num_hidden_layers":32,"intermediate_size":5120,"hidden_act":"gelu","projection_dim":1280,"extra_key":1}`))
-	if err != nil {
-		t.Fatal(err)
+func TestUnsupportedActivation(t *testing.T) {
+	cfg := *config.SDXLTextEncoder()
+	cfg.HiddenAct = "gelu_new"
+	if _, err := New(&cfg); err == nil || !strings.Contains(err.Error(), `hidden_act "gelu_new"`) {
+		t.Errorf("err = %v", err)
 	}
-	if !c.WithProjection || c.HiddenSize != 1280 || c.MaxPositionEmbeddings != 77 || c.VocabSize != 49408 || c.LayerNormEps != 1e-5 {
-		t.Errorf("config = %+v", c)
-	}
-	for js, want := range map[string]string{
-		`{"hidden_act":"relu"}`:                      `hidden_act "relu"`,
-		`{"hidden_size":30,"num_attention_heads":4}`: "not divisible",
-		`{"num_hidden_layers":0}`:                    "num_hidden_layers = 0",
-		`{"hidden_size":"big"}`:                      "clip config",
-	} {
-		if _, err := ParseConfig([]byte(js)); err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%s: err = %v, want %q", js, err, want)
-		}
+	cfg.HiddenAct = "no_such_act"
+	if _, err := New(&cfg); err == nil || !strings.Contains(err.Error(), "no_such_act") {
+		t.Errorf("err = %v", err)
 	}
 }
 
@@ -481,4 +473,42 @@ func TestTinyEncodePrompt(t *testing.T) {
 			t.Errorf("encoder 2 without projection: err = %v", err)
 		}
 	})
+}
+
+// TestLoadSDXLTiny loads the tiny pipelines' text side through
+// model_index.json: the refiner has no text_encoder and does not zero
+// empty negatives; the tiny tokenizers are null.
+func TestLoadSDXLTiny(t *testing.T) {
+	f := golden.Open(t, tinyGolden)
+	b := cpu.New()
+	for _, c := range []struct {
+		model      string
+		te1, zeros bool
+		embeds     string
+	}{
+		{"sdxl-tiny-base", true, true, "encode_dual.prompt_embeds"},
+		{"sdxl-tiny-refiner", false, false, ""},
+	} {
+		d, err := config.OpenModelDir(golden.Path(t, "tiny/models/"+c.model))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := LoadSDXL(b, d, LoadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (s.TextEncoder != nil) != c.te1 || s.ForceZerosForEmptyPrompt != c.zeros || s.Tokenizer != nil || s.Tokenizer2 != nil {
+			t.Errorf("%s: text_encoder %v, force_zeros %v, tokenizers %v %v", c.model, s.TextEncoder != nil, s.ForceZerosForEmptyPrompt, s.Tokenizer, s.Tokenizer2)
+		}
+		if _, err := s.EncodePrompt(b, PromptOptions{Prompt: []string{"a"}}); err == nil || !strings.Contains(err.Error(), "not set") {
+			t.Errorf("%s: EncodePrompt without tokenizers: err = %v", c.model, err)
+		}
+		if c.embeds != "" {
+			p, err := s.EncodePromptIDs(b, IDPrompts{IDs1: idRows(t, f, "encode_dual.ids_1"), IDs2: idRows(t, f, "encode_dual.ids_2")}, PromptOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(t, b, f, c.embeds, p.PromptEmbeds, tolText)
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/sdxl-go/sdxl/internal/golden"
 	"github.com/sdxl-go/sdxl/nn"
+	"github.com/sdxl-go/sdxl/sdxl/config"
 )
 
 // TestFullSizeKeys builds both full-size encoders from the real configs (meta
@@ -17,10 +18,10 @@ func TestFullSizeKeys(t *testing.T) {
 	var total int64
 	for _, c := range []struct {
 		file string
-		cfg  Config
+		cfg  *config.TextEncoderConfig
 	}{
-		{"full-keys/sdxl-text-encoder.json", SDXLTextEncoderConfig()},
-		{"full-keys/sdxl-text-encoder-2.json", SDXLTextEncoder2Config()},
+		{"full-keys/sdxl-text-encoder.json", config.SDXLTextEncoder()},
+		{"full-keys/sdxl-text-encoder-2.json", config.SDXLTextEncoder2()},
 	} {
 		data, err := os.ReadFile(golden.Path(t, c.file))
 		if err != nil {

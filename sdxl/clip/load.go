@@ -1,28 +1,23 @@
 package clip
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/sdxl-go/sdxl/nn"
-	"github.com/sdxl-go/sdxl/safetensors"
+	"github.com/sdxl-go/sdxl/sdxl/config"
+	"github.com/sdxl-go/sdxl/sdxl/tokenizer"
 	"github.com/sdxl-go/sdxl/tensor"
 )
 
-// LoadOptions tune LoadDir and LoadSource.
+// LoadOptions tune LoadDir and LoadComponent.
 type LoadOptions struct {
 	// DType is the storage type of the weights (default F32).
 	DType tensor.DType
-	// Variant picks the weight file: "" for model.safetensors, "fp16" for
-	// model.fp16.safetensors (diffusers' variant=). When the chosen file is
-	// absent the other one is used, so a folder holding only fp16 weights
-	// loads either way.
+	// Variant picks the weight files as diffusers' variant= does: "" for
+	// model.safetensors, "fp16" for model.fp16.safetensors (or their
+	// sharded indexes); see config.WeightFilesIn.
 	Variant string
 }
 
@@ -37,104 +32,99 @@ func ignoredBuffer(name string) bool {
 	return strings.HasSuffix(name, "embeddings.position_ids") || name == "logit_scale" || strings.HasSuffix(name, ".logit_scale")
 }
 
-// normalizedSource exposes src with the "text_model." prefix removed, so
-// one set of parameter names serves both the transformers 4 and 5 layouts.
-func normalizedSource(src nn.Source) (nn.Source, error) {
-	return nn.NewRenamed(src, func(n string) string {
-		return strings.TrimPrefix(n, textModelPrefix)
-	})
-}
-
 // LoadSource materialises m's parameters from src on b, strictly: every
 // parameter must be present with its shape, and src may hold nothing else
 // but ignorable buffers (position_ids, logit_scale). Keys may carry the
-// "text_model." prefix or not.
+// "text_model." prefix or not (transformers 4 and 5); a source holding both
+// forms of one key is an error.
 func (m *TextModel) LoadSource(b tensor.Backend, src nn.Source, dt tensor.DType) error {
-	norm, err := normalizedSource(src)
+	norm, err := nn.NewRenamed(src, func(n string) string { return strings.TrimPrefix(n, textModelPrefix) })
 	if err != nil {
 		return fmt.Errorf("clip: %w", err)
 	}
 	return nn.Load(b, m, norm, nn.LoadOptions{DType: dt, Ignore: ignoredBuffer})
 }
 
-// WeightFiles returns the safetensors files of a transformers model folder:
-// the single model[.variant].safetensors or the shards listed by
-// model[.variant].safetensors.index.json.
-func WeightFiles(dir, variant string) ([]string, error) {
-	names := []string{"model.safetensors", "model.fp16.safetensors"}
-	if variant != "" {
-		names = []string{"model." + variant + ".safetensors", "model.safetensors"}
-	}
-	for _, n := range names {
-		p := filepath.Join(dir, n)
-		if _, err := os.Stat(p); err == nil {
-			return []string{p}, nil
-		}
-		idx := p + ".index.json"
-		data, err := os.ReadFile(idx)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		var ix struct {
-			WeightMap map[string]string `json:"weight_map"`
-		}
-		if err := json.Unmarshal(data, &ix); err != nil {
-			return nil, fmt.Errorf("%s: %w", idx, err)
-		}
-		seen := map[string]bool{}
-		var files []string
-		for _, f := range ix.WeightMap {
-			if !seen[f] {
-				seen[f] = true
-				files = append(files, filepath.Join(dir, f))
-			}
-		}
-		if len(files) == 0 {
-			return nil, fmt.Errorf("%s: empty weight_map", idx)
-		}
-		sort.Strings(files)
-		return files, nil
-	}
-	return nil, fmt.Errorf("clip: no weights in %s (looked for %s, and their .index.json shards)", dir, strings.Join(names, ", "))
-}
-
-// LoadDir builds and loads a text encoder from a transformers folder
-// (text_encoder/ or text_encoder_2/: config.json and the weights).
-func LoadDir(b tensor.Backend, dir string, opt LoadOptions) (*TextModel, error) {
-	cfg, err := ReadConfig(dir)
-	if err != nil {
-		return nil, err
-	}
+// load builds a model from cfg and fills it from ws (closing ws).
+func load(b tensor.Backend, cfg *config.TextEncoderConfig, ws *config.WeightSet, opt LoadOptions) (*TextModel, error) {
+	defer ws.Close()
 	m, err := New(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", dir, err)
+		return nil, err
 	}
-	paths, err := WeightFiles(dir, opt.Variant)
+	if err := m.LoadSource(b, ws, opt.DType); err != nil {
+		return nil, fmt.Errorf("%s: %w", strings.Join(ws.Paths(), ", "), err)
+	}
+	return m, nil
+}
+
+// LoadDir builds and loads a text encoder from a lone transformers folder
+// (config.json and model[.variant].safetensors or shards). Without
+// model_index.json the projection follows config.json's architectures.
+func LoadDir(b tensor.Backend, dir string, opt LoadOptions) (*TextModel, error) {
+	cfg, err := config.ReadTextEncoderConfig(filepath.Join(dir, "config.json"))
 	if err != nil {
 		return nil, err
 	}
-	var files []*safetensors.File
-	defer func() {
-		for _, f := range files {
-			f.Close()
+	ws, err := config.OpenWeightsIn(dir, "model", opt.Variant)
+	if err != nil {
+		return nil, err
+	}
+	return load(b, cfg, ws, opt)
+}
+
+// LoadComponent loads component sub ("text_encoder" or "text_encoder_2")
+// of a diffusers pipeline folder; model_index.json's class decides whether
+// it has the projection, as in diffusers.
+func LoadComponent(b tensor.Backend, d *config.ModelDir, sub string, opt LoadOptions) (*TextModel, error) {
+	cfg, err := d.TextEncoderConfig(sub)
+	if err != nil {
+		return nil, err
+	}
+	ws, err := d.OpenWeights(sub, opt.Variant)
+	if err != nil {
+		return nil, err
+	}
+	return load(b, cfg, ws, opt)
+}
+
+// LoadSDXL loads the text side of a diffusers SDXL pipeline folder:
+// text_encoder and tokenizer when model_index.json lists them (the base;
+// the refiner has neither), text_encoder_2 and tokenizer_2, and
+// force_zeros_for_empty_prompt. A tokenizer listed as null (diffusers'
+// test models) is left nil: EncodePromptIDs still works, EncodePrompt
+// reports it.
+func LoadSDXL(b tensor.Backend, d *config.ModelDir, opt LoadOptions) (*SDXL, error) {
+	s := &SDXL{ForceZerosForEmptyPrompt: d.ModelIndex.ForceZerosForEmptyPrompt}
+	present := func(name string) bool {
+		c, ok := d.ModelIndex.Component(name)
+		return ok && c.Present()
+	}
+	var err error
+	if present("text_encoder") {
+		if s.TextEncoder, err = LoadComponent(b, d, "text_encoder", opt); err != nil {
+			return nil, err
 		}
-	}()
-	for _, p := range paths {
-		f, err := safetensors.Open(p)
+	}
+	if !present("text_encoder_2") {
+		return nil, fmt.Errorf("%s: model_index.json has no text_encoder_2 (not an SDXL pipeline)", d.Root)
+	}
+	if s.TextEncoder2, err = LoadComponent(b, d, "text_encoder_2", opt); err != nil {
+		return nil, err
+	}
+	for _, t := range []struct {
+		name string
+		dst  *Tokenizer
+		need bool
+	}{{"tokenizer", &s.Tokenizer, s.TextEncoder != nil}, {"tokenizer_2", &s.Tokenizer2, true}} {
+		if !t.need || !present(t.name) {
+			continue
+		}
+		tok, err := tokenizer.Load(filepath.Join(d.Root, t.name))
 		if err != nil {
 			return nil, err
 		}
-		files = append(files, f)
+		*t.dst = tok
 	}
-	src, err := nn.NewFileSource(files...)
-	if err != nil {
-		return nil, err
-	}
-	if err := m.LoadSource(b, src, opt.DType); err != nil {
-		return nil, fmt.Errorf("%s: %w", strings.Join(paths, ", "), err)
-	}
-	return m, nil
+	return s, s.check()
 }

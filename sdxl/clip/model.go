@@ -16,6 +16,7 @@ import (
 	"math"
 
 	"github.com/sdxl-go/sdxl/nn"
+	"github.com/sdxl-go/sdxl/sdxl/config"
 	"github.com/sdxl-go/sdxl/tensor"
 )
 
@@ -24,7 +25,7 @@ import (
 // transformers 4 (and CLIPTextModelWithProjection in 5) writes; Load accepts
 // both layouts.
 type TextModel struct {
-	Config Config
+	Config *config.TextEncoderConfig
 
 	TokenEmbedding    *nn.Embedding   `st:"embeddings.token_embedding"`
 	PositionEmbedding *nn.Embedding   `st:"embeddings.position_embedding"`
@@ -60,13 +61,17 @@ type MLP struct {
 	FC2 *nn.Linear `st:"fc2"`
 }
 
-// New builds a text model of meta tensors from cfg (see nn.Load and
-// nn.InitRandom to materialise it).
-func New(cfg Config) (*TextModel, error) {
+// New builds a text model of meta tensors from cfg (see LoadSource and
+// nn.InitRandom to materialise it); cfg.WithProjection() adds the text
+// projection.
+func New(cfg *config.TextEncoderConfig) (*TextModel, error) {
 	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("clip: %w", err)
+	}
+	act, err := activationOf(cfg.HiddenAct)
+	if err != nil {
 		return nil, err
 	}
-	act, _ := activationOf(cfg.HiddenAct)
 	D := cfg.HiddenSize
 	eps := float32(cfg.LayerNormEps)
 	m := &TextModel{
@@ -93,7 +98,7 @@ func New(cfg Config) (*TextModel, error) {
 			},
 		})
 	}
-	if cfg.WithProjection {
+	if cfg.WithProjection() {
 		m.TextProjection = nn.NewLinear(D, cfg.ProjectionDim, false)
 	}
 	return m, nil

@@ -3,12 +3,11 @@ package clip
 import (
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/sdxl-go/sdxl/backend/cpu"
 	"github.com/sdxl-go/sdxl/internal/golden"
-	"github.com/sdxl-go/sdxl/sdxl/tokenizer"
+	"github.com/sdxl-go/sdxl/sdxl/config"
 	"github.com/sdxl-go/sdxl/tensor"
 )
 
@@ -36,26 +35,24 @@ func smallScenarios(t *testing.T) map[string]smallScenario {
 	return idx.Scenarios
 }
 
-// loadSmall loads a small model's encoders and tokenizers (te1 and tok1
-// only when the folder has them).
+// loadSmall loads a small model folder's text side the way a pipeline
+// does (model_index.json decides the components and
+// force_zeros_for_empty_prompt).
 func loadSmall(t *testing.T, b tensor.Backend, model string, forceZeros bool) *SDXL {
 	t.Helper()
-	dir := golden.Path(t, "small/models/"+model)
-	s := &SDXL{ForceZerosForEmptyPrompt: forceZeros}
-	var err error
-	if _, e := os.Stat(filepath.Join(dir, "text_encoder")); e == nil {
-		if s.TextEncoder, err = LoadDir(b, filepath.Join(dir, "text_encoder"), LoadOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		if s.Tokenizer, err = tokenizer.Load(filepath.Join(dir, "tokenizer")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if s.TextEncoder2, err = LoadDir(b, filepath.Join(dir, "text_encoder_2"), LoadOptions{}); err != nil {
+	d, err := config.OpenModelDir(golden.Path(t, "small/models/"+model))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Tokenizer2, err = tokenizer.Load(filepath.Join(dir, "tokenizer_2")); err != nil {
+	s, err := LoadSDXL(b, d, LoadOptions{})
+	if err != nil {
 		t.Fatal(err)
+	}
+	if s.ForceZerosForEmptyPrompt != forceZeros {
+		t.Fatalf("%s: force_zeros_for_empty_prompt = %v, want %v", model, s.ForceZerosForEmptyPrompt, forceZeros)
+	}
+	if s.Tokenizer2 == nil || (s.TextEncoder != nil) != (s.Tokenizer != nil) {
+		t.Fatalf("%s: tokenizers not loaded", model)
 	}
 	return s
 }
