@@ -463,6 +463,37 @@ func TestDecodeF16AllPatterns(t *testing.T) {
 	}
 }
 
+// TestDecodeParallel widens tensors large enough to be split across
+// goroutines and compares every element with x448/float16 and the BF16 and
+// F32 bit rules.
+func TestDecodeParallel(t *testing.T) {
+	const n = 3<<20 + 7 // uneven, so chunks differ in length
+	raw := make([]byte, 4*n)
+	for i := range raw {
+		raw[i] = byte(i*2654435761>>13) ^ byte(i)
+	}
+	f16 := make([]float32, n)
+	bf := make([]float32, n)
+	f32 := make([]float32, n)
+	if err := safetensors.Decode(safetensors.F16, raw[:2*n], f16); err != nil {
+		t.Fatal(err)
+	}
+	if err := safetensors.Decode(safetensors.BF16, raw[:2*n], bf); err != nil {
+		t.Fatal(err)
+	}
+	if err := safetensors.Decode(safetensors.F32, raw, f32); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		h := binary.LittleEndian.Uint16(raw[2*i:])
+		if math.Float32bits(f16[i]) != math.Float32bits(float16.Frombits(h).Float32()) ||
+			math.Float32bits(bf[i]) != uint32(h)<<16 ||
+			math.Float32bits(f32[i]) != binary.LittleEndian.Uint32(raw[4*i:]) {
+			t.Fatalf("element %d: f16 %g bf16 %g f32 %g", i, f16[i], bf[i], f32[i])
+		}
+	}
+}
+
 // TestDecodeBF16AndF8 checks BF16 on all patterns and the float8 types on
 // all 256 bytes against values computed from the bit fields.
 func TestDecodeBF16AndF8(t *testing.T) {

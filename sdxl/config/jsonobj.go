@@ -76,6 +76,9 @@ func describe(v json.RawMessage) string {
 // decodeInt reads a JSON integer (no fraction, no exponent, within int32:
 // every size in these configs is far below that).
 func decodeInt(v json.RawMessage) (int, bool) {
+	if t := bytes.TrimSpace(v); len(t) == 0 || t[0] == '"' {
+		return 0, false // json.Number would accept a quoted number
+	}
 	var n json.Number
 	if err := json.Unmarshal(v, &n); err != nil {
 		return 0, false

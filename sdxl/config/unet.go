@@ -459,6 +459,8 @@ func (c *UNetConfig) Validate() error {
 				return fmt.Errorf("transformer_layers_per_block: block %d resnet %d has depth %d, want > 0", i, j, d)
 			}
 		}
+	}
+	for i := range n {
 		for j, d := range c.UpTransformerLayers[i] {
 			if d <= 0 {
 				return fmt.Errorf("up block %d resnet %d has transformer depth %d, want > 0", i, j, d)
