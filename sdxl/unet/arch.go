@@ -1,8 +1,6 @@
 package unet
 
-import (
-	"fmt"
-)
+import "fmt"
 
 // arch is a UNet2DConditionModel config normalised the way diffusers'
 // constructor does it: every int-or-list field expanded to one value per
@@ -11,7 +9,6 @@ import (
 // mid and up paths. Building the model only reads arch.
 type arch struct {
 	inChannels, outChannels int
-	sampleSize              int // sample_size (0 when unset)
 	centerInput             bool
 	flipSinToCos            bool
 	freqShift               float64
@@ -44,20 +41,6 @@ type arch struct {
 	addEmbedType   string // "text_time" or ""
 	addTimeDim     int
 	projClassInDim int
-}
-
-func expandInts(name string, v []int, n int) ([]int, error) {
-	switch len(v) {
-	case 1:
-		out := make([]int, n)
-		for i := range out {
-			out[i] = v[0]
-		}
-		return out, nil
-	case n:
-		return append([]int(nil), v...), nil
-	}
-	return nil, fmt.Errorf("%s has %d values, want 1 or %d (one per down block)", name, len(v), n)
 }
 
 // validate checks the structural consistency diffusers checks in

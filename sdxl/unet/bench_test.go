@@ -10,6 +10,7 @@ import (
 	"github.com/sdxl-go/sdxl/backend/cpu"
 	"github.com/sdxl-go/sdxl/internal/golden"
 	"github.com/sdxl-go/sdxl/nn"
+	"github.com/sdxl-go/sdxl/sdxl/config"
 	"github.com/sdxl-go/sdxl/tensor"
 )
 
@@ -45,7 +46,7 @@ func benchInput(b tensor.Backend, u *UNet, batch, h, w int) Input {
 // Run it alone: go test ./sdxl/unet -run X -bench BaseUNet512 -benchtime=1x
 func BenchmarkBaseUNet512(bm *testing.B) {
 	be := cpu.New()
-	u, err := New(readTestConfig(bm, "sdxl-base-unet-config.json"))
+	u, err := New(config.SDXLBaseUNet())
 	if err != nil {
 		bm.Fatal(err)
 	}

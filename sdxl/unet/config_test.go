@@ -6,77 +6,90 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/sdxl-go/sdxl/sdxl/config"
 )
 
-func TestParseConfigNormalisation(t *testing.T) {
-	a, err := parseConfig(readTestConfig(t, "sdxl-refiner-unet-config.json"))
+func TestArchFromSDXLConfigs(t *testing.T) {
+	a, err := archFromConfig(config.SDXLRefinerUNet())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := [][]int{{4, 4}, {4, 4}, {4, 4}, {4, 4}}; !cmp.Equal(a.tLayersDown, want) {
-		t.Errorf("down transformer layers %v", a.tLayersDown)
+		t.Errorf("refiner down transformer layers %v", a.tLayersDown)
 	}
 	if want := []int{6, 12, 24, 24}; !cmp.Equal(a.heads, want) {
-		t.Errorf("heads %v", a.heads)
+		t.Errorf("refiner heads %v", a.heads)
 	}
-	a, err = parseConfig(readTestConfig(t, "sdxl-base-unet-config.json"))
+	a, err = archFromConfig(config.SDXLBaseUNet())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := [][]int{{10, 10, 10}, {2, 2, 2}, {1, 1, 1}}; !cmp.Equal(a.tLayersUp, want) {
-		t.Errorf("up transformer layers %v, want %v", a.tLayersUp, want)
+		t.Errorf("base up transformer layers %v, want %v", a.tLayersUp, want)
 	}
 	if want := []int{10}; !cmp.Equal(a.tLayersMid, want) {
-		t.Errorf("mid transformer layers %v", a.tLayersMid)
+		t.Errorf("base mid transformer layers %v", a.tLayersMid)
 	}
-	if a.timeEmbedDim != 1280 || a.crossDim[2] != 2048 || a.midType != "UNetMidBlock2DCrossAttn" {
-		t.Errorf("time embed %d, cross %v, mid %q", a.timeEmbedDim, a.crossDim, a.midType)
-	}
-	// Asymmetric per-resnet layer counts with an explicit reverse list.
-	var m map[string]any
-	if err := json.Unmarshal(readTestConfig(t, "sdxl-base-unet-config.json"), &m); err != nil {
-		t.Fatal(err)
-	}
-	m["transformer_layers_per_block"] = []any{[]int{1, 1}, []int{2, 3}, []int{4, 5}}
-	m["reverse_transformer_layers_per_block"] = []any{[]int{6, 6, 7}, []int{2, 2, 2}, 1}
-	data, _ := json.Marshal(m)
-	a, err = parseConfig(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !cmp.Equal(a.tLayersDown, [][]int{{1, 1}, {2, 3}, {4, 5}}) || !cmp.Equal(a.tLayersUp, [][]int{{6, 6, 7}, {2, 2, 2}, {1, 1, 1}}) ||
-		!cmp.Equal(a.tLayersMid, []int{4}) {
-		t.Errorf("asymmetric: down %v up %v mid %v", a.tLayersDown, a.tLayersUp, a.tLayersMid)
+	if a.timeEmbedDim != 1280 || a.timeInputDim != 320 || a.crossDim[2] != 2048 || a.midType != "UNetMidBlock2DCrossAttn" {
+		t.Errorf("time embed %d/%d, cross %v, mid %q", a.timeEmbedDim, a.timeInputDim, a.crossDim, a.midType)
 	}
 }
 
-func TestParseConfigErrors(t *testing.T) {
-	base := readTestConfig(t, "sdxl-base-unet-config.json")
+// modified returns the SDXL base config with one key changed.
+func modified(t *testing.T, key string, val any) (*config.UNetConfig, error) {
+	t.Helper()
+	data, err := config.RealConfigJSON(config.SDXLBaseName, "unet/config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	m[key] = val
+	data, _ = json.Marshal(m)
+	return config.ParseUNetConfig("test", data)
+}
+
+func TestUnsupportedConfigs(t *testing.T) {
 	for _, c := range []struct {
 		key  string
 		val  any
 		want string
 	}{
-		{"num_attention_heads", 8, "num_attention_heads is set"},
-		{"up_block_types", []string{"UpBlock2D"}, "3 down_block_types but 1 up_block_types"},
-		{"down_block_types", []string{"DownBlock2D", "AttnDownBlock2D", "CrossAttnDownBlock2D"}, `"AttnDownBlock2D" is not supported`},
+		{"down_block_types", []string{"DownBlock2D", "AttnDownBlock2D", "CrossAttnDownBlock2D"}, `down_block_types[1] = "AttnDownBlock2D"`},
 		{"class_embed_type", "timestep", "class_embed_type"},
-		{"attention_head_dim", []int{5, 10}, "attention_head_dim has 2 values"},
 		{"attention_head_dim", []int{5, 10, 7}, "does not split into 7 attention heads"},
-		{"transformer_layers_per_block", []any{[]int{1, 1}, 2, 3}, "reverse_transformer_layers_per_block is required"},
-		{"layers_per_block", "two", "layers_per_block"},
-		{"addition_embed_type", "text", `addition_embed_type "text"`},
-		{"time_embedding_type", "fourier", "fourier"},
+		{"addition_embed_type", "text", `addition_embed_type = "text"`},
+		{"resnet_time_scale_shift", "scale_shift", "resnet_time_scale_shift"},
+		{"time_embedding_act_fn", "silu", "time_embedding_act_fn"},
 	} {
-		var m map[string]any
-		if err := json.Unmarshal(base, &m); err != nil {
-			t.Fatal(err)
+		cfg, err := modified(t, c.key, c.val)
+		if err == nil {
+			_, err = New(cfg)
 		}
-		m[c.key] = c.val
-		data, _ := json.Marshal(m)
-		_, err := New(data)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s = %v: err = %v, want %q", c.key, c.val, err, c.want)
+		}
+	}
+	// Supported variations build.
+	for _, c := range []struct {
+		key string
+		val any
+	}{
+		{"only_cross_attention", true},
+		{"use_linear_projection", false},
+		{"resnet_out_scale_factor", 2.0},
+		{"mid_block_type", nil},
+		{"mid_block_type", "UNetMidBlock2D"},
+		{"down_block_types", []string{"DownBlock2D", "UNetResCrossAttnDownBlock2D", "CrossAttnDownBlock2D"}},
+	} {
+		cfg, err := modified(t, c.key, c.val)
+		if err != nil {
+			t.Fatalf("%s = %v: %v", c.key, c.val, err)
+		}
+		if _, err := New(cfg); err != nil {
+			t.Errorf("%s = %v: %v", c.key, c.val, err)
 		}
 	}
 }

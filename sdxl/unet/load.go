@@ -2,11 +2,10 @@ package unet
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/sdxl-go/sdxl/nn"
-	"github.com/sdxl-go/sdxl/safetensors"
+	"github.com/sdxl-go/sdxl/sdxl/config"
 	"github.com/sdxl-go/sdxl/tensor"
 )
 
@@ -21,6 +20,8 @@ type LoadOptions struct {
 	// Progress is called after each tensor with the count loaded and the
 	// total.
 	Progress func(done, total int)
+	// Variant selects the weight files in LoadDir ("" or e.g. "fp16").
+	Variant string
 }
 
 // Load fills the weights of a meta UNet (from New) from src, strictly.
@@ -33,11 +34,11 @@ func (u *UNet) Load(b tensor.Backend, src nn.Source, opt LoadOptions) error {
 	return nil
 }
 
-// Load builds the UNet that configJSON (unet/config.json) describes and
-// fills every weight from src, strictly: a missing, unexpected or
-// mis-shaped weight is an error naming it.
-func Load(b tensor.Backend, configJSON []byte, src nn.Source, opt LoadOptions) (*UNet, error) {
-	u, err := New(configJSON)
+// Load builds the UNet that cfg describes and fills every weight from src,
+// strictly: a missing, unexpected or mis-shaped weight is an error naming
+// it.
+func Load(b tensor.Backend, cfg *config.UNetConfig, src nn.Source, opt LoadOptions) (*UNet, error) {
+	u, err := New(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -47,47 +48,23 @@ func Load(b tensor.Backend, configJSON []byte, src nn.Source, opt LoadOptions) (
 	return u, nil
 }
 
-// LoadDir loads a diffusers unet/ folder: config.json and
-// diffusion_pytorch_model.safetensors, or its .fp16 variant when that is
-// the only one present.
+// LoadDir loads a diffusers unet/ folder: config.json and the weights of
+// opt.Variant ("" = diffusion_pytorch_model.safetensors, "fp16" =
+// diffusion_pytorch_model.fp16.safetensors, or their shard indexes),
+// chosen as diffusers does (config.OpenWeightsIn).
 func LoadDir(b tensor.Backend, dir string, opt LoadOptions) (*UNet, error) {
-	cfg, err := os.ReadFile(filepath.Join(dir, "config.json"))
-	if err != nil {
-		return nil, fmt.Errorf("reading UNet config: %w", err)
-	}
-	files, err := OpenWeights(dir, "diffusion_pytorch_model")
+	cfg, err := config.ReadUNetConfig(filepath.Join(dir, "config.json"))
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		for _, f := range files {
-			f.Close()
-		}
-	}()
-	src, err := nn.NewFileSource(files...)
+	ws, err := config.OpenWeightsIn(dir, "diffusion_pytorch_model", opt.Variant)
 	if err != nil {
 		return nil, err
 	}
-	u, err := Load(b, cfg, src, opt)
+	defer ws.Close()
+	u, err := Load(b, cfg, ws, opt)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
 	return u, nil
-}
-
-// OpenWeights opens <dir>/<stem>.safetensors, or <stem>.fp16.safetensors
-// when the full-precision file is absent.
-func OpenWeights(dir, stem string) ([]*safetensors.File, error) {
-	for _, name := range []string{stem + ".safetensors", stem + ".fp16.safetensors"} {
-		p := filepath.Join(dir, name)
-		if _, err := os.Stat(p); err != nil {
-			continue
-		}
-		f, err := safetensors.Open(p)
-		if err != nil {
-			return nil, err
-		}
-		return []*safetensors.File{f}, nil
-	}
-	return nil, fmt.Errorf("no %s.safetensors or %s.fp16.safetensors in %s", stem, stem, dir)
 }

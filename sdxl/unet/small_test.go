@@ -2,14 +2,13 @@ package unet
 
 import (
 	"math"
-	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/sdxl-go/sdxl/backend/cpu"
 	"github.com/sdxl-go/sdxl/internal/golden"
-	"github.com/sdxl-go/sdxl/nn"
 	"github.com/sdxl-go/sdxl/safetensors"
+	"github.com/sdxl-go/sdxl/sdxl/config"
 	"github.com/sdxl-go/sdxl/tensor"
 )
 
@@ -174,30 +173,26 @@ func TestSmallRefinerRuns(t *testing.T) {
 func TestTinyFP16Variant(t *testing.T) {
 	g := golden.Open(t, "tiny/goldens/unet_base.safetensors")
 	dir := golden.Path(t, "tiny/models/sdxl-tiny-base/unet")
-	f, err := safetensors.Open(filepath.Join(dir, "diffusion_pytorch_model.fp16.safetensors"))
+	ws, err := config.OpenWeightsIn(dir, "diffusion_pytorch_model", "fp16")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	src, err := nn.NewFileSource(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if dt, _ := src.DType("conv_in.weight"); dt != safetensors.F16 {
+	defer ws.Close()
+	if dt, _ := ws.DType("conv_in.weight"); dt != safetensors.F16 {
 		t.Fatalf("fp16 variant holds %s", dt)
 	}
-	cfg, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	cfg, err := config.ReadUNetConfig(filepath.Join(dir, "config.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := cpu.New()
 	var calls int
-	u, err := Load(b, cfg, src, LoadOptions{Progress: func(done, total int) { calls++ }})
+	u, err := Load(b, cfg, ws, LoadOptions{Progress: func(done, total int) { calls++ }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if calls != len(src.Names()) {
-		t.Errorf("progress called %d times for %d tensors", calls, len(src.Names()))
+	if calls != len(ws.Names()) {
+		t.Errorf("progress called %d times for %d tensors", calls, len(ws.Names()))
 	}
 	get := func(name string) *tensor.Tensor {
 		d, s := g.Get(name)

@@ -13,6 +13,7 @@ import (
 	"fmt"
 
 	"github.com/sdxl-go/sdxl/nn"
+	"github.com/sdxl-go/sdxl/sdxl/config"
 	"github.com/sdxl-go/sdxl/tensor"
 )
 
@@ -28,18 +29,25 @@ type UNet struct {
 	ConvNormOut   *nn.GroupNorm         `st:"conv_norm_out"`
 	ConvOut       *nn.Conv2d            `st:"conv_out"`
 
+	cfg  *config.UNetConfig
 	arch *arch
 }
 
-// New builds a UNet with meta tensors (no weights) from the contents of a
-// diffusers unet/config.json.
-func New(configJSON []byte) (*UNet, error) {
-	a, err := parseConfig(configJSON)
+// New builds a UNet with meta tensors (no weights) from its config (see
+// config.ReadUNetConfig, config.SDXLBaseUNet). Configs outside the SDXL
+// UNet family (other block types, class embeddings, ...) are refused.
+func New(cfg *config.UNetConfig) (*UNet, error) {
+	a, err := archFromConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return build(a), nil
+	u := build(a)
+	u.cfg = cfg
+	return u, nil
 }
+
+// Config returns the configuration the model was built from.
+func (u *UNet) Config() *config.UNetConfig { return u.cfg }
 
 func build(a *arch) *UNet {
 	u := &UNet{arch: a}
@@ -150,11 +158,6 @@ type Input struct {
 	// BaseTimeIDs / RefinerTimeIDs), text_time models only.
 	TimeIDs []float32
 }
-
-// SampleSize is the config's sample_size in latent pixels (128 for SDXL:
-// pipelines default to sample_size * VAE scale factor = 1024 pixels); 0
-// when unset.
-func (u *UNet) SampleSize() int { return u.arch.sampleSize }
 
 // BlockTypes returns down_block_types and up_block_types.
 func (u *UNet) BlockTypes() (down, up []string) {

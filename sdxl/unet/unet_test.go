@@ -3,7 +3,6 @@ package unet
 import (
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -12,32 +11,25 @@ import (
 	"github.com/sdxl-go/sdxl/internal/golden"
 	"github.com/sdxl-go/sdxl/nn"
 	"github.com/sdxl-go/sdxl/sdxl/capture"
+	"github.com/sdxl-go/sdxl/sdxl/config"
 	"github.com/sdxl-go/sdxl/tensor"
 )
-
-func readTestConfig(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func TestParamCountsRealConfigs(t *testing.T) {
 	for _, c := range []struct {
 		file string
+		cfg  *config.UNetConfig
 		want int64
 	}{
-		{"sdxl-base-unet-config.json", 2567463684},
-		{"sdxl-refiner-unet-config.json", 2259526660},
+		{"SDXL base", config.SDXLBaseUNet(), 2567463684},
+		{"SDXL refiner", config.SDXLRefinerUNet(), 2259526660},
 	} {
-		u, err := New(readTestConfig(t, c.file))
+		u, err := New(c.cfg)
 		if err != nil {
 			t.Fatalf("%s: %v", c.file, err)
 		}
-		if u.SampleSize() != 128 || u.InChannels() != 4 || u.AdditionTimeEmbedDim() != 256 {
-			t.Errorf("%s: sample_size %d, in_channels %d, addition_time_embed_dim %d", c.file, u.SampleSize(), u.InChannels(), u.AdditionTimeEmbedDim())
+		if u.InChannels() != 4 || u.AdditionTimeEmbedDim() != 256 {
+			t.Errorf("%s: in_channels %d, addition_time_embed_dim %d", c.file, u.InChannels(), u.AdditionTimeEmbedDim())
 		}
 		got := nn.CountParams(u)
 		if got != c.want {
@@ -51,9 +43,12 @@ func TestParamCountsRealConfigs(t *testing.T) {
 // binds to a parameter of the same shape and that no parameter is left
 // over.
 func TestFullKeys(t *testing.T) {
-	for _, c := range []struct{ config, keys string }{
-		{"sdxl-base-unet-config.json", "full-keys/sdxl-base-unet.json"},
-		{"sdxl-refiner-unet-config.json", "full-keys/sdxl-refiner-unet.json"},
+	for _, c := range []struct {
+		config *config.UNetConfig
+		keys   string
+	}{
+		{config.SDXLBaseUNet(), "full-keys/sdxl-base-unet.json"},
+		{config.SDXLRefinerUNet(), "full-keys/sdxl-refiner-unet.json"},
 	} {
 		path := golden.Path(t, c.keys)
 		data, err := os.ReadFile(path)
@@ -64,7 +59,7 @@ func TestFullKeys(t *testing.T) {
 		if err := json.Unmarshal(data, &want); err != nil {
 			t.Fatal(err)
 		}
-		u, err := New(readTestConfig(t, c.config))
+		u, err := New(c.config)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,6 +12,7 @@ import (
 	"math"
 
 	"github.com/sdxl-go/sdxl/nn"
+	"github.com/sdxl-go/sdxl/sdxl/config"
 	"github.com/sdxl-go/sdxl/tensor"
 )
 
@@ -22,7 +23,7 @@ type VAE struct {
 	QuantConv     *nn.Conv2d `st:"quant_conv"`      // nil when use_quant_conv is false
 	PostQuantConv *nn.Conv2d `st:"post_quant_conv"` // nil when use_post_quant_conv is false
 
-	cfg *Config
+	cfg *config.VAEConfig
 }
 
 // EncoderBlock is DownEncoderBlock2D: resnets without time embedding and
@@ -68,9 +69,10 @@ type Decoder struct {
 
 const eps = 1e-6 // every VAE norm (diffusers hard-codes it)
 
-// New builds a meta VAE (no weights) from a config.
-func New(cfg *Config) (*VAE, error) {
-	if err := cfg.validate(); err != nil {
+// New builds a meta VAE (no weights) from its config (see
+// config.ReadVAEConfig, config.SDXLVAE).
+func New(cfg *config.VAEConfig) (*VAE, error) {
+	if err := supported(cfg); err != nil {
 		return nil, err
 	}
 	c := cfg
@@ -157,7 +159,7 @@ func New(cfg *Config) (*VAE, error) {
 func (v *VAE) ScaleFactor() int { return 1 << (len(v.cfg.BlockOutChannels) - 1) }
 
 // Config returns the model's configuration.
-func (v *VAE) Config() *Config { return v.cfg }
+func (v *VAE) Config() *config.VAEConfig { return v.cfg }
 
 func (m *MidBlock) forward(b tensor.Backend, rec nn.Recorder, x *tensor.Tensor) *tensor.Tensor {
 	nn.RecordIn(rec, m.Path, x)

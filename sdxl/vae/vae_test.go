@@ -12,11 +12,12 @@ import (
 	"github.com/sdxl-go/sdxl/nn"
 	"github.com/sdxl-go/sdxl/safetensors"
 	"github.com/sdxl-go/sdxl/sdxl/capture"
+	"github.com/sdxl-go/sdxl/sdxl/config"
 	"github.com/sdxl-go/sdxl/tensor"
 )
 
 func TestParamCountSDXL(t *testing.T) {
-	v, err := New(SDXLConfig())
+	v, err := New(config.SDXLVAE())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +40,7 @@ func TestFullKeys(t *testing.T) {
 	if err := json.Unmarshal(data, &want); err != nil {
 		t.Fatal(err)
 	}
-	v, err := New(SDXLConfig())
+	v, err := New(config.SDXLVAE())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,11 +199,7 @@ func (s convAttnSource) Shape(name string) ([]int, bool) {
 func TestLoadConvAttentionWeights(t *testing.T) {
 	g := golden.Open(t, "tiny/goldens/vae.safetensors")
 	dir := golden.Path(t, "tiny/models/sdxl-tiny-base/vae")
-	data, err := os.ReadFile(dir + "/config.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := ParseConfig(data)
+	cfg, err := config.ReadVAEConfig(dir + "/config.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,17 +230,50 @@ func TestLoadConvAttentionWeights(t *testing.T) {
 	golden.Check(t, "decode.sample (1x1-conv attention weights)", b.ToFloat32(img), want, 1e-4)
 }
 
-func TestParseConfigErrors(t *testing.T) {
-	for _, c := range []struct{ json, want string }{
-		{`{"block_out_channels": [32, 64], "down_block_types": ["DownEncoderBlock2D"], "up_block_types": ["UpDecoderBlock2D"]}`, "2 block_out_channels, 1 down_block_types"},
-		{`{"act_fn": "gelu"}`, `act_fn "gelu"`},
-		{`{"block_out_channels": [30]}`, "does not split into 32 groups"},
-		{`{"latents_mean": [0, 0, 0, 0]}`, "latents_mean and latents_std"},
-		{`{"scaling_factor": "x"}`, "parsing VAE config"},
-	} {
-		_, err := ParseConfig([]byte(c.json))
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: err = %v, want %q", c.json, err, c.want)
-		}
+func TestUnsupportedConfig(t *testing.T) {
+	c := config.SDXLVAE()
+	c.ActFn = "gelu"
+	if _, err := New(c); err == nil || !strings.Contains(err.Error(), `act_fn = "gelu"`) {
+		t.Errorf("err = %v", err)
 	}
+}
+
+// TestScaleVariants checks Unscale against the pipelines' formulas for
+// per-channel latents statistics and for a shift factor, and that Scale
+// inverts it.
+func TestScaleVariants(t *testing.T) {
+	b := cpu.New()
+	x := make([]float32, 2*4*3)
+	for i := range x {
+		x[i] = float32(i)*0.25 - 2
+	}
+	in := b.FromFloat32(tensor.F32, tensor.Shape{2, 4, 3, 1}, x)
+	c := config.SDXLVAE()
+	c.LatentsMean = []float64{0.1, -0.2, 0.3, 0}
+	c.LatentsStd = []float64{1.5, 2, 0.5, 1}
+	v, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]float32, len(x))
+	for i := range x {
+		ch := (i / 3) % 4
+		want[i] = float32(float64(x[i])*c.LatentsStd[ch]/c.ScalingFactor + c.LatentsMean[ch])
+	}
+	u := v.Unscale(b, in)
+	golden.Check(t, "unscale with latents_mean/std", b.ToFloat32(u), want, 1e-6)
+	golden.Check(t, "scale(unscale(x)) with latents_mean/std", b.ToFloat32(v.Scale(b, u)), x, 1e-6)
+
+	c = config.SDXLVAE()
+	shift := 0.1159
+	c.ShiftFactor = &shift
+	if v, err = New(c); err != nil {
+		t.Fatal(err)
+	}
+	for i := range x {
+		want[i] = float32(float64(x[i])/c.ScalingFactor + shift)
+	}
+	u = v.Unscale(b, in)
+	golden.Check(t, "unscale with shift_factor", b.ToFloat32(u), want, 1e-6)
+	golden.Check(t, "scale(unscale(x)) with shift_factor", b.ToFloat32(v.Scale(b, u)), x, 1e-6)
 }
