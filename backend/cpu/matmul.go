@@ -52,22 +52,25 @@ func (b *Backend) matmul(op string, x, y, bias *tensor.Tensor, transA, transB bo
 	}
 	xst := tensor.BroadcastStrides(xBatch, d.Batch)
 	yst := tensor.BroadcastStrides(yBatch, d.Batch)
-	idx := make([]int, len(d.Batch))
-	for i := range nb {
-		xo, yo := 0, 0
-		for j, v := range idx {
+	one := func(i, threads int) {
+		xo, yo, rem := 0, 0, i
+		for j := len(d.Batch) - 1; j >= 0; j-- {
+			v := rem % d.Batch[j]
+			rem /= d.Batch[j]
 			xo += v * xst[j]
 			yo += v * yst[j]
 		}
 		xo *= m * k
 		yo *= k * n
-		b.sgemm(transA, transB, m, n, k, xs[xo:xo+m*k], lda, ys[yo:yo+k*n], ldb, out[i*m*n:(i+1)*m*n], n, bs != nil)
-		for j := len(idx) - 1; j >= 0; j-- {
-			idx[j]++
-			if idx[j] < d.Batch[j] {
-				break
-			}
-			idx[j] = 0
+		b.sgemmThreads(threads, transA, transB, m, n, k, xs[xo:xo+m*k], lda, ys[yo:yo+k*n], ldb, out[i*m*n:(i+1)*m*n], n, bs != nil)
+	}
+	if nb >= b.threads {
+		// Enough independent products (attention heads, batch items) to
+		// keep every thread busy with serial GEMMs.
+		b.parallelItems(nb, func(i int) { one(i, 1) })
+	} else {
+		for i := range nb {
+			one(i, b.threads)
 		}
 	}
 	return b.wrap(x.DType(), outShape, out)
