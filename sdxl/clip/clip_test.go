@@ -392,6 +392,15 @@ func TestTinyEncodePrompt(t *testing.T) {
 		check(t, b, f, "encode_dual.pooled_prompt_embeds", p.PooledPromptEmbeds, tolText)
 		check(t, b, f, "encode_dual.negative_prompt_embeds", p.NegativePromptEmbeds, tolText)
 		check(t, b, f, "encode_dual.negative_pooled_prompt_embeds", p.NegativePooledPromptEmbeds, tolText)
+		h, err := p.Host(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Batch != 1 || h.Tokens != 77 || h.Dim != 64 || h.PooledDim != 32 {
+			t.Errorf("host shapes %d %d %d %d", h.Batch, h.Tokens, h.Dim, h.PooledDim)
+		}
+		want, _ := f.Get("encode_dual.negative_prompt_embeds")
+		golden.Check(t, "host negative_prompt_embeds", h.NegativePromptEmbeds, want, tolText)
 		// The same through the id-level entry point with the golden ids.
 		q, err := base.EncodePromptIDs(b, IDPrompts{
 			IDs1: idRows(t, f, "encode_dual.ids_1"), IDs2: idRows(t, f, "encode_dual.ids_2"),
@@ -510,5 +519,35 @@ func TestLoadSDXLTiny(t *testing.T) {
 			}
 			check(t, b, f, c.embeds, p.PromptEmbeds, tolText)
 		}
+	}
+}
+
+// TestTinyF16Storage runs the encoders with float16 weights and
+// activations (the CPU backend rounds every op's output to fp16, as a GPU
+// would store it): the causal mask uses fp16's most negative value, and the
+// result stays within DESIGN.md's fp16 bound of the fp32 goldens.
+func TestTinyF16Storage(t *testing.T) {
+	f := golden.Open(t, tinyGolden)
+	b := cpu.New()
+	for _, c := range []struct{ enc, ids, want string }{
+		{"text_encoder", "ids_1", "te1.hidden_states_m2"},
+		{"text_encoder_2", "ids_2", "te2.text_embeds"},
+	} {
+		m, err := LoadDir(b, tinyDir(t, c.enc), LoadOptions{DType: tensor.F16, Variant: "fp16"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := m.Forward(b, idRows(t, f, c.ids), Request{HiddenStates: []int{-2}, Final: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := o.HiddenStates[0]
+		if c.want == "te2.text_embeds" {
+			got = o.TextEmbeds
+		}
+		if got.DType() != tensor.F16 {
+			t.Errorf("%s: output dtype %v, want F16", c.enc, got.DType())
+		}
+		check(t, b, f, c.want, got, 1e-2)
 	}
 }

@@ -175,6 +175,29 @@ func (p *PromptEmbeds) Free() {
 	p.NegativePooledPromptEmbeds.Free()
 }
 
+// HostPromptEmbeds is PromptEmbeds copied to the host (row-major; the
+// negative slices are nil without classifier-free guidance).
+type HostPromptEmbeds struct {
+	PromptEmbeds, NegativePromptEmbeds             []float32 // [Batch, Tokens, Dim]
+	PooledPromptEmbeds, NegativePooledPromptEmbeds []float32 // [Batch, PooledDim]
+	Batch, Tokens, Dim, PooledDim                  int
+}
+
+// Host copies the embeddings to the host.
+func (p *PromptEmbeds) Host(b tensor.Backend) (*HostPromptEmbeds, error) {
+	h := &HostPromptEmbeds{
+		Batch: p.PromptEmbeds.Dim(0), Tokens: p.PromptEmbeds.Dim(1), Dim: p.PromptEmbeds.Dim(2),
+		PooledDim:          p.PooledPromptEmbeds.Dim(1),
+		PromptEmbeds:       b.ToFloat32(p.PromptEmbeds),
+		PooledPromptEmbeds: b.ToFloat32(p.PooledPromptEmbeds),
+	}
+	if p.NegativePromptEmbeds != nil {
+		h.NegativePromptEmbeds = b.ToFloat32(p.NegativePromptEmbeds)
+		h.NegativePooledPromptEmbeds = b.ToFloat32(p.NegativePooledPromptEmbeds)
+	}
+	return h, b.Err()
+}
+
 // pick returns xs[i] unless it is missing or empty, then fallback[i].
 func pick(xs, fallback []string, i int) string {
 	if i < len(xs) && xs[i] != "" {
