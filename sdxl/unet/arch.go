@@ -82,6 +82,12 @@ func (a *arch) validate() error {
 			return fmt.Errorf("block_out_channels[%d] = %d does not split into %d attention heads", i, c, a.heads[i])
 		}
 	}
+	for i, d := range a.crossDim {
+		if d != a.crossDim[0] {
+			// One context tensor cannot feed levels of different widths.
+			return fmt.Errorf("cross_attention_dim %v differs between levels (%d at level %d): not supported", a.crossDim, d, i)
+		}
+	}
 	if a.addEmbedType != "" && a.addEmbedType != "text_time" {
 		return fmt.Errorf("addition_embed_type %q is not supported (text_time or null)", a.addEmbedType)
 	}
@@ -92,4 +98,17 @@ func (a *arch) validate() error {
 		return fmt.Errorf("conv_in_kernel %d / conv_out_kernel %d must be odd", a.convInKernel, a.convOutKernel)
 	}
 	return nil
+}
+
+// hasCrossAttention reports whether any block attends to a text context.
+func (a *arch) hasCrossAttention() bool {
+	if a.midType == "UNetMidBlock2DCrossAttn" {
+		return true
+	}
+	for i := range a.downTypes {
+		if a.downTypes[i] == "CrossAttnDownBlock2D" || a.upTypes[i] == "CrossAttnUpBlock2D" {
+			return true
+		}
+	}
+	return false
 }

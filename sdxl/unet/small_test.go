@@ -3,6 +3,7 @@ package unet
 import (
 	"math"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/sdxl-go/sdxl/backend/cpu"
@@ -207,4 +208,44 @@ func TestTinyFP16Variant(t *testing.T) {
 	}
 	want, _ := g.Get("out.sample")
 	golden.Check(t, "out.sample with fp16 weights", b.ToFloat32(out), want, 1e-2)
+}
+
+func TestForwardInputErrors(t *testing.T) {
+	b := cpu.New()
+	u, err := LoadDir(b, golden.Path(t, "tiny/models/sdxl-tiny-base/unet"), LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := func() Input {
+		pos, _ := BaseTimeIDs(TimeIDParams{OriginalSize: [2]int{64, 64}, TargetSize: [2]int{64, 64}})
+		return Input{
+			Sample:              b.Zeros(tensor.F32, 2, 4, 8, 8),
+			Timesteps:           []float32{10},
+			EncoderHiddenStates: b.Zeros(tensor.F32, 2, 77, u.CrossAttentionDim()),
+			TextEmbeds:          b.Zeros(tensor.F32, 2, u.ProjectionClassEmbeddingsInputDim()-6*u.AdditionTimeEmbedDim()),
+			TimeIDs:             append(pos, pos...),
+		}
+	}
+	if _, err := u.Forward(b, good(), nil); err != nil {
+		t.Fatalf("valid input: %v", err)
+	}
+	for _, c := range []struct {
+		name string
+		edit func(*Input)
+		want string
+	}{
+		{"channels", func(in *Input) { in.Sample = b.Zeros(tensor.F32, 2, 3, 8, 8) }, "sample must be [B, 4, h, w]"},
+		{"timesteps", func(in *Input) { in.Timesteps = []float32{1, 2, 3} }, "3 timesteps for a batch of 2"},
+		{"context", func(in *Input) { in.EncoderHiddenStates = b.Zeros(tensor.F32, 2, 77, 7) }, "encoder_hidden_states must be"},
+		{"no context", func(in *Input) { in.EncoderHiddenStates = nil }, "encoder_hidden_states must be"},
+		{"refiner ids", func(in *Input) { in.TimeIDs = in.TimeIDs[:10] }, "5 time ids"},
+		{"text embeds", func(in *Input) { in.TextEmbeds = nil }, "text_embeds must be"},
+	} {
+		in := good()
+		c.edit(&in)
+		_, err := u.Forward(b, in, nil)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want %q", c.name, err, c.want)
+		}
+	}
 }

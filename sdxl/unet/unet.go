@@ -191,16 +191,7 @@ func (u *UNet) check(in Input) (int, error) {
 	if len(in.Timesteps) != 1 && len(in.Timesteps) != B {
 		return 0, fmt.Errorf("unet: %d timesteps for a batch of %d (want 1 or %d)", len(in.Timesteps), B, B)
 	}
-	needCtx := a.midType == "UNetMidBlock2DCrossAttn"
-	for i, t := range a.downTypes {
-		if t == "CrossAttnDownBlock2D" {
-			needCtx = true
-			if a.crossDim[i] != a.crossDim[0] {
-				return 0, fmt.Errorf("unet: per-level cross_attention_dim %v is not supported", a.crossDim)
-			}
-		}
-	}
-	if needCtx {
+	if a.hasCrossAttention() {
 		e := in.EncoderHiddenStates
 		if e == nil || e.Rank() != 3 || e.Dim(0) != B || e.Dim(2) != a.crossDim[0] {
 			return 0, fmt.Errorf("unet: encoder_hidden_states must be [%d, L, %d], got %v", B, a.crossDim[0], shapeOf(e))
