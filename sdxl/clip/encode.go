@@ -52,20 +52,6 @@ func (s *SDXL) check() error {
 	return nil
 }
 
-// Conditioning is one encoded batch: per-token embeddings [B, L, C] (C =
-// 768+1280 for the base, 1280 for the refiner) and pooled embeddings
-// [B, P].
-type Conditioning struct {
-	Embeds *tensor.Tensor
-	Pooled *tensor.Tensor
-}
-
-// Free releases both tensors.
-func (c Conditioning) Free() {
-	c.Embeds.Free()
-	c.Pooled.Free()
-}
-
 // EncodeIDs runs the encoders on token rows: ids1 for text_encoder (ignored
 // in the refiner) and ids2 for text_encoder_2, one row per prompt. For each
 // hidden-state index in hidden it returns the concatenation of both
@@ -235,9 +221,12 @@ func (s *SDXL) EncodePrompt(b tensor.Backend, opt PromptOptions) (*PromptEmbeds,
 	if B == 0 {
 		return nil, fmt.Errorf("clip: no prompt")
 	}
-	for name, xs := range map[string][]string{"prompt_2": opt.Prompt2, "negative_prompt": opt.NegativePrompt, "negative_prompt_2": opt.NegativePrompt2} {
-		if xs != nil && len(xs) != B {
-			return nil, fmt.Errorf("clip: %s has %d entries but prompt has %d", name, len(xs), B)
+	for _, a := range []struct {
+		name string
+		xs   []string
+	}{{"prompt_2", opt.Prompt2}, {"negative_prompt", opt.NegativePrompt}, {"negative_prompt_2", opt.NegativePrompt2}} {
+		if a.xs != nil && len(a.xs) != B {
+			return nil, fmt.Errorf("clip: %s has %d entries but prompt has %d", a.name, len(a.xs), B)
 		}
 	}
 	L := s.maxLength()

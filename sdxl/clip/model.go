@@ -9,6 +9,12 @@
 // hidden_states[-2] of both encoders (the output of layer N-2, before the last
 // layer and without the final norm) and on encoder 2's projected pooled
 // output.
+//
+// Models are built from sdxl/config's TextEncoderConfig out of meta tensors
+// (New) and loaded strictly (LoadDir, LoadComponent, LoadSource); LoadSDXL
+// assembles a pipeline folder's encoders and tokenizers into an SDXL whose
+// EncodePrompt mirrors encode_prompt, and HostEncoder plugs one encoder
+// into sdxl/prompt's weighting (Compel, A1111).
 package clip
 
 import (
@@ -22,8 +28,8 @@ import (
 
 // TextModel is a CLIP text transformer, optionally with the text projection.
 // Field tags are the checkpoint names without the "text_model." prefix that
-// transformers 4 (and CLIPTextModelWithProjection in 5) writes; Load accepts
-// both layouts.
+// transformers 4 (and CLIPTextModelWithProjection in 5) writes; LoadSource
+// accepts both layouts.
 type TextModel struct {
 	Config *config.TextEncoderConfig
 
