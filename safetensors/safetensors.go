@@ -141,7 +141,6 @@ func topLevel(js []byte) ([]string, map[string]json.RawMessage, error) {
 		return nil, nil, errors.New("header is not valid UTF-8")
 	}
 	dec := json.NewDecoder(bytes.NewReader(js))
-	dec.UseNumber()
 	tok, err := dec.Token()
 	if err != nil {
 		return nil, nil, fmt.Errorf("header is not a JSON object: %v", err)
