@@ -97,9 +97,10 @@ func (r *Recorder) Match(path string) bool {
 }
 
 // Record implements nn.Recorder: it copies t to the host when path
-// matches.
+// matches. A nil *Recorder records nothing (a typed nil passed as an
+// nn.Recorder is not a nil interface, so it must be safe).
 func (r *Recorder) Record(path string, t *tensor.Tensor) {
-	if !r.Match(path) {
+	if r == nil || !r.Match(path) {
 		return
 	}
 	r.mu.Lock()

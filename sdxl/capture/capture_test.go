@@ -46,6 +46,12 @@ func TestMatch(t *testing.T) {
 	}
 }
 
+func TestNilRecorder(t *testing.T) {
+	var r *Recorder
+	var rec nn.Recorder = r
+	rec.Record("x", nil) // must not panic
+}
+
 func TestNewErrors(t *testing.T) {
 	for _, p := range []string{"", "a..b", ".a", "a."} {
 		if _, err := New(p); err == nil {
