@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/sdxl-go/sdxl/internal/golden"
+	"github.com/sdxl-go/sdxl/nn"
 	"github.com/sdxl-go/sdxl/safetensors"
 	"github.com/sdxl-go/sdxl/sdxl/config"
 )
@@ -313,3 +314,6 @@ func TestOpenWeightsIn(t *testing.T) {
 		t.Error("fp16 variant found in a folder without one")
 	}
 }
+
+// WeightSet plugs into the layer loader directly.
+var _ nn.Source = (*config.WeightSet)(nil)
