@@ -21,18 +21,6 @@ func readKeys(t *testing.T, rel string) map[string][]int {
 	return m
 }
 
-func sameShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // checkBijection maps every diffusers key and checks that the images are
 // exactly the single-file keys, with matching shapes.
 func checkBijection(t *testing.T, hf, sgm map[string][]int, prefix string, mapName func(string) (string, []int)) {

@@ -168,3 +168,15 @@ func OpenCLIP(src nn.Source, params []nn.Param, kind Kind) (*View, error) {
 		return entry{src: s}
 	})
 }
+
+func sameShape(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
