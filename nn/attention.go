@@ -49,20 +49,25 @@ func NewAttention(path string, queryDim, contextDim, heads, headDim int, bias bo
 // and returns [B, L, C]. Residual and RescaleOutput apply.
 func (a *Attention) Forward(b tensor.Backend, rec Recorder, x, context *tensor.Tensor) *tensor.Tensor {
 	RecordIn(rec, a.Path, x)
-	out := a.attend(b, x, context)
+	out := a.attend(b, rec, x, context)
 	out = a.finish(b, out, x)
 	RecordOut(rec, a.Path, out)
 	return out
 }
 
 // attend is the projections and attention, without residual or rescale.
-func (a *Attention) attend(b tensor.Backend, x, context *tensor.Tensor) *tensor.Tensor {
+func (a *Attention) attend(b tensor.Backend, rec Recorder, x, context *tensor.Tensor) *tensor.Tensor {
 	if context == nil {
 		context = x
 	}
 	q := a.ToQ.Forward(b, x)
 	k := a.ToK.Forward(b, context)
 	v := a.ToV.Forward(b, context)
+	if rec != nil {
+		RecordChild(rec, a.Path, "to_q", q)
+		RecordChild(rec, a.Path, "to_k", k)
+		RecordChild(rec, a.Path, "to_v", v)
+	}
 	if q.Dim(-1)%a.Heads != 0 {
 		panic(fmt.Sprintf("nn: attention %s: %d features do not split into %d heads", a.Path, q.Dim(-1), a.Heads))
 	}
@@ -72,6 +77,7 @@ func (a *Attention) attend(b tensor.Backend, x, context *tensor.Tensor) *tensor.
 	v.Free()
 	out := a.ToOut[0].Forward(b, o)
 	o.Free()
+	RecordChild(rec, a.Path, "to_out.0", out)
 	return out
 }
 
@@ -98,12 +104,13 @@ func (a *Attention) ForwardSpatial(b tensor.Backend, rec Recorder, x *tensor.Ten
 	h := x
 	if a.GroupNorm != nil {
 		h = a.GroupNorm.Forward(b, x)
+		RecordChild(rec, a.Path, "group_norm", h)
 	}
 	seq := b.Permute(h.Reshape(B, C, H*W), 0, 2, 1) // [B, HW, C]
 	if h != x {
 		h.Free()
 	}
-	o := a.attend(b, seq, nil)
+	o := a.attend(b, rec, seq, nil)
 	seq.Free()
 	sp := b.Permute(o, 0, 2, 1) // [B, C, HW]
 	o.Free()
@@ -139,10 +146,13 @@ func NewFeedForward(path string, dim, inner, out int) *FeedForward {
 func (f *FeedForward) Forward(b tensor.Backend, rec Recorder, x *tensor.Tensor) *tensor.Tensor {
 	RecordIn(rec, f.Path, x)
 	p := f.Net0.Proj.Forward(b, x)
+	RecordChild(rec, f.Path, "net.0.proj", p)
 	g := b.GEGLU(p)
 	p.Free()
+	RecordChild(rec, f.Path, "net.0", g)
 	out := f.Net2.Forward(b, g)
 	g.Free()
+	RecordChild(rec, f.Path, "net.2", out)
 	RecordOut(rec, f.Path, out)
 	return out
 }
@@ -191,16 +201,19 @@ func (t *BasicTransformerBlock) Forward(b tensor.Backend, rec Recorder, x, conte
 		ctx1 = context
 	}
 	n := t.Norm1.Forward(b, x)
+	RecordChild(rec, t.Path, "norm1", n)
 	y := t.Attn1.Forward(b, rec, n, ctx1)
 	n.Free()
 	h := addFree(b, y, x, false)
 
 	n = t.Norm2.Forward(b, h)
+	RecordChild(rec, t.Path, "norm2", n)
 	y = t.Attn2.Forward(b, rec, n, context)
 	n.Free()
 	h = addFree(b, y, h, true)
 
 	n = t.Norm3.Forward(b, h)
+	RecordChild(rec, t.Path, "norm3", n)
 	y = t.FF.Forward(b, rec, n)
 	n.Free()
 	h = addFree(b, y, h, true)
@@ -265,6 +278,7 @@ func (t *Transformer2D) Forward(b tensor.Backend, rec Recorder, x, context *tens
 	RecordIn(rec, t.Path, x)
 	B, H, W := x.Dim(0), x.Dim(2), x.Dim(3)
 	n := t.Norm.Forward(b, x)
+	RecordChild(rec, t.Path, "norm", n)
 	var h *tensor.Tensor
 	if t.ProjIn != nil {
 		seq := toSeq(b, n)

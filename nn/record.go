@@ -30,6 +30,14 @@ func RecordIn(rec Recorder, path string, in *tensor.Tensor) {
 	}
 }
 
+// RecordChild reports the output of a child module (path.child) that has
+// no Path of its own, e.g. a Linear inside an Attention.
+func RecordChild(rec Recorder, path, child string, out *tensor.Tensor) {
+	if rec != nil {
+		rec.Record(Sub(path, child), out)
+	}
+}
+
 // Sub joins a module path and a child name ("" parent gives the child).
 func Sub(path, child string) string {
 	if path == "" {

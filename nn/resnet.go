@@ -60,7 +60,10 @@ func NewResnetBlock2D(path string, c ResnetConfig) *ResnetBlock2D {
 	return r
 }
 
-// Forward runs the block on x [B, In, H, W]. tembAct is SiLU(temb) [B,
+// Forward runs the block on x [B, In, H, W]. Besides its output it reports
+// conv1, time_emb_proj ([B, Out], before broadcasting), conv2 and
+// conv_shortcut to rec; norm1/norm2 are fused with their SiLU and not
+// reported. tembAct is SiLU(temb) [B,
 // TembChannels], computed once by the caller and shared by every block
 // (diffusers applies the same SiLU inside each block); nil when the block
 // has no time embedding.
@@ -69,8 +72,10 @@ func (r *ResnetBlock2D) Forward(b tensor.Backend, rec Recorder, x, tembAct *tens
 	h := r.Norm1.ForwardSiLU(b, x)
 	c := r.Conv1.Forward(b, h)
 	h.Free()
+	RecordChild(rec, r.Path, "conv1", c)
 	if r.TimeEmbProj != nil && tembAct != nil {
 		t := r.TimeEmbProj.Forward(b, tembAct)
+		RecordChild(rec, r.Path, "time_emb_proj", t)
 		s := b.Add(c, t.Reshape(t.Dim(0), t.Dim(1), 1, 1))
 		t.Free()
 		c.Free()
@@ -80,9 +85,11 @@ func (r *ResnetBlock2D) Forward(b tensor.Backend, rec Recorder, x, tembAct *tens
 	c.Free()
 	c = r.Conv2.Forward(b, h)
 	h.Free()
+	RecordChild(rec, r.Path, "conv2", c)
 	skip := x
 	if r.ConvShortcut != nil {
 		skip = r.ConvShortcut.Forward(b, x)
+		RecordChild(rec, r.Path, "conv_shortcut", skip)
 	}
 	out := b.Add(skip, c)
 	c.Free()
@@ -123,6 +130,7 @@ func (d *Downsample2D) Forward(b tensor.Backend, rec Recorder, x *tensor.Tensor)
 	if in != x {
 		in.Free()
 	}
+	RecordChild(rec, d.Path, "conv", out)
 	RecordOut(rec, d.Path, out)
 	return out
 }
@@ -165,6 +173,7 @@ func (u *Upsample2D) Forward(b tensor.Backend, rec Recorder, x *tensor.Tensor, h
 	up := b.Upsample(x, h, w)
 	out := u.Conv.Forward(b, up)
 	up.Free()
+	RecordChild(rec, u.Path, "conv", out)
 	RecordOut(rec, u.Path, out)
 	return out
 }

@@ -159,6 +159,35 @@ func goldenUNet(t *testing.T, goldenFile, modelDir string) {
 		golden.Check(t, name, a.Data, w, 1e-4)
 	}
 
+	// Child modules without a golden: present, shaped as in diffusers, and
+	// consistent with their parents.
+	blk := "down_blocks.1.attentions.0.transformer_blocks.0"
+	for _, c := range []struct {
+		path  string
+		shape []int
+	}{
+		{blk + ".attn2.to_k", []int{ctx.Dim(0), ctx.Dim(1), u.DownBlocks[1].Attentions[0].Blocks[0].Attn2.ToK.Weight.Dim(0)}},
+		{blk + ".norm1", nil}, {blk + ".ff.net.0", nil}, {blk + ".ff.net.2", nil},
+		{"down_blocks.0.resnets.0.conv1", nil}, {"down_blocks.0.resnets.0.time_emb_proj", nil},
+		{"down_blocks.0.downsamplers.0.conv", nil}, {"conv_norm_out", nil}, {"conv_act", nil},
+	} {
+		a, ok := rec.Get(c.path)
+		if !ok {
+			t.Errorf("%s: not recorded", c.path)
+			continue
+		}
+		if c.shape != nil && !tensor.Shape(c.shape).Equal(a.Shape) {
+			t.Errorf("%s: shape %v, want %v", c.path, a.Shape, c.shape)
+		}
+	}
+	ff, _ := rec.Get(blk + ".ff")
+	net2, _ := rec.Get(blk + ".ff.net.2")
+	ds, _ := rec.Get("down_blocks.0.downsamplers.0")
+	dsConv, _ := rec.Get("down_blocks.0.downsamplers.0.conv")
+	if golden.MaxAbs(ff.Data, net2.Data) != 0 || golden.MaxAbs(ds.Data, dsConv.Data) != 0 {
+		t.Error("a module's output differs from its last child's")
+	}
+
 	out2, err := u.Forward(b, Input{Sample: sample, Timesteps: t2, EncoderHiddenStates: ctx, TextEmbeds: text, TimeIDs: ids}, nil)
 	if err != nil {
 		t.Fatal(err)
