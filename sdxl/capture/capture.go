@@ -18,6 +18,11 @@
 //
 // Each module also reports its first input as "<path>.input" (the goldens'
 // naming); a pattern only matches such a name when it says ".input".
+// Leaf layers report under their diffusers names too (attn1.to_q,
+// ff.net.0, resnets.0.conv1, resnets.0.time_emb_proj, ...), except
+// GroupNorms that the models fuse with the following SiLU (resnet norm1 and
+// norm2); the UNet's and VAE's conv_norm_out and conv_act are reported
+// (computed unfused while recording).
 package capture
 
 import (
