@@ -1,0 +1,171 @@
+package sdxl
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/sdxl-go/sdxl/backend/cpu"
+	"github.com/sdxl-go/sdxl/internal/golden"
+	"github.com/sdxl-go/sdxl/sdxl/imageio"
+	"github.com/sdxl-go/sdxl/tensor"
+)
+
+// scenario is one entry of golden/small/index.json.
+type scenario struct {
+	Name        string  `json:"name"`
+	Kind        string  `json:"kind"`
+	Prompt      string  `json:"prompt"`
+	Negative    string  `json:"negative"`
+	Width       int     `json:"width"`
+	Height      int     `json:"height"`
+	Steps       int     `json:"steps"`
+	Guidance    float64 `json:"guidance"`
+	Scheduler   string  `json:"scheduler"`
+	Seed        uint64  `json:"seed"`
+	Strength    float64 `json:"strength"`
+	DenoiseFrac float64 `json:"denoise_frac"`
+	Compel      bool    `json:"compel"`
+	Source      string  `json:"source"`
+}
+
+func smallScenarios(t *testing.T) map[string]scenario {
+	t.Helper()
+	b, err := os.ReadFile(golden.Path(t, "small/index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx struct {
+		Scenarios map[string]scenario `json:"scenarios"`
+	}
+	if err := json.Unmarshal(b, &idx); err != nil {
+		t.Fatal(err)
+	}
+	return idx.Scenarios
+}
+
+var smallModels struct {
+	once          sync.Once
+	base, refiner *Model
+	err           error
+}
+
+func loadSmall(t *testing.T, b tensor.Backend) (base, refiner *Model) {
+	t.Helper()
+	bp := golden.Path(t, "small/models/sdxl-small-base")
+	rp := golden.Path(t, "small/models/sdxl-small-refiner")
+	smallModels.once.Do(func() {
+		smallModels.base, smallModels.err = LoadModel(b, bp, LoadOptions{})
+		if smallModels.err == nil {
+			smallModels.refiner, smallModels.err = LoadModel(b, rp, LoadOptions{})
+		}
+	})
+	if smallModels.err != nil {
+		t.Fatal(smallModels.err)
+	}
+	return smallModels.base, smallModels.refiner
+}
+
+// RequestFor builds the library request of a golden scenario.
+func requestFor(t *testing.T, sc scenario) Request {
+	req := Request{
+		Prompt: sc.Prompt, Width: sc.Width, Height: sc.Height, Steps: sc.Steps,
+		Guidance: sc.Guidance, Scheduler: sc.Scheduler, Seed: sc.Seed, KeepStepLatents: true,
+	}
+	if sc.Negative != "" { // the goldens' script passed "" as None
+		neg := sc.Negative
+		req.NegativePrompt = &neg
+	}
+	if sc.Compel {
+		req.Weighting = WeightingCompel
+	}
+	if sc.DenoiseFrac != 0 {
+		req.HighNoiseFrac = sc.DenoiseFrac
+	}
+	if sc.Kind == "img2img_refiner" {
+		req.Strength = sc.Strength
+		f := golden.Open(t, "small/e2e_"+sc.Name+".safetensors")
+		src, shape := f.Get("source_image") // NHWC in [0,1]
+		h, w := shape[1], shape[2]
+		img := make([]float32, 3*h*w)
+		for y := 0; y < h; y++ {
+			for x := 0; x < w; x++ {
+				for c := 0; c < 3; c++ {
+					img[(c*h+y)*w+x] = 2*src[(y*w+x)*3+c] - 1
+				}
+			}
+		}
+		req.Image, req.ImageShape = img, []int{1, 3, h, w}
+	}
+	return req
+}
+
+func TestSmallPipelines(t *testing.T) {
+	b := cpu.New()
+	scs := smallScenarios(t)
+	base, refiner := loadSmall(t, b)
+	for _, name := range []string{"astro_euler", "astro_dpmpp_karras_wide", "lion_euler_a", "lion_heun_tall",
+		"ensemble_lion", "refine_astro", "compel_lion_weighted", "compel_anime_long"} {
+		sc, ok := scs[name]
+		if !ok {
+			t.Errorf("scenario %s missing from index.json", name)
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			p := &Pipeline{Backend: b}
+			switch sc.Kind {
+			case "txt2img":
+				p.Base = base
+			case "ensemble":
+				p.Base, p.Refiner = base, refiner
+			case "img2img_refiner":
+				p.Refiner = refiner
+			default:
+				t.Fatalf("unknown kind %q", sc.Kind)
+			}
+			res, err := p.Generate(context.Background(), requestFor(t, sc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := golden.Open(t, "small/e2e_"+name+".safetensors")
+			steps, sshape := f.Get("step_latents")
+			per := len(steps) / sshape[0]
+			if len(res.StepLatents) != sshape[0] {
+				t.Fatalf("%d steps, golden has %d", len(res.StepLatents), sshape[0])
+			}
+			for i, got := range res.StepLatents {
+				if e := golden.RelErr(got, steps[i*per:(i+1)*per]); e > 1e-3 {
+					t.Errorf("step %d latents: relative error %.3g", i, e)
+				}
+			}
+			want, _ := f.Get("final_latents")
+			golden.Check(t, "final_latents", res.Latents, want, 1e-3)
+			if f.Has("base_latents") {
+				bl, _ := f.Get("base_latents")
+				golden.Check(t, "base_latents", res.BaseLatents, bl, 1e-3)
+			}
+			imgs, err := imageio.FromNCHW(res.Images, res.ImageShape[:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			u8, _ := f.Get("image_uint8")
+			h, w := res.ImageShape[2], res.ImageShape[3]
+			maxd := 0.0
+			for y := 0; y < h; y++ {
+				for x := 0; x < w; x++ {
+					c := imgs[0].NRGBAAt(x, y)
+					for k, v := range []uint8{c.R, c.G, c.B} {
+						maxd = math.Max(maxd, math.Abs(float64(v)-float64(u8[(y*w+x)*3+k])))
+					}
+				}
+			}
+			if maxd > 2 {
+				t.Errorf("image differs from image_uint8 by up to %v levels (limit 2)", maxd)
+			}
+			t.Logf("image max abs diff %v levels", maxd)
+		})
+	}
+}
