@@ -132,6 +132,9 @@ func (m *Model) concreteTokenizers() error {
 			return fmt.Errorf("%s: tokenizer is not a CLIP BPE tokenizer", m.Path)
 		}
 	}
+	if m.Text.Tokenizer2 == nil { // e.g. test models without tokenizers: embeddings only
+		return nil
+	}
 	if m.Tok2, ok = m.Text.Tokenizer2.(*tokenizer.Tokenizer); !ok {
 		return fmt.Errorf("%s: tokenizer_2 is not a CLIP BPE tokenizer", m.Path)
 	}

@@ -99,6 +99,11 @@ type Request struct {
 	// Strength of img2img (0 means 0.3, diffusers' default).
 	Strength float64
 
+	// Embeds and RefinerEmbeds replace prompt encoding for the base (or
+	// the only model) and the refiner: diffusers' prompt_embeds=,
+	// pooled_prompt_embeds=, negative_... arguments.
+	Embeds, RefinerEmbeds *PromptEmbeds
+
 	// OutputLatents skips the VAE decode.
 	OutputLatents bool
 	// Watermark applies SDXL's invisible watermark to images >= 256 wide.
@@ -392,7 +397,17 @@ func (p *Pipeline) runStage(ctx context.Context, req *Request, st stage, gen sch
 	cfg := req.Guidance > 1
 	var shape [4]int
 
-	emb, err := p.encodePrompts(m, req, cfg)
+	given := req.Embeds
+	if st.name == "refiner" && p.Base != nil {
+		given = req.RefinerEmbeds
+	}
+	var emb *embeds
+	var err error
+	if given != nil {
+		emb, err = given.embeds(m, n, cfg)
+	} else {
+		emb, err = p.encodePrompts(m, req, cfg)
+	}
 	if err != nil {
 		return nil, shape, err
 	}

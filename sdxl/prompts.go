@@ -154,3 +154,36 @@ func repeat(x []float32, n int) []float32 {
 	}
 	return out
 }
+
+// PromptEmbeds are precomputed conditionings for one prompt (batch 1),
+// row-major: Prompt and Negative [Tokens, Dim], Pooled and NegativePooled
+// [PooledDim]. A nil Negative is diffusers' None: zeros when the model has
+// force_zeros_for_empty_prompt.
+type PromptEmbeds struct {
+	Prompt, Negative       []float32
+	Pooled, NegativePooled []float32
+	Tokens, Dim            int
+}
+
+func (g *PromptEmbeds) embeds(m *Model, n int, cfg bool) (*embeds, error) {
+	if g.Tokens*g.Dim != len(g.Prompt) || len(g.Pooled) == 0 {
+		return nil, fmt.Errorf("prompt embeds: %d values for %d tokens of %d, %d pooled", len(g.Prompt), g.Tokens, g.Dim, len(g.Pooled))
+	}
+	e := &embeds{n: n, tokens: g.Tokens, dim: g.Dim, pdim: len(g.Pooled)}
+	e.pos, e.pooledPos = repeat(g.Prompt, n), repeat(g.Pooled, n)
+	if !cfg {
+		return e, nil
+	}
+	switch {
+	case g.Negative != nil:
+		if len(g.Negative) != len(g.Prompt) || len(g.NegativePooled) != len(g.Pooled) {
+			return nil, fmt.Errorf("negative prompt embeds: sizes differ from the positive ones")
+		}
+		e.neg, e.pooledNeg = repeat(g.Negative, n), repeat(g.NegativePooled, n)
+	case m.Text.ForceZerosForEmptyPrompt:
+		e.neg, e.pooledNeg = make([]float32, len(e.pos)), make([]float32, len(e.pooledPos))
+	default:
+		return nil, fmt.Errorf("prompt embeds without negative embeds: this model (no force_zeros_for_empty_prompt) needs them")
+	}
+	return e, nil
+}
