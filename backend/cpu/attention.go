@@ -52,8 +52,8 @@ func (b *Backend) Attention(q, k, v, mask *tensor.Tensor, scale float32) *tensor
 		bi, hi := bh/H, bh%H
 		r0 := t * rows
 		nr := min(Lq, r0+rows) - r0
-		sbuf := b.pools.a.get(nr * Lk)
-		defer b.pools.a.put(sbuf)
+		sbuf := b.pools.scratch.get(nr * Lk)
+		defer b.pools.scratch.put(sbuf)
 		s := *sbuf
 		b.gemm(1, gemmArgs{m: nr, a: qs[(bh*Lq+r0)*D:], lda: D, b: kp[bh], c: s, ldc: Lk})
 		for i := range nr {

@@ -61,8 +61,8 @@ func (b *Backend) Conv2D(x, w, bias *tensor.Tensor, stride, padding int) *tensor
 		if direct {
 			bp = b.packB(1, *pbuf, false, C, cols, xn[p0:], H*W)
 		} else {
-			cbuf := b.pools.a.get(ckk * cols)
-			defer b.pools.a.put(cbuf)
+			cbuf := b.pools.scratch.get(ckk * cols)
+			defer b.pools.scratch.put(cbuf)
 			im2col(xn, C, H, W, kh, kw, stride, padding, Wo, r0, r1, *cbuf)
 			bp = b.packB(1, *pbuf, false, ckk, cols, *cbuf, cols)
 		}

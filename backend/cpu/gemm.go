@@ -62,11 +62,17 @@ func (b *Backend) packB(threads int, dst []float32, transB bool, k, n int, src [
 			if cols < gemmNR {
 				clear(p)
 			}
-			for c := range cols {
-				col := src[(j0+c)*ldb:]
-				col = col[:k]
-				for kk, v := range col {
-					p[kk*gemmNR+c] = v
+			// Transpose in blocks of 64 k steps, so the 4 KB of the panel
+			// being written stays in L1 while the nr source rows stream.
+			const kb = 64
+			for k0 := 0; k0 < k; k0 += kb {
+				k1 := min(k, k0+kb)
+				for c := range cols {
+					col := src[(j0+c)*ldb+k0 : (j0+c)*ldb+k1]
+					d := p[k0*gemmNR+c:]
+					for kk, v := range col {
+						d[kk*gemmNR] = v
+					}
 				}
 			}
 		}
@@ -147,8 +153,9 @@ func (p *bufPool) put(s *[]float32) { p.p.Put(s) }
 
 // gemmPools holds the packing buffers of a Backend.
 type gemmPools struct {
-	a bufPool // mc×kc A blocks, one per worker
-	b bufPool // packed B matrices
+	a       bufPool // mc×kc A blocks, one per GEMM worker (all one size)
+	b       bufPool // packed operands (weights, K and V, im2col tiles)
+	scratch bufPool // other per-tile scratch (attention scores, im2col)
 }
 
 func newGemmPools() *gemmPools { return &gemmPools{} }
@@ -200,24 +207,27 @@ func (b *Backend) gemm(threads int, g gemmArgs) {
 		nParts = max(1, min((4*threads+mBlocks-1)/mBlocks, panels/4))
 	}
 	jobs := mBlocks * nParts
-	for pc := 0; pc < k; pc += gemmKC {
-		kb := min(gemmKC, k-pc)
-		acc := g.acc || pc > 0
-		run := func(job int, abuf []float32) {
-			ib, part := job/nParts, job%nParts
-			ic := ib * gemmMC
-			mb := min(gemmMC, m-ic)
-			p0, p1 := part*panels/nParts, (part+1)*panels/nParts
+	// A job owns a block of rows and a range of panels of C for the whole
+	// inner dimension, so jobs never wait for each other (B is already
+	// packed) and the C tile stays in cache between kc steps.
+	run := func(job int, abuf []float32) {
+		ib, part := job/nParts, job%nParts
+		ic := ib * gemmMC
+		mb := min(gemmMC, m-ic)
+		p0, p1 := part*panels/nParts, (part+1)*panels/nParts
+		for pc := 0; pc < k; pc += gemmKC {
+			kb := min(gemmKC, k-pc)
+			acc := g.acc || pc > 0
 			if g.pa != nil {
 				macroKernel(g, g.pa.data[ic*k+pc*gemmMR:], k*gemmMR, ic, pc, mb, kb, p0, p1, acc)
-				return
+				continue
 			}
 			apack := abuf[:(mb+gemmMR-1)/gemmMR*gemmMR*kb]
 			packA(apack, g, ic, pc, mb, kb)
 			macroKernel(g, apack, kb*gemmMR, ic, pc, mb, kb, p0, p1, acc)
 		}
-		b.runJobs(min(threads, jobs), jobs, run)
 	}
+	b.runJobs(min(threads, jobs), jobs, run)
 }
 
 // runJobs runs jobs [0, n) on workers goroutines (the caller being one),

@@ -21,3 +21,14 @@ func BenchmarkKernel(b *testing.B) {
 	}
 	b.ReportMetric(2*gemmMR*gemmNR*k*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 }
+
+// BenchmarkPackBTrans is the weight packing of a 1280x1280 Linear layer.
+func BenchmarkPackBTrans(b *testing.B) {
+	be := New()
+	w := make([]float32, 1280*1280)
+	dst := make([]float32, packedBSize(1280, 1280))
+	for range b.N {
+		be.packB(1, dst, true, 1280, 1280, w, 1280)
+	}
+	b.ReportMetric(float64(len(w))*float64(b.N)/b.Elapsed().Seconds()/1e9, "Gelem/s")
+}
