@@ -29,19 +29,21 @@ func silu(dst, src []float32) {
 	}
 }
 
-// gelu is the exact erf GELU, evaluated in float64.
-func gelu(v float32) float64 {
-	x := float64(v)
-	return 0.5 * x * (1 + math.Erf(x*(1/math.Sqrt2)))
+// geluRow writes the exact (erf) GELU of src to dst: an AVX2 polynomial on
+// amd64 (relative error about 2e-7 where it matters, see geluAVX2), with
+// math.Erfc in float64 for the tail and on other machines.
+func geluRow(dst, src []float32) {
+	for i := geluVec(dst, src); i < len(src); i++ {
+		// 1+erf(z) = erfc(−z), which keeps its relative accuracy in the
+		// negative tail where 1+erf(z) cancels.
+		x := float64(src[i])
+		dst[i] = float32(0.5 * x * math.Erfc(-x*(1/math.Sqrt2)))
+	}
 }
 
 // GELU implements tensor.Backend (the erf form, like torch's default).
 func (b *Backend) GELU(x *tensor.Tensor) *tensor.Tensor {
-	return b.unary("GELU", x, func(dst, src []float32) {
-		for i, v := range src {
-			dst[i] = float32(gelu(v))
-		}
-	})
+	return b.unary("GELU", x, geluRow)
 }
 
 // QuickGELU implements tensor.Backend: x*sigmoid(1.702x) (CLIP ViT-L).
@@ -71,8 +73,9 @@ func (b *Backend) GEGLU(x *tensor.Tensor) *tensor.Tensor {
 			a := xs[2*r*D : 2*r*D+D]
 			g := xs[2*r*D+D : 2*(r+1)*D]
 			dst := out[r*D : (r+1)*D]
-			for i := range dst {
-				dst[i] = float32(float64(a[i]) * gelu(g[i]))
+			geluRow(dst, g)
+			for i, v := range a {
+				dst[i] *= v
 			}
 		}
 	})

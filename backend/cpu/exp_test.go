@@ -87,3 +87,51 @@ func TestMaxScale(t *testing.T) {
 		}
 	}
 }
+
+// TestGELU checks geluRow (the AVX2 polynomial on amd64) against the exact
+// erf GELU in float64. The float32 exponent −x²/2 carries an absolute
+// rounding error of about x²·3e-8, so the relative error grows in the
+// negative tail, where GELU itself vanishes (|GELU(−6)| < 1e-8).
+func TestGELU(t *testing.T) {
+	var xs []float32
+	for x := float32(-10); x < 10; x += 0.000731 {
+		xs = append(xs, x)
+	}
+	xs = append(xs, 0, float32(math.Copysign(0, -1)), 1e-30, -1e-30, 50, -50, float32(math.Inf(1)))
+	got := make([]float32, len(xs))
+	geluRow(got, xs)
+	var worst3, worstAll float64
+	for i, v := range xs {
+		x := float64(v)
+		want := 0.5 * x * math.Erfc(-x/math.Sqrt2) // 1+erf(z) = erfc(−z), exact in the tail
+		if math.IsInf(want, 0) {
+			if float64(got[i]) != want {
+				t.Fatalf("gelu(%v) = %v, want %v", v, got[i], want)
+			}
+			continue
+		}
+		d := math.Abs(float64(got[i]) - want)
+		rel := d / math.Max(math.Abs(want), 1e-300)
+		// 10 float32 ulps plus the exponent's rounding, relative.
+		if bound := 6e-7 + 1e-7*x*x; !(rel <= bound) && !(d < 1e-30) {
+			t.Fatalf("gelu(%v) = %v, want %v (rel err %.3g > %.3g)", v, got[i], want, rel, bound)
+		}
+		if math.Abs(x) <= 3 {
+			worst3 = math.Max(worst3, rel)
+		}
+		worstAll = math.Max(worstAll, d)
+	}
+	t.Logf("max relative error for |x| <= 3: %.3g; max absolute error: %.3g", worst3, worstAll)
+}
+
+func BenchmarkGELU(b *testing.B) {
+	x := make([]float32, 4096)
+	for i := range x {
+		x[i] = float32(i)*0.002 - 4
+	}
+	y := make([]float32, len(x))
+	for range b.N {
+		geluRow(y, x)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(x)), "ns/elem")
+}

@@ -17,6 +17,9 @@ func kernelAVX2(k int, a, b, c *float32, ldc int, acc bool)
 func expSumAVX2(x *float32, n int, scale, shift float32) (sum float64)
 
 //go:noescape
+func geluAVX2(dst, src *float32, n int)
+
+//go:noescape
 func maxAVX2(x *float32, n int) float32
 
 //go:noescape
@@ -83,5 +86,16 @@ func scaleVec(x []float32, s float32) int {
 		return 0
 	}
 	scaleAVX2(&x[0], n, s)
+	return n
+}
+
+// geluVec computes GELU of the longest multiple-of-8 prefix of src into
+// dst and returns its length (0 without AVX2).
+func geluVec(dst, src []float32) int {
+	n := min(len(dst), len(src)) &^ 7
+	if !haveAVX2 || n == 0 {
+		return 0
+	}
+	geluAVX2(&dst[0], &src[0], n)
 	return n
 }

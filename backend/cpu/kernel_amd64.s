@@ -355,3 +355,194 @@ loop:
 done:
 	VZEROUPPER
 	RET
+
+DATA geluconst<>+0x000(SB)/4, $0x7fffffff // absmask
+DATA geluconst<>+0x004(SB)/4, $0x7fffffff
+DATA geluconst<>+0x008(SB)/4, $0x7fffffff
+DATA geluconst<>+0x00c(SB)/4, $0x7fffffff
+DATA geluconst<>+0x010(SB)/4, $0x7fffffff
+DATA geluconst<>+0x014(SB)/4, $0x7fffffff
+DATA geluconst<>+0x018(SB)/4, $0x7fffffff
+DATA geluconst<>+0x01c(SB)/4, $0x7fffffff
+DATA geluconst<>+0x020(SB)/4, $0x3f000000 // half
+DATA geluconst<>+0x024(SB)/4, $0x3f000000
+DATA geluconst<>+0x028(SB)/4, $0x3f000000
+DATA geluconst<>+0x02c(SB)/4, $0x3f000000
+DATA geluconst<>+0x030(SB)/4, $0x3f000000
+DATA geluconst<>+0x034(SB)/4, $0x3f000000
+DATA geluconst<>+0x038(SB)/4, $0x3f000000
+DATA geluconst<>+0x03c(SB)/4, $0x3f000000
+DATA geluconst<>+0x040(SB)/4, $0x3f3504f3 // invsqrt2
+DATA geluconst<>+0x044(SB)/4, $0x3f3504f3
+DATA geluconst<>+0x048(SB)/4, $0x3f3504f3
+DATA geluconst<>+0x04c(SB)/4, $0x3f3504f3
+DATA geluconst<>+0x050(SB)/4, $0x3f3504f3
+DATA geluconst<>+0x054(SB)/4, $0x3f3504f3
+DATA geluconst<>+0x058(SB)/4, $0x3f3504f3
+DATA geluconst<>+0x05c(SB)/4, $0x3f3504f3
+DATA geluconst<>+0x060(SB)/4, $0x40000000 // two
+DATA geluconst<>+0x064(SB)/4, $0x40000000
+DATA geluconst<>+0x068(SB)/4, $0x40000000
+DATA geluconst<>+0x06c(SB)/4, $0x40000000
+DATA geluconst<>+0x070(SB)/4, $0x40000000
+DATA geluconst<>+0x074(SB)/4, $0x40000000
+DATA geluconst<>+0x078(SB)/4, $0x40000000
+DATA geluconst<>+0x07c(SB)/4, $0x40000000
+DATA geluconst<>+0x080(SB)/4, $0x3e2ef945 // e9
+DATA geluconst<>+0x084(SB)/4, $0x3e2ef945
+DATA geluconst<>+0x088(SB)/4, $0x3e2ef945
+DATA geluconst<>+0x08c(SB)/4, $0x3e2ef945
+DATA geluconst<>+0x090(SB)/4, $0x3e2ef945
+DATA geluconst<>+0x094(SB)/4, $0x3e2ef945
+DATA geluconst<>+0x098(SB)/4, $0x3e2ef945
+DATA geluconst<>+0x09c(SB)/4, $0x3e2ef945
+DATA geluconst<>+0x0a0(SB)/4, $0xbf527892 // e8
+DATA geluconst<>+0x0a4(SB)/4, $0xbf527892
+DATA geluconst<>+0x0a8(SB)/4, $0xbf527892
+DATA geluconst<>+0x0ac(SB)/4, $0xbf527892
+DATA geluconst<>+0x0b0(SB)/4, $0xbf527892
+DATA geluconst<>+0x0b4(SB)/4, $0xbf527892
+DATA geluconst<>+0x0b8(SB)/4, $0xbf527892
+DATA geluconst<>+0x0bc(SB)/4, $0xbf527892
+DATA geluconst<>+0x0c0(SB)/4, $0x3fbe87b0 // e7
+DATA geluconst<>+0x0c4(SB)/4, $0x3fbe87b0
+DATA geluconst<>+0x0c8(SB)/4, $0x3fbe87b0
+DATA geluconst<>+0x0cc(SB)/4, $0x3fbe87b0
+DATA geluconst<>+0x0d0(SB)/4, $0x3fbe87b0
+DATA geluconst<>+0x0d4(SB)/4, $0x3fbe87b0
+DATA geluconst<>+0x0d8(SB)/4, $0x3fbe87b0
+DATA geluconst<>+0x0dc(SB)/4, $0x3fbe87b0
+DATA geluconst<>+0x0e0(SB)/4, $0xbf914e5d // e6
+DATA geluconst<>+0x0e4(SB)/4, $0xbf914e5d
+DATA geluconst<>+0x0e8(SB)/4, $0xbf914e5d
+DATA geluconst<>+0x0ec(SB)/4, $0xbf914e5d
+DATA geluconst<>+0x0f0(SB)/4, $0xbf914e5d
+DATA geluconst<>+0x0f4(SB)/4, $0xbf914e5d
+DATA geluconst<>+0x0f8(SB)/4, $0xbf914e5d
+DATA geluconst<>+0x0fc(SB)/4, $0xbf914e5d
+DATA geluconst<>+0x100(SB)/4, $0x3e8ec7cc // e5
+DATA geluconst<>+0x104(SB)/4, $0x3e8ec7cc
+DATA geluconst<>+0x108(SB)/4, $0x3e8ec7cc
+DATA geluconst<>+0x10c(SB)/4, $0x3e8ec7cc
+DATA geluconst<>+0x110(SB)/4, $0x3e8ec7cc
+DATA geluconst<>+0x114(SB)/4, $0x3e8ec7cc
+DATA geluconst<>+0x118(SB)/4, $0x3e8ec7cc
+DATA geluconst<>+0x11c(SB)/4, $0x3e8ec7cc
+DATA geluconst<>+0x120(SB)/4, $0xbe3ec24c // e4
+DATA geluconst<>+0x124(SB)/4, $0xbe3ec24c
+DATA geluconst<>+0x128(SB)/4, $0xbe3ec24c
+DATA geluconst<>+0x12c(SB)/4, $0xbe3ec24c
+DATA geluconst<>+0x130(SB)/4, $0xbe3ec24c
+DATA geluconst<>+0x134(SB)/4, $0xbe3ec24c
+DATA geluconst<>+0x138(SB)/4, $0xbe3ec24c
+DATA geluconst<>+0x13c(SB)/4, $0xbe3ec24c
+DATA geluconst<>+0x140(SB)/4, $0x3dc636c9 // e3
+DATA geluconst<>+0x144(SB)/4, $0x3dc636c9
+DATA geluconst<>+0x148(SB)/4, $0x3dc636c9
+DATA geluconst<>+0x14c(SB)/4, $0x3dc636c9
+DATA geluconst<>+0x150(SB)/4, $0x3dc636c9
+DATA geluconst<>+0x154(SB)/4, $0x3dc636c9
+DATA geluconst<>+0x158(SB)/4, $0x3dc636c9
+DATA geluconst<>+0x15c(SB)/4, $0x3dc636c9
+DATA geluconst<>+0x160(SB)/4, $0x3ebf88fb // e2
+DATA geluconst<>+0x164(SB)/4, $0x3ebf88fb
+DATA geluconst<>+0x168(SB)/4, $0x3ebf88fb
+DATA geluconst<>+0x16c(SB)/4, $0x3ebf88fb
+DATA geluconst<>+0x170(SB)/4, $0x3ebf88fb
+DATA geluconst<>+0x174(SB)/4, $0x3ebf88fb
+DATA geluconst<>+0x178(SB)/4, $0x3ebf88fb
+DATA geluconst<>+0x17c(SB)/4, $0x3ebf88fb
+DATA geluconst<>+0x180(SB)/4, $0x3f8000c7 // e1
+DATA geluconst<>+0x184(SB)/4, $0x3f8000c7
+DATA geluconst<>+0x188(SB)/4, $0x3f8000c7
+DATA geluconst<>+0x18c(SB)/4, $0x3f8000c7
+DATA geluconst<>+0x190(SB)/4, $0x3f8000c7
+DATA geluconst<>+0x194(SB)/4, $0x3f8000c7
+DATA geluconst<>+0x198(SB)/4, $0x3f8000c7
+DATA geluconst<>+0x19c(SB)/4, $0x3f8000c7
+DATA geluconst<>+0x1a0(SB)/4, $0xbfa1fc4e // e0
+DATA geluconst<>+0x1a4(SB)/4, $0xbfa1fc4e
+DATA geluconst<>+0x1a8(SB)/4, $0xbfa1fc4e
+DATA geluconst<>+0x1ac(SB)/4, $0xbfa1fc4e
+DATA geluconst<>+0x1b0(SB)/4, $0xbfa1fc4e
+DATA geluconst<>+0x1b4(SB)/4, $0xbfa1fc4e
+DATA geluconst<>+0x1b8(SB)/4, $0xbfa1fc4e
+DATA geluconst<>+0x1bc(SB)/4, $0xbfa1fc4e
+GLOBL geluconst<>(SB), RODATA|NOPTR, $448
+
+// func geluAVX2(dst, src *float32, n int)
+//
+// dst[i] = 0.5·x·(1+erf(x/√2)) for x = src[i], n a multiple of 8. With
+// z = |x|/√2, 1+erf(x/√2) is erfc(z) for x < 0 and 2−erfc(z) otherwise;
+// erfc(z) = t·e^(−z²+P(t)), t = 1/(1+z/2), P a degree-9 polynomial
+// (Numerical Recipes' erfcc: relative error below 1.2e-7 everywhere), the
+// exponential as in expSumAVX2.
+TEXT ·geluAVX2(SB), NOSPLIT, $0-24
+	MOVQ    dst+0(FP), DI
+	MOVQ    src+8(FP), SI
+	MOVQ    n+16(FP), CX
+	VMOVUPS geluconst<>+0x000(SB), Y7
+	VMOVUPS expconst<>+0x160(SB), Y8
+	VMOVUPS geluconst<>+0x020(SB), Y9
+	VMOVUPS geluconst<>+0x040(SB), Y10
+	VMOVUPS expconst<>+0x040(SB), Y11
+	VMOVUPS expconst<>+0x020(SB), Y13
+	VMOVUPS expconst<>+0x060(SB), Y14
+	VMOVUPS expconst<>+0x080(SB), Y15
+	SHRQ    $3, CX
+	JE      done
+
+loop:
+	VMOVUPS      (SI), Y0
+	VMULPS       Y10, Y0, Y1
+	VANDPS       Y7, Y1, Y1
+	VMULPS       Y9, Y1, Y2
+	VADDPS       Y8, Y2, Y2
+	VDIVPS       Y2, Y8, Y2
+	VMOVUPS      geluconst<>+0x080(SB), Y3
+	VFMADD213PS  geluconst<>+0x0a0(SB), Y2, Y3
+	VFMADD213PS  geluconst<>+0x0c0(SB), Y2, Y3
+	VFMADD213PS  geluconst<>+0x0e0(SB), Y2, Y3
+	VFMADD213PS  geluconst<>+0x100(SB), Y2, Y3
+	VFMADD213PS  geluconst<>+0x120(SB), Y2, Y3
+	VFMADD213PS  geluconst<>+0x140(SB), Y2, Y3
+	VFMADD213PS  geluconst<>+0x160(SB), Y2, Y3
+	VFMADD213PS  geluconst<>+0x180(SB), Y2, Y3
+	VFMADD213PS  geluconst<>+0x1a0(SB), Y2, Y3
+	VFNMADD231PS Y1, Y1, Y3
+	VMAXPS       Y3, Y13, Y3
+	VMULPS       Y11, Y3, Y4
+	VROUNDPS     $0, Y4, Y4
+	VFNMADD231PS Y14, Y4, Y3
+	VFNMADD231PS Y15, Y4, Y3
+	VMOVUPS      expconst<>+0x0a0(SB), Y5
+	VFMADD213PS  expconst<>+0x0c0(SB), Y3, Y5
+	VFMADD213PS  expconst<>+0x0e0(SB), Y3, Y5
+	VFMADD213PS  expconst<>+0x100(SB), Y3, Y5
+	VFMADD213PS  expconst<>+0x120(SB), Y3, Y5
+	VFMADD213PS  expconst<>+0x140(SB), Y3, Y5
+	VMULPS       Y3, Y3, Y6
+	VFMADD213PS  Y3, Y6, Y5
+	VADDPS       Y8, Y5, Y5
+	VCVTPS2DQ    Y4, Y4
+	VPADDD       expconst<>+0x180(SB), Y4, Y4
+	VPSLLD       $23, Y4, Y4
+	VMULPS       Y4, Y5, Y5
+	VMULPS       Y2, Y5, Y5
+	VADDPS       Y5, Y5, Y6
+	VMOVUPS      geluconst<>+0x060(SB), Y4
+	VSUBPS       Y6, Y4, Y6
+	VPSRAD       $31, Y0, Y4
+	VANDNPS      Y6, Y4, Y6
+	VADDPS       Y6, Y5, Y5
+	VMULPS       Y9, Y0, Y6
+	VMULPS       Y6, Y5, Y5
+	VMOVUPS      Y5, (DI)
+	ADDQ         $32, SI
+	ADDQ         $32, DI
+	DECQ         CX
+	JNZ          loop
+
+done:
+	VZEROUPPER
+	RET

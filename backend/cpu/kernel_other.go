@@ -15,3 +15,6 @@ func maxVec(x []float32) (int, float32) { return 0, float32(math.Inf(-1)) }
 
 // scaleVec has no vector implementation here: scalef does all the work.
 func scaleVec(x []float32, s float32) int { return 0 }
+
+// geluVec has no vector implementation here: geluRow does all the work.
+func geluVec(dst, src []float32) int { return 0 }
