@@ -628,6 +628,12 @@ func checkOut(name string, dt DType, shape []int, nbytes int64) error {
 // file at path. Tensors are stored in the given order; an existing file is
 // replaced.
 func WriteFile(path string, tensors []Tensor, metadata map[string]string) error {
+	return WriteFileExclusive(path, tensors, metadata, true)
+}
+
+// WriteFileExclusive is WriteFile that, unless overwrite is set, fails
+// without touching anything when path already exists.
+func WriteFileExclusive(path string, tensors []Tensor, metadata map[string]string, overwrite bool) error {
 	out := make([]outTensor, len(tensors))
 	for i, t := range tensors {
 		if err := checkOut(t.Name, F32, t.Shape, 4*int64(len(t.Data))); err != nil {
@@ -648,7 +654,7 @@ func WriteFile(path string, tensors []Tensor, metadata map[string]string) error 
 			return nil
 		}}
 	}
-	return write(path, out, metadata)
+	return write(path, out, metadata, overwrite)
 }
 
 // WriteRawFile writes tensors of any dtype atomically, like WriteFile.
@@ -664,13 +670,13 @@ func WriteRawFile(path string, tensors []RawTensor, metadata map[string]string) 
 			return err
 		}}
 	}
-	return write(path, out, metadata)
+	return write(path, out, metadata, true)
 }
 
 // write lays out the header (tensors back to back in the given order, the
 // JSON padded with spaces to a multiple of 8 bytes so the data section is
 // 8-aligned, as the reference writer does) and streams the data.
-func write(path string, tensors []outTensor, metadata map[string]string) error {
+func write(path string, tensors []outTensor, metadata map[string]string, overwrite bool) error {
 	type entry struct {
 		DType       DType   `json:"dtype"`
 		Shape       []int   `json:"shape"`
@@ -707,7 +713,7 @@ func write(path string, tensors []outTensor, metadata map[string]string) error {
 	for len(js)%8 != 0 {
 		js = append(js, ' ')
 	}
-	return atomicfile.Write(path, true, func(w io.Writer) error {
+	return atomicfile.Write(path, overwrite, func(w io.Writer) error {
 		var lb [8]byte
 		binary.LittleEndian.PutUint64(lb[:], uint64(len(js)))
 		if _, err := w.Write(lb[:]); err != nil {

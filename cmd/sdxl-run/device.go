@@ -1,0 +1,58 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/sdxl-go/sdxl/backend/cpu"
+	"github.com/sdxl-go/sdxl/backend/cuda"
+	"github.com/sdxl-go/sdxl/tensor"
+)
+
+// device is the backend a run computes on.
+type device struct {
+	name  string
+	b     tensor.Backend
+	dtype tensor.DType
+	cuda  *cuda.Backend
+}
+
+// openDevice opens cpu or cuda with the requested compute dtype: f32 on the
+// CPU (the oracle; f16 is simulated there), f16 by default on CUDA.
+func openDevice(name, dtype string) (*device, error) {
+	d := &device{name: name, dtype: tensor.F32}
+	if name == "cuda" {
+		d.dtype = tensor.F16
+	}
+	if dtype != "" {
+		dt, err := tensor.ParseDType(dtype)
+		if err != nil {
+			return nil, usageErr("--dtype: %v", err)
+		}
+		d.dtype = dt
+	}
+	switch name {
+	case "cpu":
+		d.b = cpu.New()
+	case "cuda":
+		c, err := cuda.New(0)
+		if err != nil {
+			return nil, fmt.Errorf("--device cuda: %v (use --device cpu to run without a GPU)", err)
+		}
+		d.b, d.cuda = c, c
+	}
+	return d, nil
+}
+
+func (d *device) close() {
+	if d.cuda != nil {
+		d.cuda.Close()
+	}
+}
+
+// peakBytes is the GPU memory peak, 0 on the CPU.
+func (d *device) peakBytes() int64 {
+	if d.cuda == nil {
+		return 0
+	}
+	return d.cuda.PeakBytes()
+}

@@ -1,0 +1,587 @@
+package main
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/binary"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sdxl-go/sdxl/safetensors"
+	"github.com/sdxl-go/sdxl/sched"
+	"github.com/sdxl-go/sdxl/sdxl"
+	"github.com/sdxl-go/sdxl/sdxl/bundled"
+	"github.com/sdxl-go/sdxl/sdxl/imageio"
+	"github.com/sdxl-go/sdxl/tensor"
+)
+
+// options are the generate command's flags.
+type options struct {
+	model, config, refiner, variant string
+	prompt, prompt2                 string
+	negative, negative2             optString
+	weighting                       string
+	clipSkip                        int
+	width, height, steps            int
+	guidance, guidanceRescale       float64
+	scheduler                       string
+	karras                          bool
+	seed                            optUint
+	rng                             string
+	highNoiseFrac, denoisingEnd     float64
+	image                           string
+	strength                        float64
+	aesthetic, negAesthetic         optFloat
+	originalSize, targetSize        optSize
+	negOriginalSize, negTargetSize  optSize
+	crop, negCrop                   optPair
+	initNoise, saveLatents          string
+	out                             string
+	overwrite, noWatermark, quiet   bool
+	device, dtype                   string
+	numImages                       int
+	dump                            multiString
+	dumpTo                          string
+	verifyWatermark                 string
+}
+
+// optString distinguishes an absent flag from an empty value (diffusers'
+// None vs "" for negative prompts).
+type optString struct {
+	v   string
+	set bool
+}
+
+func (o *optString) String() string     { return o.v }
+func (o *optString) Set(s string) error { o.v, o.set = s, true; return nil }
+func (o *optString) ptr() *string {
+	if !o.set {
+		return nil
+	}
+	v := o.v
+	return &v
+}
+
+type optUint struct {
+	v   uint64
+	set bool
+}
+
+func (o *optUint) String() string { return strconv.FormatUint(o.v, 10) }
+func (o *optUint) Set(s string) error {
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return fmt.Errorf("want a non-negative integer")
+	}
+	o.v, o.set = v, true
+	return nil
+}
+
+type optFloat struct {
+	v   float64
+	set bool
+}
+
+func (o *optFloat) String() string { return strconv.FormatFloat(o.v, 'g', -1, 64) }
+func (o *optFloat) Set(s string) error {
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+		return fmt.Errorf("want a number")
+	}
+	o.v, o.set = v, true
+	return nil
+}
+func (o *optFloat) ptr() *float64 {
+	if !o.set {
+		return nil
+	}
+	v := o.v
+	return &v
+}
+
+// optSize is WIDTHxHEIGHT; diffusers' tuples are (height, width).
+type optSize struct {
+	w, h int
+	set  bool
+}
+
+func (o *optSize) String() string {
+	if !o.set {
+		return ""
+	}
+	return fmt.Sprintf("%dx%d", o.w, o.h)
+}
+func (o *optSize) Set(s string) error {
+	a, b, ok := strings.Cut(strings.ToLower(s), "x")
+	w, err1 := strconv.Atoi(a)
+	h, err2 := strconv.Atoi(b)
+	if !ok || err1 != nil || err2 != nil || w <= 0 || h <= 0 {
+		return fmt.Errorf("want WIDTHxHEIGHT, e.g. 1024x1024")
+	}
+	o.w, o.h, o.set = w, h, true
+	return nil
+}
+func (o *optSize) hw() *[2]int {
+	if !o.set {
+		return nil
+	}
+	return &[2]int{o.h, o.w}
+}
+
+// optPair is TOP,LEFT (diffusers' crops_coords_top_left).
+type optPair struct {
+	a, b int
+	set  bool
+}
+
+func (o *optPair) String() string {
+	if !o.set {
+		return ""
+	}
+	return fmt.Sprintf("%d,%d", o.a, o.b)
+}
+func (o *optPair) Set(s string) error {
+	x, y, ok := strings.Cut(s, ",")
+	a, err1 := strconv.Atoi(strings.TrimSpace(x))
+	b, err2 := strconv.Atoi(strings.TrimSpace(y))
+	if !ok || err1 != nil || err2 != nil || a < 0 || b < 0 {
+		return fmt.Errorf("want TOP,LEFT, e.g. 0,0")
+	}
+	o.a, o.b, o.set = a, b, true
+	return nil
+}
+
+type multiString []string
+
+func (m *multiString) String() string { return strings.Join(*m, ",") }
+func (m *multiString) Set(s string) error {
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*m = append(*m, p)
+		}
+	}
+	return nil
+}
+
+func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("sdxl-run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.model, "model", "", "diffusers folder or single .safetensors checkpoint (default: the bundled small random-weight test model)")
+	fs.StringVar(&o.config, "config", "", "diffusers folder whose configs and tokenizers describe a single-file --model (default: the real SDXL 1.0 configs)")
+	fs.StringVar(&o.refiner, "refiner", "", "refiner model (folder or single file): with --model, an ensemble of experts; alone, refines --image")
+	fs.StringVar(&o.variant, "variant", "", "weight-file variant of diffusers folders, e.g. fp16")
+	fs.StringVar(&o.prompt, "prompt", "", "the prompt")
+	fs.StringVar(&o.prompt2, "prompt-2", "", "prompt for the second text encoder (default: --prompt)")
+	fs.Var(&o.negative, "negative-prompt", "negative prompt; absent is diffusers' None (zeros for the base), \"\" encodes the empty string")
+	fs.Var(&o.negative2, "negative-prompt-2", "negative prompt for the second text encoder")
+	fs.StringVar(&o.weighting, "prompt-weighting", "none", "prompt syntax: none (diffusers, truncates at 77 tokens), compel (Compel weights, long prompts) or a1111")
+	fs.IntVar(&o.clipSkip, "clip-skip", 0, "layers to skip at the end of the text encoders (diffusers' clip_skip)")
+	fs.IntVar(&o.width, "width", 0, "image width, a multiple of 8 (default: the model's, 1024 for SDXL)")
+	fs.IntVar(&o.height, "height", 0, "image height, a multiple of 8 (default: the model's)")
+	fs.IntVar(&o.steps, "steps", 50, "denoising steps")
+	fs.Float64Var(&o.guidance, "guidance", 5.0, "classifier-free guidance scale (1 turns it off)")
+	fs.Float64Var(&o.guidanceRescale, "guidance-rescale", 0, "guidance_rescale in [0, 1]")
+	fs.StringVar(&o.scheduler, "scheduler", "euler", "scheduler: "+strings.Join(sched.Names(), ", ")+", or a diffusers class name")
+	fs.BoolVar(&o.karras, "karras", false, "use Karras sigmas")
+	fs.Var(&o.seed, "seed", "random seed (default: a random one, printed)")
+	fs.StringVar(&o.rng, "rng", "cpu", "noise generator: cpu (torch.Generator(\"cpu\")) or cuda (torch.Generator(\"cuda\"))")
+	fs.Float64Var(&o.highNoiseFrac, "high-noise-frac", 0.8, "with --refiner: fraction of the steps the base runs (denoising_end/denoising_start)")
+	fs.Float64Var(&o.denoisingEnd, "denoising-end", 0, "stop the base early at this fraction (writes latents only; see --save-latents)")
+	fs.StringVar(&o.image, "image", "", "input image for img2img (PNG or JPEG)")
+	fs.Float64Var(&o.strength, "strength", 0.3, "img2img strength in (0, 1]")
+	fs.Var(&o.aesthetic, "aesthetic-score", "refiner aesthetic score (default 6.0)")
+	fs.Var(&o.negAesthetic, "negative-aesthetic-score", "refiner negative aesthetic score (default 2.5)")
+	fs.Var(&o.originalSize, "original-size", "micro-conditioning original size WIDTHxHEIGHT (default: the output size)")
+	fs.Var(&o.targetSize, "target-size", "micro-conditioning target size WIDTHxHEIGHT (default: the output size)")
+	fs.Var(&o.negOriginalSize, "negative-original-size", "negative micro-conditioning original size WIDTHxHEIGHT")
+	fs.Var(&o.negTargetSize, "negative-target-size", "negative micro-conditioning target size WIDTHxHEIGHT")
+	fs.Var(&o.crop, "crop", "micro-conditioning crop top-left TOP,LEFT (default 0,0)")
+	fs.Var(&o.negCrop, "negative-crop", "negative micro-conditioning crop top-left TOP,LEFT")
+	fs.StringVar(&o.initNoise, "init-noise", "", "safetensors file whose tensor \"latents\" replaces the initial noise")
+	fs.StringVar(&o.saveLatents, "save-latents", "", "write the final latents to this safetensors file (tensor \"latents\")")
+	fs.StringVar(&o.out, "out", "", "output PNG (default: sdxl-<seed>.png); with --num-images N, -1, -2, ... are appended")
+	fs.BoolVar(&o.overwrite, "overwrite", false, "replace existing output files")
+	fs.BoolVar(&o.noWatermark, "no-watermark", false, "do not apply SDXL's invisible watermark")
+	fs.BoolVar(&o.quiet, "quiet", false, "no progress output")
+	fs.StringVar(&o.device, "device", "cpu", "compute device: cpu or cuda")
+	fs.StringVar(&o.dtype, "dtype", "", "UNet and text-encoder precision: f32 or f16 (default: f32 on cpu, f16 on cuda)")
+	fs.IntVar(&o.numImages, "num-images", 1, "images per prompt")
+	fs.Var(&o.dump, "dump", "record UNet activations of modules matching these patterns (e.g. 'down_blocks.1.**.attn2'; repeatable)")
+	fs.StringVar(&o.dumpTo, "dump-to", "", "safetensors file for --dump activations and per-step latents")
+	fs.StringVar(&o.verifyWatermark, "verify-watermark", "", "decode the invisible watermark of a PNG and report it, then exit")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: sdxl-run [flags]            generate an image\n       sdxl-run tokenize [--model PATH] TEXT\n       sdxl-run bench --random-weights [--device cuda] [--size 1024] [--steps 30]\n\nflags:")
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func usageErr(format string, a ...any) error {
+	return &exitError{code: 2, err: fmt.Errorf(format, a...)}
+}
+
+// check validates flag values before anything is loaded, so a mistake costs
+// no loading time.
+func (o *options) check(set map[string]bool) error {
+	if o.width%8 != 0 || o.width < 0 {
+		return usageErr("--width %d: must be a positive multiple of 8", o.width)
+	}
+	if o.height%8 != 0 || o.height < 0 {
+		return usageErr("--height %d: must be a positive multiple of 8", o.height)
+	}
+	if o.steps < 1 {
+		return usageErr("--steps %d: must be at least 1", o.steps)
+	}
+	if o.numImages < 1 {
+		return usageErr("--num-images %d: must be at least 1", o.numImages)
+	}
+	if !(o.strength > 0 && o.strength <= 1) {
+		return usageErr("--strength %g: must be in (0, 1]", o.strength)
+	}
+	if !(o.highNoiseFrac > 0 && o.highNoiseFrac < 1) {
+		return usageErr("--high-noise-frac %g: must be in (0, 1)", o.highNoiseFrac)
+	}
+	if o.denoisingEnd != 0 && !(o.denoisingEnd > 0 && o.denoisingEnd < 1) {
+		return usageErr("--denoising-end %g: must be in (0, 1)", o.denoisingEnd)
+	}
+	if o.guidanceRescale < 0 || o.guidanceRescale > 1 {
+		return usageErr("--guidance-rescale %g: must be in [0, 1]", o.guidanceRescale)
+	}
+	if o.clipSkip < 0 {
+		return usageErr("--clip-skip %d: must be >= 0", o.clipSkip)
+	}
+	if !validScheduler(o.scheduler) {
+		return usageErr("--scheduler %q: unknown; choose one of %s (or a diffusers class name: %s)",
+			o.scheduler, strings.Join(sched.Names(), ", "), strings.Join(sched.ClassNames(), ", "))
+	}
+	switch o.weighting {
+	case "none", "compel", "a1111":
+	default:
+		return usageErr("--prompt-weighting %q: want none, compel or a1111", o.weighting)
+	}
+	switch o.rng {
+	case "cpu", "cuda":
+	default:
+		return usageErr("--rng %q: want cpu or cuda", o.rng)
+	}
+	switch o.device {
+	case "cpu", "cuda":
+	default:
+		return usageErr("--device %q: want cpu or cuda", o.device)
+	}
+	if o.dtype != "" {
+		if _, err := tensor.ParseDType(o.dtype); err != nil || o.dtype == "bf16" {
+			return usageErr("--dtype %q: want f32 or f16", o.dtype)
+		}
+	}
+	if len(o.dump) > 0 && o.dumpTo == "" {
+		return usageErr("--dump needs --dump-to FILE.safetensors")
+	}
+	if o.dumpTo != "" && len(o.dump) == 0 {
+		return usageErr("--dump-to needs at least one --dump PATTERN")
+	}
+	if o.model == "" && o.refiner != "" && o.image == "" {
+		return usageErr("--refiner without --model refines an existing image: give --image (text-to-image needs a base model)")
+	}
+	if o.denoisingEnd != 0 && o.refiner != "" {
+		return usageErr("--denoising-end is for a base alone; with --refiner use --high-noise-frac")
+	}
+	if set["strength"] && o.image == "" {
+		return usageErr("--strength needs --image")
+	}
+	return nil
+}
+
+func validScheduler(name string) bool {
+	for _, n := range sched.Names() {
+		if n == name {
+			return true
+		}
+	}
+	for _, n := range sched.ClassNames() {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// outputPaths returns the PNG paths of a run.
+func (o *options) outputPaths(seed uint64) []string {
+	out := o.out
+	if out == "" {
+		out = fmt.Sprintf("sdxl-%d.png", seed)
+	}
+	if o.numImages == 1 {
+		return []string{out}
+	}
+	ext := filepath.Ext(out)
+	stem := strings.TrimSuffix(out, ext)
+	paths := make([]string, o.numImages)
+	for i := range paths {
+		paths[i] = fmt.Sprintf("%s-%d%s", stem, i+1, ext)
+	}
+	return paths
+}
+
+// checkWritable fails early when an output exists (without --overwrite)
+// or its folder cannot take a file, before minutes of computing.
+func checkWritable(path string, overwrite bool) error {
+	if !overwrite {
+		if _, err := os.Lstat(path); err == nil {
+			return usageErr("%s already exists (use --overwrite to replace it)", path)
+		}
+	}
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, ".sdxl-run-check-*")
+	if err != nil {
+		return &exitError{code: 1, err: fmt.Errorf("cannot write %s: %v", path, err)}
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return nil
+}
+
+func randomSeed() uint64 {
+	var b [8]byte
+	if _, err := crand.Read(b[:]); err != nil {
+		return uint64(time.Now().UnixNano())
+	}
+	// Keep seeds short enough to retype and within int64 for other tools.
+	return binary.LittleEndian.Uint64(b[:]) % 1_000_000_000_000
+}
+
+func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o options
+	fs := newFlagSet(&o, stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return &exitError{code: 2}
+	}
+	if fs.NArg() > 0 {
+		return usageErr("unexpected argument %q (flags start with --; quote the prompt: --prompt \"...\")", fs.Arg(0))
+	}
+	if o.verifyWatermark != "" {
+		r, err := imageio.VerifyWatermark(o.verifyWatermark)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, r.String())
+		return nil
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if err := o.check(set); err != nil {
+		return err
+	}
+	seed := o.seed.v
+	if !o.seed.set {
+		seed = randomSeed()
+		fmt.Fprintf(stderr, "seed: %d\n", seed)
+	}
+	paths := o.outputPaths(seed)
+	outputs := paths
+	if o.denoisingEnd != 0 {
+		outputs = nil // latents only
+	}
+	for _, p := range outputs {
+		if err := checkWritable(p, o.overwrite); err != nil {
+			return err
+		}
+	}
+	for _, p := range []string{o.saveLatents, o.dumpTo} {
+		if p != "" {
+			if err := checkWritable(p, o.overwrite); err != nil {
+				return err
+			}
+		}
+	}
+
+	dev, err := openDevice(o.device, o.dtype)
+	if err != nil {
+		return err
+	}
+	defer dev.close()
+	prog := newProgress(stderr, o.quiet)
+
+	modelPath := o.model
+	if modelPath == "" && o.refiner == "" {
+		if modelPath, err = bundled.Dir(); err != nil {
+			return err
+		}
+		if !o.quiet {
+			fmt.Fprintln(stderr, "note: using the bundled small random-weight test model (its images are noise); give --model with real SDXL weights for real pictures (see README)")
+		}
+	}
+	loadOpt := sdxl.LoadOptions{DType: dev.dtype, Variant: o.variant, ConfigDir: o.config, Progress: prog.load}
+	p := &sdxl.Pipeline{Backend: dev.b, DType: dev.dtype}
+	if modelPath != "" {
+		if p.Base, err = sdxl.LoadModel(dev.b, modelPath, loadOpt); err != nil {
+			return err
+		}
+		if p.Base.IsRefiner() && o.image == "" {
+			return usageErr("--model %s is a refiner (no first text encoder): text-to-image needs a base; use --refiner with --image", modelPath)
+		}
+	}
+	if o.refiner != "" {
+		ropt := loadOpt
+		ropt.ConfigDir = ""
+		if p.Refiner, err = sdxl.LoadModel(dev.b, o.refiner, ropt); err != nil {
+			return err
+		}
+		if !p.Refiner.IsRefiner() {
+			return usageErr("--refiner %s has two text encoders: it is a base model, not a refiner", o.refiner)
+		}
+	}
+	if p.Base != nil && p.Base.IsRefiner() {
+		p.Refiner, p.Base = p.Base, nil
+	}
+	prog.doneLoading()
+	hashes := hashFiles(modelFiles(p))
+
+	req := sdxl.Request{
+		Prompt: o.prompt, Prompt2: o.prompt2,
+		NegativePrompt: o.negative.ptr(), NegativePrompt2: o.negative2.ptr(),
+		Weighting: sdxl.Weighting(o.weighting), ClipSkip: o.clipSkip,
+		Width: o.width, Height: o.height, Steps: o.steps, Guidance: o.guidance, GuidanceRescale: o.guidanceRescale,
+		Scheduler: o.scheduler, Karras: o.karras, Seed: seed, RNG: o.rng, NumImages: o.numImages,
+		OriginalSize: o.originalSize.hw(), TargetSize: o.targetSize.hw(),
+		NegativeOriginalSize: o.negOriginalSize.hw(), NegativeTargetSize: o.negTargetSize.hw(),
+		AestheticScore: o.aesthetic.ptr(), NegativeAestheticScore: o.negAesthetic.ptr(),
+		HighNoiseFrac: o.highNoiseFrac, DenoisingEnd: o.denoisingEnd, Strength: o.strength,
+		Dump: o.dump, Progress: prog.step,
+	}
+	if o.crop.set {
+		req.CropsTopLeft = [2]int{o.crop.a, o.crop.b}
+	}
+	if o.negCrop.set {
+		req.NegativeCropsTopLeft = [2]int{o.negCrop.a, o.negCrop.b}
+	}
+	if o.image != "" {
+		img, shape, orig, err := imageio.PreprocessFile(o.image)
+		if err != nil {
+			return err
+		}
+		if orig.X != shape[3] || orig.Y != shape[2] {
+			fmt.Fprintf(stderr, "note: %s is %dx%d; resized to %dx%d (multiples of 8) as diffusers does\n", o.image, orig.X, orig.Y, shape[3], shape[2])
+		}
+		if (o.width != 0 && o.width != shape[3]) || (o.height != 0 && o.height != shape[2]) {
+			return usageErr("--width/--height %dx%d differ from the --image size %dx%d (img2img keeps the image's size)", o.width, o.height, shape[3], shape[2])
+		}
+		req.Image, req.ImageShape = img, shape
+	}
+	if o.initNoise != "" {
+		if req.InitNoise, err = readLatents(o.initNoise); err != nil {
+			return err
+		}
+	}
+	if o.dumpTo != "" {
+		req.KeepStepLatents = true
+	}
+	width, height := o.width, o.height
+	req.Watermark = !o.noWatermark
+	if req.Watermark && width == 0 && req.Image == nil && p.Base != nil {
+		ss := p.Base.UNet.Config().SampleSize
+		width, height = ss.W*8, ss.H*8
+	}
+	if req.Watermark && req.Image != nil {
+		width, height = req.ImageShape[3], req.ImageShape[2]
+	}
+	if req.Watermark && width >= 256 && width*height < 256*256 {
+		fmt.Fprintf(stderr, "note: no watermark: %dx%d is too small for the invisible watermark (it needs 256x256 pixels)\n", width, height)
+		req.Watermark = false
+	}
+	req.OutputLatents = o.denoisingEnd != 0
+
+	start := time.Now()
+	res, err := p.Generate(ctx, req)
+	prog.finish()
+	if err != nil {
+		if errors.Is(err, sdxl.ErrCanceled) || ctx.Err() != nil {
+			return &exitError{code: 130, err: errors.New("interrupted; no output written")}
+		}
+		return err
+	}
+	elapsed := time.Since(start)
+
+	if o.saveLatents != "" {
+		s := res.LatentShape
+		if err := safetensors.WriteFileExclusive(o.saveLatents, []safetensors.Tensor{{Name: "latents", Shape: s[:], Data: res.Latents}},
+			map[string]string{"seed": strconv.FormatUint(seed, 10), "prompt": o.prompt}, o.overwrite); err != nil {
+			return err
+		}
+	}
+	if o.dumpTo != "" {
+		if err := writeDump(o.dumpTo, res, o.overwrite); err != nil {
+			return err
+		}
+	}
+	if res.Images == nil {
+		if !o.quiet {
+			fmt.Fprintf(stderr, "done in %.1fs (latents only)\n", elapsed.Seconds())
+		}
+		return nil
+	}
+	imgs, err := imageio.FromNCHW(res.Images, res.ImageShape[:])
+	if err != nil {
+		return err
+	}
+	meta := runMetadata(&o, fs, set, seed, res, hashes.wait(), elapsed, dev)
+	for i, img := range imgs {
+		chunks, err := meta.chunks(i)
+		if err != nil {
+			return err
+		}
+		if err := imageio.WritePNG(paths[i], img, chunks, o.overwrite); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, paths[i])
+	}
+	if !o.quiet {
+		fmt.Fprintf(stderr, "done in %.1fs\n", elapsed.Seconds())
+	}
+	return nil
+}
+
+func readLatents(path string) ([]float32, error) {
+	f, err := safetensors.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if _, ok := f.Info("latents"); !ok {
+		return nil, fmt.Errorf("%s: no tensor \"latents\" (found %s)", path, strings.Join(f.Names(), ", "))
+	}
+	d, _, err := f.Float32("latents")
+	return d, err
+}
+
+func writeDump(path string, res *sdxl.Result, overwrite bool) error {
+	var ts []safetensors.Tensor
+	for _, a := range res.Dumps {
+		ts = append(ts, safetensors.Tensor{Name: a.Name, Shape: a.Shape, Data: a.Data})
+	}
+	s := res.LatentShape
+	for i, l := range res.StepLatents {
+		ts = append(ts, safetensors.Tensor{Name: fmt.Sprintf("latents.step%d", i), Shape: s[:], Data: l})
+	}
+	return safetensors.WriteFileExclusive(path, ts, map[string]string{"format": "sdxl-run dump: <stage>.step<k>.<module path> activations, latents.step<k> after each scheduler step"}, overwrite)
+}
+
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}
