@@ -15,6 +15,9 @@ func TestEmulatedConformance(t *testing.T) {
 		backendtest.RunAll(t, newEmuBackend(t, Options{ExactAllocations: true}))
 	})
 	t.Run("pooled", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("short: the exact run covers the same ops")
+		}
 		backendtest.RunAll(t, newEmuBackend(t, Options{}))
 	})
 }
