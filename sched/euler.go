@@ -63,7 +63,7 @@ func (s *sigmaSchedule) ready(t float64) error {
 	if err := s.cur.init(s.p.Class, s.timesteps, t); err != nil {
 		return err
 	}
-	return checkStepIndex(s.p.Class, s.cur.step, len(s.sigmas))
+	return checkStepIndex(s.p.Class, s.cur.step, len(s.timesteps))
 }
 
 // scaleBySigma is sample / (sigma**2 + 1) ** 0.5.

@@ -326,3 +326,41 @@ func checkResolved(t *testing.T, p Params, want Config) {
 		}
 	}
 }
+
+// TestLMSCoefficientsGolden compares the exactly integrated LMS
+// coefficients with the ones diffusers got from scipy.integrate.quad.
+func TestLMSCoefficientsGolden(t *testing.T) {
+	f := golden.Open(t, schedGolden)
+	gp := loadGoldenParams(t, f)
+	s, err := New("lms", gp.BaseConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := s.(*LMS)
+	if err := l.SetTimesteps(gp.NumSteps); err != nil {
+		t.Fatal(err)
+	}
+	coeffs, _ := f.Get("lms.lms_coeffs")
+	orders, _ := f.Get("lms.lms_order")
+	mo, _ := f.Get("lms.model_output")
+	xUnit, _ := f.Get("common.x_unit")
+	outs := rows(mo, gp.NumSteps)
+	x := append([]float32(nil), xUnit...)
+	var got, want []float32
+	for i, ts := range l.Timesteps() {
+		if _, err := l.ScaleModelInput(x, ts); err != nil {
+			t.Fatal(err)
+		}
+		if x, err = l.Step(outs[i], ts, x, nil); err != nil {
+			t.Fatal(err)
+		}
+		if len(l.lastCoeffs) != int(orders[i]) {
+			t.Fatalf("step %d: order %d, want %v", i, len(l.lastCoeffs), orders[i])
+		}
+		for c, v := range l.lastCoeffs {
+			got = append(got, float32(v))
+			want = append(want, coeffs[i*4+c])
+		}
+	}
+	golden.Check(t, "lms coefficients", got, want, schedTol)
+}

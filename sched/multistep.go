@@ -23,8 +23,8 @@ type multistepBase struct {
 }
 
 func newMultistepBase(p Params, terminalFix bool) (multistepBase, error) {
-	if p.SolverOrder < 1 {
-		return multistepBase{}, fmt.Errorf("%s: solver_order = %d, need at least 1", p.Class, p.SolverOrder)
+	if p.SolverOrder < 1 || p.SolverOrder > 8 {
+		return multistepBase{}, fmt.Errorf("%s: solver_order = %d, want 1 to 8", p.Class, p.SolverOrder)
 	}
 	if p.UseFlowSigmas {
 		return multistepBase{}, fmt.Errorf("%s: use_flow_sigmas (flow-matching models) is not supported", p.Class)
@@ -113,7 +113,7 @@ func (b *multistepBase) ready(t float64) error {
 			b.cur.step = dpmIndex(b.timesteps, t)
 		}
 	}
-	return checkStepIndex(b.p.Class, b.cur.step, len(b.sigmas))
+	return checkStepIndex(b.p.Class, b.cur.step, len(b.timesteps))
 }
 
 // dpmIndex is the DPM-Solver family's index_for_timestep: the second match

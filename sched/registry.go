@@ -159,6 +159,10 @@ var classes = map[string]class{
 	}, newEDMEuler},
 }
 
+// maxTrainTimesteps bounds num_train_timesteps (real models use 1000; the
+// tables are O(N) per step conversion).
+const maxTrainTimesteps = 1 << 16
+
 // Resolve resolves cfg for a diffusers class without building a scheduler.
 func Resolve(className string, cfg Config) (Params, error) {
 	c, ok := classes[className]
@@ -173,6 +177,9 @@ func Resolve(className string, cfg Config) (Params, error) {
 	c.read(r, &p)
 	if r.err != nil {
 		return Params{}, r.err
+	}
+	if p.NumTrainTimesteps < 2 || p.NumTrainTimesteps > maxTrainTimesteps {
+		return Params{}, fmt.Errorf("%s: num_train_timesteps = %d, want 2 to %d", className, p.NumTrainTimesteps, maxTrainTimesteps)
 	}
 	p.Keys = r.keys
 	return p, nil

@@ -243,9 +243,9 @@ func checkSteps(class string, n, trainSteps int) error {
 }
 
 // checkStepIndex guards against stepping past the end of the schedule.
-func checkStepIndex(class string, i, nSigmas int) error {
-	if i+1 >= nSigmas {
-		return fmt.Errorf("%s: step %d is past the end of the %d-step schedule (call SetTimesteps again)", class, i, nSigmas-1)
+func checkStepIndex(class string, i, nTimesteps int) error {
+	if i < 0 || i >= nTimesteps {
+		return fmt.Errorf("%s: step %d is outside the %d-step schedule (call SetTimesteps again)", class, i, nTimesteps)
 	}
 	return nil
 }

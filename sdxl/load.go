@@ -174,6 +174,9 @@ func loadSingleFile(b tensor.Backend, path string, opt LoadOptions) (*Model, err
 	load := func(name string, params []nn.Param, view func([]nn.Param) (*singlefile.View, error), fill func(nn.Source) error) error {
 		v, err := view(params)
 		if err != nil {
+			if opt.ConfigDir == "" && strings.Contains(err.Error(), "the model expects") {
+				return fmt.Errorf("%s: %s: %v (this file does not have the real SDXL sizes: give --config with a diffusers folder holding its configs)", path, name, err)
+			}
 			return fmt.Errorf("%s: %s: %v", path, name, err)
 		}
 		if err := fill(v); err != nil {

@@ -164,7 +164,14 @@ type devState struct {
 func (b *Backend) deviceThread(open func() (device, error), ready chan<- error) {
 	runtime.LockOSThread()
 	defer close(b.stopped)
-	dev, err := open()
+	dev, err := func() (dev device, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("cuda: opening the device: internal error: %v", r)
+			}
+		}()
+		return open()
+	}()
 	if err != nil {
 		ready <- err
 		return

@@ -190,7 +190,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.steps, "steps", 50, "denoising steps")
 	fs.Float64Var(&o.guidance, "guidance", 5.0, "classifier-free guidance scale (1 turns it off)")
 	fs.Float64Var(&o.guidanceRescale, "guidance-rescale", 0, "guidance_rescale in [0, 1]")
-	fs.StringVar(&o.scheduler, "scheduler", "euler", "scheduler: "+strings.Join(sched.Names(), ", ")+", or a diffusers class name")
+	fs.StringVar(&o.scheduler, "scheduler", "euler", "scheduler: "+strings.Join(cliSchedulers(), ", ")+", or a diffusers class name")
 	fs.BoolVar(&o.karras, "karras", false, "use Karras sigmas")
 	fs.Var(&o.seed, "seed", "random seed (default: a random one, printed)")
 	fs.StringVar(&o.rng, "rng", "cpu", "noise generator: cpu (torch.Generator(\"cpu\")) or cuda (torch.Generator(\"cuda\"))")
@@ -261,7 +261,7 @@ func (o *options) check(set map[string]bool) error {
 	}
 	if !validScheduler(o.scheduler) {
 		return usageErr("--scheduler %q: unknown; choose one of %s (or a diffusers class name: %s)",
-			o.scheduler, strings.Join(sched.Names(), ", "), strings.Join(sched.ClassNames(), ", "))
+			o.scheduler, strings.Join(cliSchedulers(), ", "), strings.Join(sched.ClassNames(), ", "))
 	}
 	switch o.weighting {
 	case "none", "compel", "a1111":
@@ -307,12 +307,22 @@ func validScheduler(name string) bool {
 			return true
 		}
 	}
-	for _, n := range sched.ClassNames() {
-		if n == name {
-			return true
+	return false
+}
+
+// cliSchedulers are the short names (sched.Names minus the class names).
+func cliSchedulers() []string {
+	cls := map[string]bool{}
+	for _, c := range sched.ClassNames() {
+		cls[c] = true
+	}
+	var out []string
+	for _, n := range sched.Names() {
+		if !cls[n] {
+			out = append(out, n)
 		}
 	}
-	return false
+	return out
 }
 
 // outputPaths returns the PNG paths of a run.
