@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/sdxl-go/sdxl/safetensors"
@@ -33,9 +34,19 @@ func Dirs() []string {
 	return append(dirs, filepath.Join(root, "..", "shared", "golden"))
 }
 
+// bundledModel is the golden small base, shipped in the repository as the
+// model embedded in the binary.
+const bundledModel = "small/models/sdxl-small-base"
+
 // Find returns the first existing path rel (slash-separated, relative to a
 // golden root) or "" if none has it.
 func Find(rel string) string {
+	if rel == bundledModel || strings.HasPrefix(rel, bundledModel+"/") {
+		p := filepath.Join(RepoRoot(), "sdxl", "bundled", filepath.FromSlash(strings.TrimPrefix(rel, "small/models/")))
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
 	for _, d := range Dirs() {
 		p := filepath.Join(d, filepath.FromSlash(rel))
 		if _, err := os.Stat(p); err == nil {
