@@ -59,13 +59,16 @@ func (b *Backend) packB(threads int, dst []float32, transB bool, k, n int, src [
 				}
 				continue
 			}
-			if cols < gemmNR {
+			k0 := 0
+			if cols == gemmNR {
+				k0 = packTransVec(p, src[j0*ldb:], ldb, k)
+			} else {
 				clear(p)
 			}
-			// Transpose in blocks of 64 k steps, so the 4 KB of the panel
+			// Transpose (the rest) in blocks of 64 k steps, so the 4 KB of the panel
 			// being written stays in L1 while the nr source rows stream.
 			const kb = 64
-			for k0 := 0; k0 < k; k0 += kb {
+			for ; k0 < k; k0 += kb {
 				k1 := min(k, k0+kb)
 				for c := range cols {
 					col := src[(j0+c)*ldb+k0 : (j0+c)*ldb+k1]
@@ -274,14 +277,20 @@ func packA(dst []float32, g gemmArgs, ic, pc, mb, kb int) {
 			}
 			continue
 		}
-		if rows < gemmMR {
+		k0 := 0
+		if rows == gemmMR {
+			k0 = packRowsVec(p, g.a[(ic+r0)*g.lda+pc:], g.lda, kb)
+		} else {
 			clear(p)
 		}
 		for r := range rows {
-			src := g.a[(ic+r0+r)*g.lda+pc:]
-			src = src[:kb]
+			if k0 == kb {
+				break
+			}
+			src := g.a[(ic+r0+r)*g.lda+pc+k0 : (ic+r0+r)*g.lda+pc+kb]
+			d := p[k0*gemmMR+r:]
 			for kk, v := range src {
-				p[kk*gemmMR+r] = v
+				d[kk*gemmMR] = v
 			}
 		}
 	}

@@ -20,6 +20,12 @@ func expSumAVX2(x *float32, n int, scale, shift float32) (sum float64)
 func geluAVX2(dst, src *float32, n int)
 
 //go:noescape
+func packTransAVX2(dst, src *float32, ldb, k8 int)
+
+//go:noescape
+func packRowsAVX2(dst, src *float32, lda, k8 int)
+
+//go:noescape
 func maxAVX2(x *float32, n int) float32
 
 //go:noescape
@@ -98,4 +104,31 @@ func geluVec(dst, src []float32) int {
 	}
 	geluAVX2(&dst[0], &src[0], n)
 	return n
+}
+
+// packTransVec packs the first k&^7 steps of a full 16-column panel of
+// Bᵀ (see packB) and returns how many it packed (0 without AVX2).
+func packTransVec(dst, src []float32, ldb, k int) int {
+	k8 := k &^ 7
+	if !haveAVX2 || k8 == 0 {
+		return 0
+	}
+	// Bounds: the last row's last element and the last packed value.
+	_ = src[(gemmNR-1)*ldb+k8-1]
+	_ = dst[k8*gemmNR-1]
+	packTransAVX2(&dst[0], &src[0], ldb, k8)
+	return k8
+}
+
+// packRowsVec packs the first k&^7 steps of a full 6-row micro-panel of A
+// (see packA) and returns how many it packed (0 without AVX2).
+func packRowsVec(dst, src []float32, lda, k int) int {
+	k8 := k &^ 7
+	if !haveAVX2 || k8 == 0 {
+		return 0
+	}
+	_ = src[(gemmMR-1)*lda+k8-1]
+	_ = dst[k8*gemmMR-1]
+	packRowsAVX2(&dst[0], &src[0], lda, k8)
+	return k8
 }

@@ -546,3 +546,151 @@ loop:
 done:
 	VZEROUPPER
 	RET
+
+// TRANSPOSE8 transposes the 8×8 block in rows Y0–Y7 into Y8–Y15 (row i of
+// the result holds element i of every input row), clobbering Y0–Y7.
+#define TRANSPOSE8 \
+	VUNPCKLPS  Y1, Y0, Y8   \
+	VUNPCKHPS  Y1, Y0, Y9   \
+	VUNPCKLPS  Y3, Y2, Y10  \
+	VUNPCKHPS  Y3, Y2, Y11  \
+	VUNPCKLPS  Y5, Y4, Y12  \
+	VUNPCKHPS  Y5, Y4, Y13  \
+	VUNPCKLPS  Y7, Y6, Y14  \
+	VUNPCKHPS  Y7, Y6, Y15  \
+	VSHUFPS    $0x44, Y10, Y8, Y0  \
+	VSHUFPS    $0xee, Y10, Y8, Y1  \
+	VSHUFPS    $0x44, Y11, Y9, Y2  \
+	VSHUFPS    $0xee, Y11, Y9, Y3  \
+	VSHUFPS    $0x44, Y14, Y12, Y4 \
+	VSHUFPS    $0xee, Y14, Y12, Y5 \
+	VSHUFPS    $0x44, Y15, Y13, Y6 \
+	VSHUFPS    $0xee, Y15, Y13, Y7 \
+	VPERM2F128 $0x20, Y4, Y0, Y8   \
+	VPERM2F128 $0x20, Y5, Y1, Y9   \
+	VPERM2F128 $0x20, Y6, Y2, Y10  \
+	VPERM2F128 $0x20, Y7, Y3, Y11  \
+	VPERM2F128 $0x31, Y4, Y0, Y12  \
+	VPERM2F128 $0x31, Y5, Y1, Y13  \
+	VPERM2F128 $0x31, Y6, Y2, Y14  \
+	VPERM2F128 $0x31, Y7, Y3, Y15
+
+// func packTransAVX2(dst, src *float32, ldb, k8 int)
+//
+// Packs one full 16-column panel of op(B) = Bᵀ: src points at B[j0, k0]
+// (16 rows ldb floats apart, each contiguous in k) and dst receives k8
+// steps (a multiple of 8) of 16 values, dst[kk*16+c] = src[c*ldb+kk]. Each
+// 8×8 block is transposed in registers (unpack, shuffle, 128-bit permute).
+TEXT ·packTransAVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ ldb+16(FP), BX
+	SHLQ $2, BX
+	MOVQ k8+24(FP), CX
+	SHRQ $3, CX
+	JE   done
+	LEAQ (BX)(BX*2), DX // 3·ldb bytes
+
+loop:
+	// Columns 0-7: rows SI, SI+ldb, ..., SI+7·ldb.
+	MOVQ    SI, R8
+	VMOVUPS (R8), Y0
+	VMOVUPS (R8)(BX*1), Y1
+	VMOVUPS (R8)(BX*2), Y2
+	VMOVUPS (R8)(DX*1), Y3
+	LEAQ    (R8)(BX*4), R8
+	VMOVUPS (R8), Y4
+	VMOVUPS (R8)(BX*1), Y5
+	VMOVUPS (R8)(BX*2), Y6
+	VMOVUPS (R8)(DX*1), Y7
+	TRANSPOSE8
+	VMOVUPS Y8, (DI)
+	VMOVUPS Y9, 64(DI)
+	VMOVUPS Y10, 128(DI)
+	VMOVUPS Y11, 192(DI)
+	VMOVUPS Y12, 256(DI)
+	VMOVUPS Y13, 320(DI)
+	VMOVUPS Y14, 384(DI)
+	VMOVUPS Y15, 448(DI)
+
+	// Columns 8-15.
+	LEAQ    (R8)(BX*4), R8
+	VMOVUPS (R8), Y0
+	VMOVUPS (R8)(BX*1), Y1
+	VMOVUPS (R8)(BX*2), Y2
+	VMOVUPS (R8)(DX*1), Y3
+	LEAQ    (R8)(BX*4), R8
+	VMOVUPS (R8), Y4
+	VMOVUPS (R8)(BX*1), Y5
+	VMOVUPS (R8)(BX*2), Y6
+	VMOVUPS (R8)(DX*1), Y7
+	TRANSPOSE8
+	VMOVUPS Y8, 32(DI)
+	VMOVUPS Y9, 96(DI)
+	VMOVUPS Y10, 160(DI)
+	VMOVUPS Y11, 224(DI)
+	VMOVUPS Y12, 288(DI)
+	VMOVUPS Y13, 352(DI)
+	VMOVUPS Y14, 416(DI)
+	VMOVUPS Y15, 480(DI)
+
+	ADDQ $32, SI
+	ADDQ $512, DI
+	DECQ CX
+	JNZ  loop
+
+done:
+	VZEROUPPER
+	RET
+
+// STORE6 stores the first 6 floats of vector Y (whose low half is X) at
+// off(DI): 4 from the low half, 2 from the high half.
+#define STORE6(Y, X, off) \
+	VMOVUPS      X, off(DI)    \
+	VEXTRACTF128 $1, Y, X0     \
+	VMOVQ        X0, off+16(DI)
+
+// func packRowsAVX2(dst, src *float32, lda, k8 int)
+//
+// Packs one full 6-row micro-panel of A: src points at A[i0, k0] (6 rows
+// lda floats apart, each contiguous in k) and dst receives k8 steps (a
+// multiple of 8) of 6 values, dst[kk*6+r] = src[r*lda+kk]. Rows 6 and 7 of
+// each 8×8 transpose are zero and not stored.
+TEXT ·packRowsAVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ lda+16(FP), BX
+	SHLQ $2, BX
+	MOVQ k8+24(FP), CX
+	SHRQ $3, CX
+	JE   done
+	LEAQ (BX)(BX*2), DX // 3·lda bytes
+
+loop:
+	MOVQ    SI, R8
+	VMOVUPS (R8), Y0
+	VMOVUPS (R8)(BX*1), Y1
+	VMOVUPS (R8)(BX*2), Y2
+	VMOVUPS (R8)(DX*1), Y3
+	LEAQ    (R8)(BX*4), R8
+	VMOVUPS (R8), Y4
+	VMOVUPS (R8)(BX*1), Y5
+	VXORPS  Y6, Y6, Y6
+	VXORPS  Y7, Y7, Y7
+	TRANSPOSE8
+	STORE6(Y8, X8, 0)
+	STORE6(Y9, X9, 24)
+	STORE6(Y10, X10, 48)
+	STORE6(Y11, X11, 72)
+	STORE6(Y12, X12, 96)
+	STORE6(Y13, X13, 120)
+	STORE6(Y14, X14, 144)
+	STORE6(Y15, X15, 168)
+	ADDQ    $32, SI
+	ADDQ    $192, DI
+	DECQ    CX
+	JNZ     loop
+
+done:
+	VZEROUPPER
+	RET

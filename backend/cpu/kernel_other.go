@@ -18,3 +18,9 @@ func scaleVec(x []float32, s float32) int { return 0 }
 
 // geluVec has no vector implementation here: geluRow does all the work.
 func geluVec(dst, src []float32) int { return 0 }
+
+// packTransVec has no vector implementation here: packB does all the work.
+func packTransVec(dst, src []float32, ldb, k int) int { return 0 }
+
+// packRowsVec has no vector implementation here: packA does all the work.
+func packRowsVec(dst, src []float32, lda, k int) int { return 0 }
