@@ -133,8 +133,11 @@ type emuDevice struct {
 	launches int // kernel launches so far
 }
 
-func openEmu(bin string) (device, error) {
+// openEmu starts an emulator; order is its thread scheduling order
+// between barriers ("", "shuffle" or "reverse").
+func openEmu(bin string, order string) (device, error) {
 	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), "EMU_ORDER="+order)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
@@ -286,10 +289,13 @@ func (e *emuDevice) close() error {
 }
 
 // newEmuBackend returns a Backend on a fresh emulator process.
-func newEmuBackend(t testing.TB, o Options) *Backend {
+func newEmuBackend(t testing.TB, o Options) *Backend { return newEmuBackendOrder(t, o, "") }
+
+// newEmuBackendOrder is newEmuBackend with a thread scheduling order.
+func newEmuBackendOrder(t testing.TB, o Options, order string) *Backend {
 	t.Helper()
 	bin := emuBinary(t)
-	b, err := newBackend("emu", o, func() (device, error) { return openEmu(bin) })
+	b, err := newBackend("emu", o, func() (device, error) { return openEmu(bin, order) })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -169,7 +169,7 @@ func TestEmulatedMemoryLifecycle(t *testing.T) {
 func TestEmulatedClose(t *testing.T) {
 	bin := emuBinary(t)
 	testClose(t, func(t *testing.T, o Options) *Backend {
-		b, err := newBackend("emu", o, func() (device, error) { return openEmu(bin) })
+		b, err := newBackend("emu", o, func() (device, error) { return openEmu(bin, "") })
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -272,6 +272,16 @@ func TestEmulatedAttentionPaths(t *testing.T) {
 	testAttentionPaths(t, func(t *testing.T, o Options) *Backend { return newEmuBackend(t, o) }, false)
 }
 
+// TestEmulatedAttentionPathsShuffled reruns the attention kernels (the ones
+// with the most barriers) with threads in random and reverse order.
+func TestEmulatedAttentionPathsShuffled(t *testing.T) {
+	for _, order := range []string{"shuffle", "reverse"} {
+		t.Run(order, func(t *testing.T) {
+			testAttentionPaths(t, func(t *testing.T, o Options) *Backend { return newEmuBackendOrder(t, o, order) }, false)
+		})
+	}
+}
+
 func TestEmulatedChunkedPaths(t *testing.T) {
 	testChunkedPaths(t, func(t *testing.T, o Options) *Backend { return newEmuBackend(t, o) })
 }

@@ -109,6 +109,15 @@ static void fiber_main() {
   emu_fail("a finished fiber was resumed");
 }
 
+static int order_mode;  // 0 natural, 1 shuffle, 2 reverse (EMU_ORDER)
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint64_t rng() {
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return rng_state;
+}
+
 static const size_t kStack = 256 << 10;
 static std::vector<char*> stacks;
 static std::vector<EmuFiber> fibers;
@@ -141,8 +150,19 @@ static void run_block(int n) {
     f.sp = fresh_stack(i);
   }
   const int nwarps = (n + 31) / 32;
+  std::vector<int> order(n);
+  for (int i = 0; i < n; ++i) order[i] = i;
   for (;;) {
-    for (int i = 0; i < n; ++i) {
+    // EMU_ORDER=shuffle runs the threads between two barriers in a random
+    // order (reverse: backwards), so a missing barrier that the natural
+    // order happens to satisfy still shows up.
+    if (order_mode == 1) {
+      for (int i = n - 1; i > 0; --i) std::swap(order[i], order[rng() % (i + 1)]);
+    } else if (order_mode == 2) {
+      for (int i = 0; i < n; ++i) order[i] = n - 1 - i;
+    }
+    for (int k = 0; k < n; ++k) {
+      const int i = order[k];
       if (fibers[i].state != RUN) continue;
       emu_cur = &fibers[i];
       emu_switch(&sched_sp, fibers[i].sp);
@@ -372,6 +392,9 @@ int main() {
   sigaction(SIGSEGV, &sa, nullptr);
   sigaction(SIGBUS, &sa, nullptr);
   register_kernels();
+  if (const char* o = std::getenv("EMU_ORDER")) {
+    order_mode = std::strcmp(o, "shuffle") == 0 ? 1 : std::strcmp(o, "reverse") == 0 ? 2 : 0;
+  }
   for (;;) {
     std::fflush(stdout);
     const char op = rd<char>();
