@@ -9,7 +9,9 @@ import (
 const convTileCols = 512
 
 // Conv2D implements tensor.Backend as im2col + GEMM over tiles of output
-// pixels: out[n][:, tile] = W[O, C*kh*kw] · col[C*kh*kw, tile].
+// pixels: out[n][:, tile] = W[O, C*kh*kw] · col[C*kh*kw, tile], with the
+// weights packed once and each tile's patch matrix built directly in packed
+// form (im2colPacked).
 func (b *Backend) Conv2D(x, w, bias *tensor.Tensor, stride, padding int) *tensor.Tensor {
 	const op = "Conv2D"
 	xs, ws := data(op, x), data(op, w)
@@ -39,6 +41,9 @@ func (b *Backend) Conv2D(x, w, bias *tensor.Tensor, stride, padding int) *tensor
 	// block of weights passes over them.
 	rowsPerTile := min(Ho, max(1, convTileCols/max(1, Wo)))
 	tiles := (Ho + rowsPerTile - 1) / rowsPerTile
+	// Small images give fewer tiles than threads: the GEMMs then share the
+	// spare threads.
+	gemmThreads := max(1, b.threads/(N*tiles))
 	b.parallelItems(N*tiles, func(item int) {
 		n, t := item/tiles, item%tiles
 		r0 := t * rowsPerTile
@@ -59,47 +64,83 @@ func (b *Backend) Conv2D(x, w, bias *tensor.Tensor, stride, padding int) *tensor
 		defer b.pools.b.put(pbuf)
 		var bp packedB
 		if direct {
-			bp = b.packB(1, *pbuf, false, C, cols, xn[p0:], H*W)
+			bp = b.packB(gemmThreads, *pbuf, false, C, cols, xn[p0:], H*W)
 		} else {
-			cbuf := b.pools.scratch.get(ckk * cols)
-			defer b.pools.scratch.put(cbuf)
-			im2col(xn, C, H, W, kh, kw, stride, padding, Wo, r0, r1, *cbuf)
-			bp = b.packB(1, *pbuf, false, ckk, cols, *cbuf, cols)
+			g := convGeom{C: C, H: H, W: W, kh: kh, kw: kw, stride: stride, pad: padding, Wo: Wo}
+			bp = im2colPacked(*pbuf, xn, g, p0, p1)
 		}
-		b.gemm(1, gemmArgs{m: O, pa: wp, b: bp, c: dst[p0:], ldc: P, acc: bs != nil})
+		b.gemm(gemmThreads, gemmArgs{m: O, pa: wp, b: bp, c: dst[p0:], ldc: P, acc: bs != nil})
 	})
 	return b.wrap(x.DType(), outShape, out)
 }
 
-// im2col writes rows [r0, r1) of output pixels into col, laid out
-// [C*kh*kw, (r1-r0)*Wo], zero where the kernel reads padding.
-func im2col(x []float32, C, H, W, kh, kw, stride, pad, Wo, r0, r1 int, col []float32) {
-	cols := (r1 - r0) * Wo
-	for c := range C {
-		xc := x[c*H*W : (c+1)*H*W]
-		for i := range kh {
-			for j := range kw {
-				dst := col[((c*kh+i)*kw+j)*cols:][:cols]
-				p := 0
-				for oy := r0; oy < r1; oy++ {
-					iy := oy*stride - pad + i
-					if iy < 0 || iy >= H {
-						clear(dst[p : p+Wo])
-						p += Wo
+// convGeom is the geometry of one image of a convolution.
+type convGeom struct {
+	C, H, W, kh, kw, stride, pad, Wo int
+}
+
+// im2colPacked writes the im2col matrix of output pixels [p0, p1) of one
+// image (rows c*kh*kw + i*kw + j, one column per output pixel, zero where
+// the kernel reads padding) straight into the GEMM's packed-B layout, so
+// the patch matrix is never materialised. A 16-pixel panel that lies in one
+// output row reads, for stride 1, 16 consecutive input values per row of
+// the matrix.
+func im2colPacked(dst []float32, x []float32, g convGeom, p0, p1 int) packedB {
+	cols := p1 - p0
+	k := g.C * g.kh * g.kw
+	panels := (cols + gemmNR - 1) / gemmNR
+	dst = dst[:panels*gemmNR*k]
+	var iy0, ix0 [gemmNR]int // top-left input position of each pixel's window
+	for jp := range panels {
+		q0 := p0 + jp*gemmNR
+		n := min(gemmNR, p1-q0)
+		for t := range n {
+			oy, ox := (q0+t)/g.Wo, (q0+t)%g.Wo
+			iy0[t], ix0[t] = oy*g.stride-g.pad, ox*g.stride-g.pad
+		}
+		pan := dst[jp*gemmNR*k : (jp+1)*gemmNR*k]
+		sameRow := n == gemmNR && iy0[0] == iy0[gemmNR-1]
+		kk := 0
+		for c := range g.C {
+			xc := x[c*g.H*g.W : (c+1)*g.H*g.W]
+			for i := range g.kh {
+				for j := range g.kw {
+					d := (*[gemmNR]float32)(pan[kk*gemmNR : (kk+1)*gemmNR])
+					kk++
+					if sameRow {
+						iy := iy0[0] + i
+						if iy < 0 || iy >= g.H {
+							*d = [gemmNR]float32{}
+							continue
+						}
+						row := xc[iy*g.W : (iy+1)*g.W]
+						x0 := ix0[0] + j
+						if g.stride == 1 && x0 >= 0 && x0+gemmNR <= g.W {
+							*d = *(*[gemmNR]float32)(row[x0 : x0+gemmNR])
+							continue
+						}
+						for t := range d {
+							if ix := x0 + t*g.stride; ix >= 0 && ix < g.W {
+								d[t] = row[ix]
+							} else {
+								d[t] = 0
+							}
+						}
 						continue
 					}
-					xr := xc[iy*W : (iy+1)*W]
-					for ox := range Wo {
-						ix := ox*stride - pad + j
-						if ix >= 0 && ix < W {
-							dst[p] = xr[ix]
-						} else {
-							dst[p] = 0
+					for t := range d {
+						d[t] = 0
+						if t >= n {
+							continue
 						}
-						p++
+						iy, ix := iy0[t]+i, ix0[t]+j
+						if iy >= 0 && iy < g.H && ix >= 0 && ix < g.W {
+							d[t] = xc[iy*g.W+ix]
+						}
 					}
 				}
 			}
 		}
 	}
+	return packedB{k: k, n: cols, data: dst}
 }

@@ -233,6 +233,9 @@ func testConv2D(h *harness) {
 		{S{1, 33, 17, 19}, S{17, 33, 3, 3}, 1, 1, true},
 		{S{2, 7, 3, 3}, S{5, 7, 3, 3}, 1, 2, true},
 		{S{1, 3, 2, 2}, S{2, 3, 1, 1}, 2, 0, false},
+		{S{1, 3, 34, 40}, S{4, 3, 3, 3}, 2, 1, true},
+		{S{1, 2, 3, 40}, S{3, 2, 3, 3}, 1, 1, false},
+		{S{1, 2, 5, 37}, S{3, 2, 1, 3}, 1, 0, true},
 	}
 	h.forCases(len(cases), 2, func(dt tensor.DType, i int) {
 		c := cases[i]
