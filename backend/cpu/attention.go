@@ -9,6 +9,9 @@ import (
 // materialised whole and a tile stays in L2.
 const attnTileElems = 1 << 17
 
+// attnMinRows is the smallest number of query rows in a tile.
+const attnMinRows = 96
+
 // Attention implements tensor.Backend. Kᵀ and V of every (batch, head) are
 // packed for the GEMM once; then, in parallel over (batch, head, block of
 // query rows): S = Q·Kᵀ, P = softmax(S·scale + mask), O = P·V.
@@ -45,7 +48,9 @@ func (b *Backend) Attention(q, k, v, mask *tensor.Tensor, scale float32) *tensor
 		vp[bh] = b.packB(1, (*vbuf)[bh*vSize:], false, Lk, Dv, vs[bh*Lk*Dv:], Dv)
 	})
 
-	rows := min(Lq, max(gemmMR, attnTileElems/max(1, Lk)/gemmMR*gemmMR))
+	// At least attnMinRows query rows per tile, so that streaming the packed
+	// K and V through the cache is amortised over enough rows.
+	rows := min(Lq, max(attnMinRows, attnTileElems/max(1, Lk)/gemmMR*gemmMR))
 	tiles := (Lq + rows - 1) / rows
 	b.parallelItems(BH*tiles, func(item int) {
 		bh, t := item/tiles, item%tiles

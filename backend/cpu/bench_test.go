@@ -88,3 +88,13 @@ func BenchmarkAttentionCross(b *testing.B) {
 	v := benchRand(be, 2, 5, 77, 64)
 	flopsBench(b, be, 2*2*2*5*4096*77*64, func() { be.Attention(q, k, v, nil, 0.125) })
 }
+
+// BenchmarkAttentionVAE is the VAE mid-block attention at 512x512: one
+// head over the 64x64 latent (L=4096), D=512.
+func BenchmarkAttentionVAE(b *testing.B) {
+	be := New()
+	q := benchRand(be, 1, 1, 4096, 512)
+	k := benchRand(be, 1, 1, 4096, 512)
+	v := benchRand(be, 1, 1, 4096, 512)
+	flopsBench(b, be, 2*2*4096*4096*512, func() { be.Attention(q, k, v, nil, 1/float32(22.627417)) })
+}
