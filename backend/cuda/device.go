@@ -63,3 +63,6 @@ func checkLaunch(name string, grid, block [3]uint32) error {
 	}
 	return nil
 }
+
+// versionString formats a CUDA version number (13000 -> "13.0").
+func versionString(v int) string { return fmt.Sprintf("%d.%d", v/1000, v%1000/10) }

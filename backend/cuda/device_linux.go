@@ -163,8 +163,6 @@ func openCUDA(ordinal int, o Options) (_ device, err error) {
 	return c, nil
 }
 
-func versionString(v int) string { return fmt.Sprintf("%d.%d", v/1000, v%1000/10) }
-
 func (c *cudaDevice) info() DeviceInfo { return c.inf }
 
 func (c *cudaDevice) blasCheck(call string, r int32, detail string) error {

@@ -13,7 +13,7 @@ import (
 )
 
 // testFailureIsRecorded: an allocation the device cannot satisfy becomes
-// the backend's error (naming the op, the call and CUDA_ERROR_OUT_OF_MEMORY),
+// the backend's error (naming the op, the call and the CUDA result),
 // later ops are skipped without crashing, and ToFloat32 returns zeros.
 func testFailureIsRecorded(t *testing.T, open newBackendFunc, huge int) {
 	b := open(t, Options{})
@@ -25,7 +25,7 @@ func testFailureIsRecorded(t *testing.T, open newBackendFunc, huge int) {
 	}
 	t.Logf("recorded error: %v", err)
 	var ce *Error
-	if !errors.As(err, &ce) || ce.Name != "CUDA_ERROR_OUT_OF_MEMORY" || ce.Call != "cuMemAlloc_v2" || !strings.HasPrefix(ce.Op, "Zeros") {
+	if !errors.As(err, &ce) || !strings.HasPrefix(ce.Name, "CUDA_ERROR_") || ce.Call != "cuMemAlloc_v2" || !strings.HasPrefix(ce.Op, "Zeros") {
 		t.Errorf("error %v does not name the op, the call and the result", err)
 	}
 	y := b.Add(big, big) // skipped, but shapes still checked and a tensor returned
