@@ -31,7 +31,7 @@ func cpuTime() time.Duration {
 // flopsBench runs op b.N times and reports GFLOP/s of wall time and GFLOP
 // per CPU-second per thread ("GFLOP/s/thread"): on a shared machine the
 // second figure is the stable one, the first depends on the load.
-func flopsBench(b *testing.B, be *Backend, flops float64, op func()) {
+func flopsBench(b *testing.B, _ *Backend, flops float64, op func()) {
 	b.ResetTimer()
 	c0 := cpuTime()
 	for range b.N {
@@ -42,7 +42,6 @@ func flopsBench(b *testing.B, be *Backend, flops float64, op func()) {
 	if cpu > 0 {
 		b.ReportMetric(flops*float64(b.N)/cpu/1e9, "GFLOP/cpu-s")
 	}
-	_ = be
 }
 
 // BenchmarkMatMul is a Linear layer at SDXL scale: [4096, 1280] x [1280, 1280]ᵀ.
