@@ -1,8 +1,10 @@
 package torchrand
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -195,5 +197,50 @@ func TestCUDAStreamsGolden(t *testing.T) {
 		exact, total, worstAbs32, worstRel)
 	if worstRel > 2e-5 {
 		t.Errorf("worst relative error %.3g > 2e-5", worstRel)
+	}
+}
+
+// TestPipelineInitNoise: every small/ pipeline scenario's first draw,
+// torch.randn((1, 4, H/8, W/8), generator=torch.Generator("cpu").manual_seed(seed)),
+// is reproduced bit for bit.
+func TestPipelineInitNoise(t *testing.T) {
+	data, err := os.ReadFile(golden.Path(t, "small/index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var index struct {
+		Scenarios map[string]struct {
+			Seed          uint64 `json:"seed"`
+			Width, Height int
+			Source        string `json:"source"`
+		} `json:"scenarios"`
+	}
+	if err := json.Unmarshal(data, &index); err != nil {
+		t.Fatalf("small/index.json: %v", err)
+	}
+	n := 0
+	for name, sc := range index.Scenarios {
+		rel := "small/e2e_" + name + ".safetensors"
+		if golden.Find(rel) == "" {
+			continue
+		}
+		f := golden.Open(t, rel)
+		if !f.Has("init_noise") {
+			continue
+		}
+		want, shape := f.Get("init_noise")
+		if len(shape) != 4 || shape[1] != 4 || shape[2] != sc.Height/8 || shape[3] != sc.Width/8 {
+			t.Errorf("%s: init_noise shape %v for %dx%d", name, shape, sc.Width, sc.Height)
+		}
+		got := NewCPU(sc.Seed).Randn(len(want))
+		if st := compareStream(got, want); st.mismatch != 0 {
+			t.Errorf("%s (seed %d): %d of %d values differ", name, sc.Seed, st.mismatch, len(want))
+			continue
+		}
+		n++
+		t.Logf("%s: seed %d, %d values bit-exact", name, sc.Seed, len(want))
+	}
+	if n == 0 {
+		t.Fatal("no scenario with init_noise found")
 	}
 }
