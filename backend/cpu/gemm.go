@@ -9,11 +9,12 @@ import (
 // SGEMM: C = op(A)·op(B) (or C += op(A)·op(B)) for row-major float32
 // matrices, blocked and packed in the BLIS manner:
 //
-//	pack op(B) into nr-column micro-panels (once; attention and conv reuse
-//	  a packed B across many products)
-//	for each block of kc steps of the inner dimension (pc)
-//	  in parallel over (block of mc rows of C, range of micro-panels):
-//	    pack op(A)[ic:ic+mc, pc:pc+kc] into mr-row micro-panels
+//	pack op(B) into nr-column micro-panels (attention and conv pack their
+//	  B operands themselves and reuse them across many products)
+//	in parallel over jobs (a block of mc rows of C × a range of panels):
+//	  for each block of kc steps of the inner dimension:
+//	    pack op(A)[ic:ic+mc, pc:pc+kc] into mr-row micro-panels (unless the
+//	      caller packed A whole, as conv does with its weights)
 //	    for each pair of micro-panels: the mr×nr micro-kernel
 //
 // The micro-kernel keeps an mr×nr tile of C in registers and accumulates
@@ -52,9 +53,12 @@ func (b *Backend) packB(threads int, dst []float32, transB bool, k, n int, src [
 			p := dst[j0*k : (j0+gemmNR)*k]
 			if !transB {
 				for kk := range k {
-					row := src[kk*ldb+j0:]
-					d := p[kk*gemmNR : kk*gemmNR+gemmNR]
-					copy(d[:cols], row[:cols])
+					d := (*[gemmNR]float32)(p[kk*gemmNR : kk*gemmNR+gemmNR])
+					if cols == gemmNR {
+						*d = *(*[gemmNR]float32)(src[kk*ldb+j0 : kk*ldb+j0+gemmNR])
+						continue
+					}
+					copy(d[:cols], src[kk*ldb+j0:kk*ldb+j0+cols])
 					clear(d[cols:])
 				}
 				continue
