@@ -143,10 +143,25 @@ func (b *Backend) binary(op string, x, y *tensor.Tensor,
 		inner = dims[r-1]
 		ix, iy = xst[r-1], yst[r-1]
 	}
-	outer := 1
-	if inner > 0 {
-		outer = len(out) / inner
+	if r <= 1 {
+		// One run (same shapes, or a single element broadcast over x or
+		// y): split the run itself between the threads.
+		b.parallel(inner, 1<<14, func(lo, hi int) {
+			dst := out[lo:hi]
+			switch {
+			case ix == 1 && iy == 1:
+				vv(dst, xs[lo:hi], ys[lo:hi])
+			case ix == 1:
+				vs(dst, xs[lo:hi], ys[0])
+			case iy == 1:
+				sv(dst, xs[0], ys[lo:hi])
+			default:
+				vv(dst, xs[:1], ys[:1])
+			}
+		})
+		return b.wrap(x.DType(), outShape, out)
 	}
+	outer := len(out) / max(1, inner)
 	b.parallel(outer, max(1, 1<<14/max(1, inner)), func(lo, hi int) {
 		idx := make([]int, max(0, r-1))
 		// Start index for row lo.
@@ -167,10 +182,8 @@ func (b *Backend) binary(op string, x, y *tensor.Tensor,
 				vv(dst, xs[xo:xo+inner], ys[yo:yo+inner])
 			case ix == 1:
 				vs(dst, xs[xo:xo+inner], ys[yo])
-			case iy == 1:
+			default:
 				sv(dst, xs[xo], ys[yo:yo+inner])
-			default: // every dimension has size 1: a single element
-				vv(dst, xs[xo:xo+inner], ys[yo:yo+inner])
 			}
 			for j := r - 2; j >= 0; j-- {
 				idx[j]++
