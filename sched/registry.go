@@ -295,7 +295,9 @@ func New(name string, base Config, opts ...Option) (Scheduler, error) {
 	if className == "" {
 		return nil, fmt.Errorf("unknown scheduler %q; valid names: %s", name, strings.Join(Names(), ", "))
 	}
-	cfg := base.Clone()
+	// Overrides are from_config keyword arguments: "_use_default_values"
+	// in the file must not drop them, so it is applied to the file first.
+	cfg := base.effective()
 	for k, v := range overrides {
 		cfg[k] = v
 	}

@@ -136,6 +136,11 @@ func TestNames(t *testing.T) {
 	if p := s.Config(); s.ClassName() != "DPMSolverMultistepScheduler" || !p.UseKarrasSigmas || p.AlgorithmType != "dpmsolver++" {
 		t.Errorf("dpmpp_2m_karras resolved to %s %+v", s.ClassName(), p)
 	}
+	// _use_default_values in the file does not cancel a preset override.
+	s, err = New("dpmpp_2m_karras", Config{"use_karras_sigmas": false, "_use_default_values": []any{"use_karras_sigmas"}})
+	if err != nil || !s.Config().UseKarrasSigmas {
+		t.Errorf("dpmpp_2m_karras over a file with defaulted use_karras_sigmas: %v", err)
+	}
 	// FromConfig uses _class_name.
 	s, err = FromConfig(base)
 	if err != nil || s.ClassName() != "EulerDiscreteScheduler" {
