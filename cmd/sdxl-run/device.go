@@ -56,3 +56,19 @@ func (d *device) peakBytes() int64 {
 	}
 	return d.cuda.PeakBytes()
 }
+
+// sync waits for queued device work (nil on the CPU, which is synchronous).
+func (d *device) sync() error {
+	if d.cuda == nil {
+		return nil
+	}
+	return d.cuda.Sync()
+}
+
+func (d *device) describe() string {
+	if d.cuda == nil {
+		return "cpu"
+	}
+	i := d.cuda.Info()
+	return fmt.Sprintf("cuda:%d %s (sm_%d%d)", i.Ordinal, i.Name, i.Major, i.Minor)
+}
