@@ -420,7 +420,6 @@ func (p *Pipeline) runStage(ctx context.Context, req *Request, st stage, gen sch
 		return nil, shape, err
 	}
 	ts := s.Timesteps()
-	numTrain := s.Config().NumTrainTimesteps
 	if res.Scheduler == "" {
 		res.Scheduler = s.ClassName()
 	}
@@ -442,15 +441,15 @@ func (p *Pipeline) runStage(ctx context.Context, req *Request, st stage, gen sch
 		for i := range latents {
 			latents[i] *= sigma
 		}
-		ts = applyDenoisingEnd(ts, numTrain, st.denoisingEnd)
+		ts = sched.DenoisingEnd(s, ts, st.denoisingEnd)
 		s.SetBeginIndex(0)
 	} else {
-		begin, err := img2imgTimesteps(ts, req.Steps, req.Strength, s.Order(), numTrain, st.denoisingStart)
-		if err != nil {
+		if ts, err = sched.Img2ImgTimesteps(s, req.Steps, req.Strength, st.denoisingStart); err != nil {
 			return nil, shape, err
 		}
-		ts = ts[begin:]
-		s.SetBeginIndex(begin)
+		if len(ts) == 0 {
+			return nil, shape, fmt.Errorf("strength %g with %d steps leaves no denoising step (raise the strength or the steps)", req.Strength, req.Steps)
+		}
 		init, ishape, err := p.encodeImage(m, st, gen, n)
 		if err != nil {
 			return nil, shape, err
@@ -464,7 +463,7 @@ func (p *Pipeline) runStage(ctx context.Context, req *Request, st stage, gen sch
 				return nil, shape, err
 			}
 		}
-		ts = applyDenoisingEnd(ts, numTrain, st.denoisingEnd)
+		ts = sched.DenoisingEnd(s, ts, st.denoisingEnd)
 	}
 	res.Timesteps = append(res.Timesteps, ts...)
 
