@@ -97,3 +97,17 @@ func BenchmarkAttentionVAE(b *testing.B) {
 	v := benchRand(be, 1, 1, 4096, 512)
 	flopsBench(b, be, 2*2*4096*4096*512, func() { be.Attention(q, k, v, nil, 1/float32(22.627417)) })
 }
+
+// BenchmarkGroupNormSiLU is a VAE decoder norm at 1024x1024 output:
+// [1, 128, 512, 512], 32 groups, reported in elements per second.
+func BenchmarkGroupNormSiLU(b *testing.B) {
+	be := New()
+	x := benchRand(be, 1, 128, 512, 512)
+	w := benchRand(be, 128)
+	bias := benchRand(be, 128)
+	b.ResetTimer()
+	for range b.N {
+		be.GroupNormSiLU(x, 32, w, bias, 1e-6)
+	}
+	b.ReportMetric(float64(x.Numel())*float64(b.N)/b.Elapsed().Seconds()/1e9, "Gelem/s")
+}

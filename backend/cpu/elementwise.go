@@ -19,13 +19,12 @@ func (b *Backend) SiLU(x *tensor.Tensor) *tensor.Tensor {
 	return b.unary("SiLU", x, silu)
 }
 
-// silu writes src·sigmoid(src) = src/(1+e^(−src)) to dst (not aliasing
-// src) in float32, like torch.
+// silu writes src·sigmoid(src) = src/(1+e^(−src)) to dst (which may be
+// src) in float32, like torch: vectorised on amd64, math.Exp elsewhere.
 func silu(dst, src []float32) {
-	copy(dst, src)
-	expSum(dst, -1, 0)
-	for i, v := range src {
-		dst[i] = v / (1 + dst[i])
+	for i := siluVec(dst, src); i < len(src); i++ {
+		v := src[i]
+		dst[i] = v / (1 + float32(math.Exp(-float64(v))))
 	}
 }
 

@@ -135,3 +135,34 @@ func BenchmarkGELU(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(x)), "ns/elem")
 }
+
+// TestSiLU checks silu (vectorised on amd64) against x·sigmoid(x) in
+// float64, in place and out of place.
+func TestSiLU(t *testing.T) {
+	var xs []float32
+	for x := float32(-100); x < 100; x += 0.00917 {
+		xs = append(xs, x)
+	}
+	xs = append(xs, 0, float32(math.Copysign(0, -1)), 1e-30, 89, -89, 200, -200)
+	got := make([]float32, len(xs))
+	silu(got, xs)
+	inPlace := append([]float32(nil), xs...)
+	silu(inPlace, inPlace)
+	var worst float64
+	for i, v := range xs {
+		x := float64(v)
+		want := x / (1 + math.Exp(-x))
+		d := math.Abs(float64(got[i]) - want)
+		rel := d / math.Max(math.Abs(want), 1e-300)
+		if !(rel <= 4e-7) && !(d < 1e-30) {
+			t.Fatalf("silu(%v) = %v, want %v (rel err %.3g)", v, got[i], want, rel)
+		}
+		if math.Float32bits(inPlace[i]) != math.Float32bits(got[i]) {
+			t.Fatalf("silu(%v) in place = %v, out of place %v", v, inPlace[i], got[i])
+		}
+		if math.Abs(want) > 1e-30 {
+			worst = math.Max(worst, rel)
+		}
+	}
+	t.Logf("max relative error %.3g (where |silu| > 1e-30)", worst)
+}

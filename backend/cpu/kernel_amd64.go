@@ -26,6 +26,18 @@ func packTransAVX2(dst, src *float32, ldb, k8 int)
 func packRowsAVX2(dst, src *float32, lda, k8 int)
 
 //go:noescape
+func sumAVX2(x *float32, n int) float64
+
+//go:noescape
+func sqDevAVX2(x *float32, n int, mean float64) float64
+
+//go:noescape
+func affineAVX2(dst, src *float32, n int, scale, shift float64)
+
+//go:noescape
+func siluAVX2(dst, src *float32, n int)
+
+//go:noescape
 func maxAVX2(x *float32, n int) float32
 
 //go:noescape
@@ -131,4 +143,45 @@ func packRowsVec(dst, src []float32, lda, k int) int {
 	_ = dst[k8*gemmMR-1]
 	packRowsAVX2(&dst[0], &src[0], lda, k8)
 	return k8
+}
+
+// sumVec returns the length of the longest multiple-of-8 prefix of x and
+// its float64 sum (0, 0 without AVX2).
+func sumVec(x []float32) (int, float64) {
+	n := len(x) &^ 7
+	if !haveAVX2 || n == 0 {
+		return 0, 0
+	}
+	return n, sumAVX2(&x[0], n)
+}
+
+// sqDevVec is sumVec for Σ(x−mean)².
+func sqDevVec(x []float32, mean float64) (int, float64) {
+	n := len(x) &^ 7
+	if !haveAVX2 || n == 0 {
+		return 0, 0
+	}
+	return n, sqDevAVX2(&x[0], n, mean)
+}
+
+// affineVec applies affine to the longest multiple-of-8 prefix of src and
+// returns its length (0 without AVX2).
+func affineVec(dst, src []float32, scale, shift float64) int {
+	n := min(len(dst), len(src)) &^ 7
+	if !haveAVX2 || n == 0 {
+		return 0
+	}
+	affineAVX2(&dst[0], &src[0], n, scale, shift)
+	return n
+}
+
+// siluVec applies SiLU to the longest multiple-of-8 prefix of src (dst may
+// be src) and returns its length (0 without AVX2).
+func siluVec(dst, src []float32) int {
+	n := min(len(dst), len(src)) &^ 7
+	if !haveAVX2 || n == 0 {
+		return 0
+	}
+	siluAVX2(&dst[0], &src[0], n)
+	return n
 }

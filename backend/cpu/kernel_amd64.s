@@ -694,3 +694,148 @@ loop:
 done:
 	VZEROUPPER
 	RET
+
+// func sumAVX2(x *float32, n int) float64
+//
+// Σ x[0:n] in float64 (two 4-lane accumulators), n a multiple of 8.
+TEXT ·sumAVX2(SB), NOSPLIT, $0-24
+	MOVQ   x+0(FP), SI
+	MOVQ   n+8(FP), CX
+	VXORPD Y0, Y0, Y0
+	VXORPD Y1, Y1, Y1
+	SHRQ   $3, CX
+	JE     done
+
+loop:
+	VCVTPS2PD (SI), Y2
+	VCVTPS2PD 16(SI), Y3
+	VADDPD    Y2, Y0, Y0
+	VADDPD    Y3, Y1, Y1
+	ADDQ      $32, SI
+	DECQ      CX
+	JNZ       loop
+
+done:
+	VADDPD       Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPD       X1, X0, X0
+	VHADDPD      X0, X0, X0
+	VZEROUPPER
+	MOVSD        X0, ret+16(FP)
+	RET
+
+// func sqDevAVX2(x *float32, n int, mean float64) float64
+//
+// Σ (x[i]−mean)² over x[0:n] in float64, n a multiple of 8.
+TEXT ·sqDevAVX2(SB), NOSPLIT, $0-32
+	MOVQ         x+0(FP), SI
+	MOVQ         n+8(FP), CX
+	VBROADCASTSD mean+16(FP), Y4
+	VXORPD       Y0, Y0, Y0
+	VXORPD       Y1, Y1, Y1
+	SHRQ         $3, CX
+	JE           done
+
+loop:
+	VCVTPS2PD   (SI), Y2
+	VCVTPS2PD   16(SI), Y3
+	VSUBPD      Y4, Y2, Y2
+	VSUBPD      Y4, Y3, Y3
+	VFMADD231PD Y2, Y2, Y0
+	VFMADD231PD Y3, Y3, Y1
+	ADDQ        $32, SI
+	DECQ        CX
+	JNZ         loop
+
+done:
+	VADDPD       Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPD       X1, X0, X0
+	VHADDPD      X0, X0, X0
+	VZEROUPPER
+	MOVSD        X0, ret+24(FP)
+	RET
+
+// func affineAVX2(dst, src *float32, n int, scale, shift float64)
+//
+// dst[i] = float32(float64(src[i])·scale + shift) for n a multiple of 8
+// (one fused multiply-add in float64, one rounding to float32).
+TEXT ·affineAVX2(SB), NOSPLIT, $0-40
+	MOVQ         dst+0(FP), DI
+	MOVQ         src+8(FP), SI
+	MOVQ         n+16(FP), CX
+	VBROADCASTSD scale+24(FP), Y4
+	VBROADCASTSD shift+32(FP), Y5
+	SHRQ         $3, CX
+	JE           done
+
+loop:
+	VCVTPS2PD   (SI), Y0
+	VCVTPS2PD   16(SI), Y1
+	VFMADD213PD Y5, Y4, Y0
+	VFMADD213PD Y5, Y4, Y1
+	VCVTPD2PSY  Y0, X0
+	VCVTPD2PSY  Y1, X1
+	VMOVUPS     X0, (DI)
+	VMOVUPS     X1, 16(DI)
+	ADDQ        $32, SI
+	ADDQ        $32, DI
+	DECQ        CX
+	JNZ         loop
+
+done:
+	VZEROUPPER
+	RET
+
+// func siluAVX2(dst, src *float32, n int)
+//
+// dst[i] = x/(1+e^(−x)) for x = src[i], n a multiple of 8; dst may equal
+// src. The exponential is expSumAVX2's; the division is exact IEEE.
+TEXT ·siluAVX2(SB), NOSPLIT, $0-24
+	MOVQ    dst+0(FP), DI
+	MOVQ    src+8(FP), SI
+	MOVQ    n+16(FP), CX
+	VMOVUPS expconst<>+0x000(SB), Y9
+	VMOVUPS expconst<>+0x020(SB), Y10
+	VMOVUPS expconst<>+0x040(SB), Y11
+	VMOVUPS expconst<>+0x060(SB), Y12
+	VMOVUPS expconst<>+0x080(SB), Y13
+	VMOVUPS expconst<>+0x160(SB), Y14
+	VMOVDQU expconst<>+0x180(SB), Y15
+	VXORPS  Y8, Y8, Y8
+	SHRQ    $3, CX
+	JE      done
+
+loop:
+	VMOVUPS      (SI), Y7
+	VSUBPS       Y7, Y8, Y0
+	VMINPS       Y0, Y9, Y0
+	VMAXPS       Y0, Y10, Y0
+	VMULPS       Y11, Y0, Y1
+	VROUNDPS     $0, Y1, Y1
+	VFNMADD231PS Y12, Y1, Y0
+	VFNMADD231PS Y13, Y1, Y0
+	VMOVUPS      expconst<>+0x0a0(SB), Y2
+	VFMADD213PS  expconst<>+0x0c0(SB), Y0, Y2
+	VFMADD213PS  expconst<>+0x0e0(SB), Y0, Y2
+	VFMADD213PS  expconst<>+0x100(SB), Y0, Y2
+	VFMADD213PS  expconst<>+0x120(SB), Y0, Y2
+	VFMADD213PS  expconst<>+0x140(SB), Y0, Y2
+	VMULPS       Y0, Y0, Y3
+	VFMADD213PS  Y0, Y3, Y2
+	VADDPS       Y14, Y2, Y2
+	VCVTPS2DQ    Y1, Y1
+	VPADDD       Y15, Y1, Y1
+	VPSLLD       $23, Y1, Y1
+	VMULPS       Y1, Y2, Y2
+	VADDPS       Y14, Y2, Y2
+	VDIVPS       Y2, Y7, Y2
+	VMOVUPS      Y2, (DI)
+	ADDQ         $32, SI
+	ADDQ         $32, DI
+	DECQ         CX
+	JNZ          loop
+
+done:
+	VZEROUPPER
+	RET

@@ -24,3 +24,12 @@ func packTransVec(dst, src []float32, ldb, k int) int { return 0 }
 
 // packRowsVec has no vector implementation here: packA does all the work.
 func packRowsVec(dst, src []float32, lda, k int) int { return 0 }
+
+// sumVec, sqDevVec and affineVec have no vector implementation here: their
+// callers do all the work.
+func sumVec(x []float32) (int, float64)                      { return 0, 0 }
+func sqDevVec(x []float32, mean float64) (int, float64)      { return 0, 0 }
+func affineVec(dst, src []float32, scale, shift float64) int { return 0 }
+
+// siluVec has no vector implementation here: silu does all the work.
+func siluVec(dst, src []float32) int { return 0 }

@@ -41,10 +41,6 @@ func (b *Backend) groupNorm(op string, x *tensor.Tensor, groups int, weight, bia
 	cpg := C / groups
 	out := b.alloc(len(xs))
 	b.parallelItems(N*groups, func(item int) {
-		var tmp []float32
-		if withSiLU {
-			tmp = make([]float32, S)
-		}
 		n, g := item/groups, item%groups
 		off := (n*C + g*cpg) * S
 		seg := xs[off : off+cpg*S]
@@ -64,8 +60,7 @@ func (b *Backend) groupNorm(op string, x *tensor.Tensor, groups int, weight, bia
 			dst := out[off+ci*S : off+(ci+1)*S]
 			affine(dst, src, scale, shift)
 			if withSiLU {
-				copy(tmp, dst)
-				silu(dst, tmp)
+				silu(dst, dst)
 			}
 		}
 	})
@@ -73,18 +68,18 @@ func (b *Backend) groupNorm(op string, x *tensor.Tensor, groups int, weight, bia
 }
 
 // moments returns the mean and 1/sqrt(var+eps) of s (biased variance),
-// accumulated in float64 in two passes.
+// accumulated in float64 in two passes (vectorised on amd64).
 func moments(s []float32, eps float64) (mean, rstd float64) {
 	if len(s) == 0 {
 		return 0, 1 / math.Sqrt(eps)
 	}
-	var sum float64
-	for _, v := range s {
+	done, sum := sumVec(s)
+	for _, v := range s[done:] {
 		sum += float64(v)
 	}
 	mean = sum / float64(len(s))
-	var sq float64
-	for _, v := range s {
+	done, sq := sqDevVec(s, mean)
+	for _, v := range s[done:] {
 		d := float64(v) - mean
 		sq += d * d
 	}
@@ -94,8 +89,8 @@ func moments(s []float32, eps float64) (mean, rstd float64) {
 // affine writes dst = src*scale + shift, computed in float64 and rounded
 // once.
 func affine(dst, src []float32, scale, shift float64) {
-	for i, v := range src {
-		dst[i] = float32(float64(v)*scale + shift)
+	for i := affineVec(dst, src, scale, shift); i < len(src); i++ {
+		dst[i] = float32(float64(src[i])*scale + shift)
 	}
 }
 
