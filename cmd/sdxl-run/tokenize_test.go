@@ -35,7 +35,7 @@ func TestTokenizeGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := filepath.Dir(golden.Path(t, "small/models/sdxl-small-base/model_index.json"))
-	refiner := filepath.Join(filepath.Dir(base), "sdxl-small-refiner")
+	refiner := golden.Path(t, "small/models/sdxl-small-refiner")
 	for _, model := range []string{"", base, refiner} {
 		// The whole command once per source, then every text through the
 		// same code with the tokenizers loaded once (loading is the slow
