@@ -111,3 +111,13 @@ func BenchmarkGroupNormSiLU(b *testing.B) {
 	}
 	b.ReportMetric(float64(x.Numel())*float64(b.N)/b.Elapsed().Seconds()/1e9, "Gelem/s")
 }
+
+// BenchmarkConv2DVAE is a VAE decoder conv at its widest resolution for a
+// 512x512 image: [1, 128, 512, 512] -> 128, 3x3.
+func BenchmarkConv2DVAE(b *testing.B) {
+	be := New()
+	x := benchRand(be, 1, 128, 512, 512)
+	w := benchRand(be, 128, 128, 3, 3)
+	bias := benchRand(be, 128)
+	flopsBench(b, be, 2*128*512*512*128*9, func() { be.Conv2D(x, w, bias, 1, 1) })
+}
