@@ -66,7 +66,7 @@ func TestGoldenIDs(t *testing.T) {
 	cases := loadIDCases(t)
 	models := filepath.Dir(golden.Path(t, "small/models/sdxl-small-base/model_index.json"))
 	base := models
-	refiner := filepath.Join(filepath.Dir(base), "sdxl-small-refiner")
+	refiner := golden.Path(t, "small/models/sdxl-small-refiner")
 	load := func(dir string) *Tokenizer {
 		tk, err := Load(dir)
 		if err != nil {
