@@ -338,32 +338,73 @@ func macroKernel(g gemmArgs, ap []float32, astride, ic, pc, mb, kb, p0, p1 int, 
 }
 
 // kernelGo is the portable micro-kernel: C[6×16] (=|+=) A-panel·B-panel
-// over k steps, with C rows ldc elements apart. The assembly kernel
-// computes the same sums (with fused multiply-adds).
+// over k steps, with C rows ldc elements apart. It walks the tile in 2×4
+// blocks of 4×4 (or 2×4) scalar accumulators, few enough for the compiler
+// to keep in registers. The assembly kernel computes the same sums with
+// fused multiply-adds.
 func kernelGo(k int, a, b, c *float32, ldc int, acc bool) {
 	ap := unsafe.Slice(a, k*gemmMR)
 	bp := unsafe.Slice(b, k*gemmNR)
-	var t [gemmMR][gemmNR]float32
-	for kk := range k {
-		av := ap[kk*gemmMR : kk*gemmMR+gemmMR]
-		bv := bp[kk*gemmNR : kk*gemmNR+gemmNR]
-		for r := range gemmMR {
-			x := av[r]
-			row := &t[r]
-			for j, y := range bv {
-				row[j] += x * y
-			}
-		}
-	}
 	cs := unsafe.Slice(c, (gemmMR-1)*ldc+gemmNR)
-	for r := range gemmMR {
-		dst := cs[r*ldc : r*ldc+gemmNR]
-		if acc {
-			for j := range dst {
-				dst[j] += t[r][j]
-			}
-		} else {
-			copy(dst, t[r][:])
+	for j0 := 0; j0 < gemmNR; j0 += 4 {
+		// Rows 0-3.
+		var c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33 float32
+		for kk := range k {
+			av := (*[gemmMR]float32)(ap[kk*gemmMR:])
+			bv := (*[4]float32)(bp[kk*gemmNR+j0:])
+			b0, b1, b2, b3 := bv[0], bv[1], bv[2], bv[3]
+			a0, a1, a2, a3 := av[0], av[1], av[2], av[3]
+			c00 += a0 * b0
+			c01 += a0 * b1
+			c02 += a0 * b2
+			c03 += a0 * b3
+			c10 += a1 * b0
+			c11 += a1 * b1
+			c12 += a1 * b2
+			c13 += a1 * b3
+			c20 += a2 * b0
+			c21 += a2 * b1
+			c22 += a2 * b2
+			c23 += a2 * b3
+			c30 += a3 * b0
+			c31 += a3 * b1
+			c32 += a3 * b2
+			c33 += a3 * b3
 		}
+		store4(cs[0*ldc+j0:], acc, c00, c01, c02, c03)
+		store4(cs[1*ldc+j0:], acc, c10, c11, c12, c13)
+		store4(cs[2*ldc+j0:], acc, c20, c21, c22, c23)
+		store4(cs[3*ldc+j0:], acc, c30, c31, c32, c33)
+		// Rows 4-5.
+		var c40, c41, c42, c43, c50, c51, c52, c53 float32
+		for kk := range k {
+			av := (*[gemmMR]float32)(ap[kk*gemmMR:])
+			bv := (*[4]float32)(bp[kk*gemmNR+j0:])
+			b0, b1, b2, b3 := bv[0], bv[1], bv[2], bv[3]
+			a4, a5 := av[4], av[5]
+			c40 += a4 * b0
+			c41 += a4 * b1
+			c42 += a4 * b2
+			c43 += a4 * b3
+			c50 += a5 * b0
+			c51 += a5 * b1
+			c52 += a5 * b2
+			c53 += a5 * b3
+		}
+		store4(cs[4*ldc+j0:], acc, c40, c41, c42, c43)
+		store4(cs[5*ldc+j0:], acc, c50, c51, c52, c53)
 	}
+}
+
+// store4 writes (or adds) four accumulators to dst[0:4].
+func store4(dst []float32, acc bool, v0, v1, v2, v3 float32) {
+	d := (*[4]float32)(dst)
+	if acc {
+		d[0] += v0
+		d[1] += v1
+		d[2] += v2
+		d[3] += v3
+		return
+	}
+	d[0], d[1], d[2], d[3] = v0, v1, v2, v3
 }
