@@ -48,25 +48,34 @@ func smallScenarios(t *testing.T) map[string]scenario {
 }
 
 var smallModels struct {
-	once          sync.Once
-	base, refiner *Model
-	err           error
+	base, refiner struct {
+		once sync.Once
+		m    *Model
+		err  error
+	}
 }
 
-func loadSmall(t *testing.T, b tensor.Backend) (base, refiner *Model) {
+// loadSmall loads the small base (and, when refiner is set, the small
+// refiner) once per test binary.
+func loadSmall(t *testing.T, b tensor.Backend, refiner bool) (*Model, *Model) {
 	t.Helper()
-	bp := golden.Path(t, "small/models/sdxl-small-base")
-	rp := golden.Path(t, "small/models/sdxl-small-refiner")
-	smallModels.once.Do(func() {
-		smallModels.base, smallModels.err = LoadModel(b, bp, LoadOptions{})
-		if smallModels.err == nil {
-			smallModels.refiner, smallModels.err = LoadModel(b, rp, LoadOptions{})
+	load := func(rel string, slot *struct {
+		once sync.Once
+		m    *Model
+		err  error
+	}) *Model {
+		p := golden.Path(t, rel)
+		slot.once.Do(func() { slot.m, slot.err = LoadModel(b, p, LoadOptions{}) })
+		if slot.err != nil {
+			t.Fatal(slot.err)
 		}
-	})
-	if smallModels.err != nil {
-		t.Fatal(smallModels.err)
+		return slot.m
 	}
-	return smallModels.base, smallModels.refiner
+	base := load("small/models/sdxl-small-base", &smallModels.base)
+	if !refiner {
+		return base, nil
+	}
+	return base, load("small/models/sdxl-small-refiner", &smallModels.refiner)
 }
 
 // RequestFor builds the library request of a golden scenario.
@@ -106,7 +115,6 @@ func requestFor(t *testing.T, sc scenario) Request {
 func TestSmallPipelines(t *testing.T) {
 	b := cpu.New()
 	scs := smallScenarios(t)
-	base, refiner := loadSmall(t, b)
 	for _, name := range []string{"astro_euler", "astro_dpmpp_karras_wide", "lion_euler_a", "lion_heun_tall",
 		"ensemble_lion", "refine_astro", "compel_lion_weighted", "compel_anime_long"} {
 		sc, ok := scs[name]
@@ -118,11 +126,11 @@ func TestSmallPipelines(t *testing.T) {
 			p := &Pipeline{Backend: b}
 			switch sc.Kind {
 			case "txt2img":
-				p.Base = base
+				p.Base, _ = loadSmall(t, b, false)
 			case "ensemble":
-				p.Base, p.Refiner = base, refiner
+				p.Base, p.Refiner = loadSmall(t, b, true)
 			case "img2img_refiner":
-				p.Refiner = refiner
+				_, p.Refiner = loadSmall(t, b, true)
 			default:
 				t.Fatalf("unknown kind %q", sc.Kind)
 			}

@@ -21,7 +21,7 @@ func TestSingleFileMatchesFolder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	folder, _ := loadSmall(t, b)
+	folder, _ := loadSmall(t, b, false)
 	for _, c := range []struct {
 		name string
 		a, b any

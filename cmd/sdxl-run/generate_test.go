@@ -74,7 +74,7 @@ func writeGoldenPNG(t *testing.T, u8 []float32, h, w int, path string) {
 // scenarioArgs turns a golden scenario into sdxl-run flags.
 func scenarioArgs(t *testing.T, sc scenario, dir string) []string {
 	base := golden.Path(t, "small/models/sdxl-small-base")
-	refiner := golden.Path(t, "small/models/sdxl-small-refiner")
+	refiner := func() string { return golden.Path(t, "small/models/sdxl-small-refiner") }
 	args := []string{"--device", "cpu", "--no-watermark", "--quiet",
 		"--seed", fmt.Sprint(sc.Seed), "--prompt", sc.Prompt, "--steps", fmt.Sprint(sc.Steps),
 		"--guidance", fmt.Sprint(sc.Guidance), "--scheduler", sc.Scheduler}
@@ -88,14 +88,14 @@ func scenarioArgs(t *testing.T, sc scenario, dir string) []string {
 	case "txt2img":
 		args = append(args, "--model", base, "--width", fmt.Sprint(sc.Width), "--height", fmt.Sprint(sc.Height))
 	case "ensemble":
-		args = append(args, "--model", base, "--refiner", refiner, "--high-noise-frac", fmt.Sprint(sc.DenoiseFrac),
+		args = append(args, "--model", base, "--refiner", refiner(), "--high-noise-frac", fmt.Sprint(sc.DenoiseFrac),
 			"--width", fmt.Sprint(sc.Width), "--height", fmt.Sprint(sc.Height))
 	case "img2img_refiner":
 		src := golden.Open(t, "small/e2e_"+sc.Source+".safetensors")
 		u8, shape := src.Get("image_uint8")
 		p := filepath.Join(dir, "source.png")
 		writeGoldenPNG(t, u8, shape[1], shape[2], p)
-		args = append(args, "--refiner", refiner, "--image", p, "--strength", fmt.Sprint(sc.Strength))
+		args = append(args, "--refiner", refiner(), "--image", p, "--strength", fmt.Sprint(sc.Strength))
 	default:
 		t.Fatalf("unknown kind %q", sc.Kind)
 	}
