@@ -245,7 +245,7 @@ func TestCLIBadInput(t *testing.T) {
 		{"strength zero", []string{"--image", "x.png", "--strength", "0"}, 2, "--strength 0"},
 		{"missing model", []string{"--model", filepath.Join(dir, "nope")}, 1, "nope"},
 		{"corrupt model", []string{"--model", corrupt}, 1, "corrupt.safetensors"},
-		{"refiner without base", []string{"--refiner", golden.Path(t, "small/models/sdxl-small-refiner")}, 2, "text-to-image needs a base model"},
+		{"refiner without base", []string{"--refiner", filepath.Join(dir, "some-refiner")}, 2, "text-to-image needs a base model"},
 		{"unwritable output", []string{"--out", filepath.Join(dir, "no", "such", "dir", "x.png")}, 1, "cannot write"},
 		{"bad weighting", []string{"--prompt-weighting", "foo"}, 2, "--prompt-weighting"},
 		{"bad device", []string{"--device", "tpu"}, 2, "--device"},
