@@ -32,6 +32,10 @@ type Pipeline struct {
 	Refiner *Model
 	// DType is the dtype of the UNet's activations (F32 on the CPU).
 	DType tensor.DType
+	// Offload, when set, is the host backend the models were loaded on:
+	// each component's weights are copied to Backend only while it runs
+	// (see onDevice), trading upload time for GPU memory.
+	Offload tensor.Backend
 }
 
 // Weighting selects how prompt strings become conditioning.
@@ -314,7 +318,12 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 		return nil, fmt.Errorf("%w: %v", ErrCanceled, err)
 	}
 	last := stages[len(stages)-1].model
-	img, ishape, err := p.decode(last, latents, shape)
+	var img []float32
+	var ishape [4]int
+	err := p.onDevice(func() (err error) {
+		img, ishape, err = p.decode(last, latents, shape)
+		return err
+	}, last.VAE)
 	if err != nil {
 		return nil, err
 	}
@@ -406,7 +415,10 @@ func (p *Pipeline) runStage(ctx context.Context, req *Request, st stage, gen sch
 	if given != nil {
 		emb, err = given.embeds(m, n, cfg)
 	} else {
-		emb, err = p.encodePrompts(m, req, cfg)
+		err = p.onDevice(func() (err error) {
+			emb, err = p.encodePrompts(m, req, cfg)
+			return err
+		}, m.Text.TextEncoder, m.Text.TextEncoder2)
 	}
 	if err != nil {
 		return nil, shape, err
@@ -450,7 +462,12 @@ func (p *Pipeline) runStage(ctx context.Context, req *Request, st stage, gen sch
 		if len(ts) == 0 {
 			return nil, shape, fmt.Errorf("strength %g with %d steps leaves no denoising step (raise the strength or the steps)", req.Strength, req.Steps)
 		}
-		init, ishape, err := p.encodeImage(m, st, gen, n)
+		var init []float32
+		var ishape [4]int
+		err := p.onDevice(func() (err error) {
+			init, ishape, err = p.encodeImage(m, st, gen, n)
+			return err
+		}, m.VAE)
 		if err != nil {
 			return nil, shape, err
 		}
@@ -480,65 +497,71 @@ func (p *Pipeline) runStage(ctx context.Context, req *Request, st stage, gen sch
 		rows = 2 * n
 	}
 	per := len(latents) / n
-	for i, t := range ts {
-		if err := ctx.Err(); err != nil {
-			return nil, shape, fmt.Errorf("%w: %v", ErrCanceled, err)
-		}
-		in := latents
-		if cfg {
-			in = make([]float32, 0, 2*len(latents))
-			in = append(append(in, latents...), latents...)
-		}
-		scaled, err := s.ScaleModelInput(in, t)
-		if err != nil {
-			return nil, shape, err
-		}
-		x := b.FromFloat32(p.DType, tensor.Shape{rows, shape[1], shape[2], shape[3]}, scaled)
-		var rec *capture.Recorder
-		var nnRec nn.Recorder
-		if len(req.Dump) > 0 {
-			if rec, err = capture.New(req.Dump...); err != nil {
-				x.Free()
-				return nil, shape, err
+	denoise := func() error {
+		for i, t := range ts {
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("%w: %v", ErrCanceled, err)
 			}
-			nnRec = rec
-		}
-		out, err := m.UNet.Forward(b, unet.Input{
-			Sample:              x,
-			Timesteps:           []float32{float32(t)},
-			EncoderHiddenStates: ctxT,
-			TextEmbeds:          pooledT,
-			TimeIDs:             timeIDs,
-		}, nnRec)
-		x.Free()
-		if err != nil {
-			return nil, shape, err
-		}
-		pred := b.ToFloat32(out)
-		out.Free()
-		if err := b.Err(); err != nil {
-			return nil, shape, err
-		}
-		if rec != nil {
-			for _, path := range rec.Paths() {
-				a, _ := rec.Get(path)
-				res.Dumps = append(res.Dumps, Activation{Name: fmt.Sprintf("%s.step%d.%s", st.name, i, path), Shape: a.Shape, Data: a.Data})
+			in := latents
+			if cfg {
+				in = make([]float32, 0, 2*len(latents))
+				in = append(append(in, latents...), latents...)
+			}
+			scaled, err := s.ScaleModelInput(in, t)
+			if err != nil {
+				return err
+			}
+			x := b.FromFloat32(p.DType, tensor.Shape{rows, shape[1], shape[2], shape[3]}, scaled)
+			var rec *capture.Recorder
+			var nnRec nn.Recorder
+			if len(req.Dump) > 0 {
+				if rec, err = capture.New(req.Dump...); err != nil {
+					x.Free()
+					return err
+				}
+				nnRec = rec
+			}
+			out, err := m.UNet.Forward(b, unet.Input{
+				Sample:              x,
+				Timesteps:           []float32{float32(t)},
+				EncoderHiddenStates: ctxT,
+				TextEmbeds:          pooledT,
+				TimeIDs:             timeIDs,
+			}, nnRec)
+			x.Free()
+			if err != nil {
+				return err
+			}
+			pred := b.ToFloat32(out)
+			out.Free()
+			if err := b.Err(); err != nil {
+				return err
+			}
+			if rec != nil {
+				for _, path := range rec.Paths() {
+					a, _ := rec.Get(path)
+					res.Dumps = append(res.Dumps, Activation{Name: fmt.Sprintf("%s.step%d.%s", st.name, i, path), Shape: a.Shape, Data: a.Data})
+				}
+			}
+			if cfg {
+				pred = classifierFreeGuidance(pred[:n*per], pred[n*per:], req.Guidance, req.GuidanceRescale, n)
+			}
+			if latents, err = s.Step(pred, t, latents, noise); err != nil {
+				return err
+			}
+			if req.KeepStepLatents {
+				res.StepLatents = append(res.StepLatents, latents)
+			}
+			if req.Progress != nil {
+				if err := req.Progress(Progress{Stage: st.name, Step: i + 1, Steps: len(ts), Timestep: t, Latents: latents, LatentDim: shape}); err != nil {
+					return err
+				}
 			}
 		}
-		if cfg {
-			pred = classifierFreeGuidance(pred[:n*per], pred[n*per:], req.Guidance, req.GuidanceRescale, n)
-		}
-		if latents, err = s.Step(pred, t, latents, noise); err != nil {
-			return nil, shape, err
-		}
-		if req.KeepStepLatents {
-			res.StepLatents = append(res.StepLatents, latents)
-		}
-		if req.Progress != nil {
-			if err := req.Progress(Progress{Stage: st.name, Step: i + 1, Steps: len(ts), Timestep: t, Latents: latents, LatentDim: shape}); err != nil {
-				return nil, shape, err
-			}
-		}
+		return nil
+	}
+	if err := p.onDevice(denoise, m.UNet); err != nil {
+		return nil, shape, err
 	}
 	return latents, shape, nil
 }

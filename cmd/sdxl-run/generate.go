@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sdxl-go/sdxl/backend/cpu"
 	"github.com/sdxl-go/sdxl/safetensors"
 	"github.com/sdxl-go/sdxl/sched"
 	"github.com/sdxl-go/sdxl/sdxl"
@@ -47,6 +48,7 @@ type options struct {
 	initNoise, saveLatents          string
 	out                             string
 	overwrite, noWatermark, quiet   bool
+	offload                         bool
 	device, dtype                   string
 	numImages                       int
 	dump                            multiString
@@ -215,6 +217,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.device, "device", "cpu", "compute device: cpu or cuda")
 	fs.StringVar(&o.dtype, "dtype", "", "UNet and text-encoder precision: f32 or f16 (default: f32 on cpu, f16 on cuda)")
 	fs.IntVar(&o.numImages, "num-images", 1, "images per prompt")
+	fs.BoolVar(&o.offload, "offload", false, "keep the models in host memory and put only the running one on the GPU (for small GPUs; slower)")
 	fs.Var(&o.dump, "dump", "record UNet activations of modules matching these patterns (e.g. 'down_blocks.1.**.attn2'; repeatable)")
 	fs.StringVar(&o.dumpTo, "dump-to", "", "safetensors file for --dump activations and per-step latents")
 	fs.StringVar(&o.verifyWatermark, "verify-watermark", "", "decode the invisible watermark of a PNG and report it, then exit")
@@ -436,8 +439,15 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	loadOpt := sdxl.LoadOptions{DType: dev.dtype, Variant: o.variant, ConfigDir: o.config, Progress: prog.load}
 	p := &sdxl.Pipeline{Backend: dev.b, DType: dev.dtype}
+	loadOn := dev.b
+	if o.offload {
+		// Weights stay on the host (the CPU backend's memory) and visit the
+		// device one component at a time.
+		loadOn = cpu.New()
+		p.Offload = loadOn
+	}
 	if modelPath != "" {
-		if p.Base, err = sdxl.LoadModel(dev.b, modelPath, loadOpt); err != nil {
+		if p.Base, err = sdxl.LoadModel(loadOn, modelPath, loadOpt); err != nil {
 			return err
 		}
 		if p.Base.IsRefiner() && o.image == "" {
@@ -447,7 +457,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if o.refiner != "" {
 		ropt := loadOpt
 		ropt.ConfigDir = ""
-		if p.Refiner, err = sdxl.LoadModel(dev.b, o.refiner, ropt); err != nil {
+		if p.Refiner, err = sdxl.LoadModel(loadOn, o.refiner, ropt); err != nil {
 			return err
 		}
 		if !p.Refiner.IsRefiner() {

@@ -170,6 +170,18 @@ func TestCLIGoldenScenarios(t *testing.T) {
 	}
 }
 
+// TestCLIOffload: --offload gives the same latents.
+func TestCLIOffload(t *testing.T) {
+	sc := scenarios(t)["astro_euler"]
+	dir := t.TempDir()
+	out, lat := filepath.Join(dir, "out.png"), filepath.Join(dir, "l.safetensors")
+	args := append(scenarioArgs(t, sc, dir), "--offload", "--out", out, "--save-latents", lat)
+	if code, _, stderr := runCLI(t, args...); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	checkRun(t, "astro_euler", lat, out)
+}
+
 // TestCLISingleFile: the single-file small base with the folder's configs
 // reproduces astro_euler.
 func TestCLISingleFile(t *testing.T) {
