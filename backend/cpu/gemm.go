@@ -139,6 +139,9 @@ type gemmArgs struct {
 	c      []float32
 	ldc    int
 	acc    bool
+	// bias (length n, or nil) is added to every row of C; only with acc
+	// false.
+	bias []float32
 }
 
 // bufPool recycles float32 buffers; the backend runs a GEMM for every
@@ -181,13 +184,19 @@ func (b *Backend) sgemmSerial(transA, transB bool, m, n, k int, a []float32, lda
 }
 
 func (b *Backend) sgemmThreads(threads int, transA, transB bool, m, n, k int, a []float32, lda int, bm []float32, ldb int, c []float32, ldc int, accumulate bool) {
+	b.sgemmBias(threads, transA, transB, m, n, k, a, lda, bm, ldb, nil, c, ldc, accumulate)
+}
+
+// sgemmBias is sgemmThreads adding bias (length n, or nil; only without
+// accumulate) to every row of C.
+func (b *Backend) sgemmBias(threads int, transA, transB bool, m, n, k int, a []float32, lda int, bm []float32, ldb int, bias, c []float32, ldc int, accumulate bool) {
 	if m == 0 || n == 0 {
 		return
 	}
 	buf := b.pools.b.get(packedBSize(k, n))
 	defer b.pools.b.put(buf)
 	bp := b.packB(threads, *buf, transB, k, n, bm, ldb)
-	b.gemm(threads, gemmArgs{transA: transA, m: m, a: a, lda: lda, b: bp, c: c, ldc: ldc, acc: accumulate})
+	b.gemm(threads, gemmArgs{transA: transA, m: m, a: a, lda: lda, b: bp, c: c, ldc: ldc, acc: accumulate, bias: bias})
 }
 
 // gemm runs C = op(A)·B (+ C) on up to threads goroutines.
@@ -200,6 +209,9 @@ func (b *Backend) gemm(threads int, g gemmArgs) {
 		if !g.acc {
 			for i := range m {
 				clear(g.c[i*g.ldc : i*g.ldc+n])
+				if g.bias != nil {
+					copy(g.c[i*g.ldc:i*g.ldc+n], g.bias)
+				}
 			}
 		}
 		return
@@ -319,18 +331,28 @@ func macroKernel(g gemmArgs, ap []float32, astride, ic, pc, mb, kb, p0, p1 int, 
 				// bounds-check the last one before passing raw pointers.
 				_ = g.c[coff+(gemmMR-1)*g.ldc+gemmNR-1]
 				kernel(kb, &apan[0], &bpan[0], &g.c[coff], g.ldc, acc)
-				continue
+			} else {
+				kernel(kb, &apan[0], &bpan[0], &tmp[0], gemmNR, false)
+				for r := range rows {
+					dst := g.c[coff+r*g.ldc : coff+r*g.ldc+cols]
+					src := tmp[r*gemmNR : r*gemmNR+cols]
+					if acc {
+						for i, v := range src {
+							dst[i] += v
+						}
+					} else {
+						copy(dst, src)
+					}
+				}
 			}
-			kernel(kb, &apan[0], &bpan[0], &tmp[0], gemmNR, false)
-			for r := range rows {
-				dst := g.c[coff+r*g.ldc : coff+r*g.ldc+cols]
-				src := tmp[r*gemmNR : r*gemmNR+cols]
-				if acc {
-					for i, v := range src {
+			if pc == 0 && g.bias != nil {
+				// The first block's sums are still in cache: add the bias.
+				bias := g.bias[j0 : j0+cols]
+				for r := range rows {
+					dst := g.c[coff+r*g.ldc : coff+r*g.ldc+cols]
+					for i, v := range bias {
 						dst[i] += v
 					}
-				} else {
-					copy(dst, src)
 				}
 			}
 		}

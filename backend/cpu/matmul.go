@@ -9,8 +9,8 @@ func (b *Backend) MatMul(x, y *tensor.Tensor, transA, transB bool) *tensor.Tenso
 	return b.matmul("MatMul", x, y, nil, transA, transB)
 }
 
-// Linear implements tensor.Linearer: x @ w^T + bias with the bias written
-// into the output before the GEMM accumulates onto it.
+// Linear implements tensor.Linearer: x @ w^T + bias, the bias added to
+// each output tile by the GEMM while the tile is in cache.
 func (b *Backend) Linear(x, w, bias *tensor.Tensor) *tensor.Tensor {
 	if bias != nil {
 		if bias.Rank() != 1 || bias.Dim(0) != w.Dim(0) {
@@ -30,11 +30,6 @@ func (b *Backend) matmul(op string, x, y, bias *tensor.Tensor, transA, transB bo
 	m, n, k := d.M, d.N, d.K
 	out := b.alloc(outShape.Numel())
 	nb := d.Batch.Numel()
-	if bs != nil {
-		for r := range nb * m {
-			copy(out[r*n:(r+1)*n], bs)
-		}
-	}
 	lda, ldb := k, n
 	if transA {
 		lda = m
@@ -47,7 +42,7 @@ func (b *Backend) matmul(op string, x, y, bias *tensor.Tensor, transA, transB bo
 	// When y is shared by every batch item and x is not transposed, the
 	// batch folds into M: one big GEMM (the Linear case).
 	if !transA && yBatch.Numel() == 1 && xBatch.Numel() == nb {
-		b.sgemm(false, transB, nb*m, n, k, xs, lda, ys, ldb, out, n, bs != nil)
+		b.sgemmBias(b.threads, false, transB, nb*m, n, k, xs, lda, ys, ldb, bs, out, n, false)
 		return b.wrap(x.DType(), outShape, out)
 	}
 	xst := tensor.BroadcastStrides(xBatch, d.Batch)
@@ -62,7 +57,7 @@ func (b *Backend) matmul(op string, x, y, bias *tensor.Tensor, transA, transB bo
 		}
 		xo *= m * k
 		yo *= k * n
-		b.sgemmThreads(threads, transA, transB, m, n, k, xs[xo:xo+m*k], lda, ys[yo:yo+k*n], ldb, out[i*m*n:(i+1)*m*n], n, bs != nil)
+		b.sgemmBias(threads, transA, transB, m, n, k, xs[xo:xo+m*k], lda, ys[yo:yo+k*n], ldb, bs, out[i*m*n:(i+1)*m*n], n, false)
 	}
 	if nb >= b.threads {
 		// Enough independent products (attention heads, batch items) to

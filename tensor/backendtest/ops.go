@@ -197,6 +197,7 @@ func testLinear(h *harness) {
 		{S{3, 17}, S{33, 17}, false},
 		{S{1, 1}, S{1, 1}, true},
 		{S{2, 77, 65}, S{130, 65}, true},
+		{S{3, 600}, S{40, 600}, true},
 	}
 	h.forCases(len(cases), 2, func(dt tensor.DType, i int) {
 		c := cases[i]
