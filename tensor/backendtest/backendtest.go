@@ -15,7 +15,10 @@
 //     10·tol·(|ref|+rms(ref)) of the reference, so a few wrong elements
 //     cannot hide in the norm;
 //   - data movement (Concat, Slice, Permute, Upsample, Embedding, Cast,
-//     Reshape, Zeros, FromFloat32/ToFloat32) must be bit-exact;
+//     Reshape, Zeros, FromFloat32/ToFloat32) must be bit-exact, and so must
+//     F32 Add, Mul and Scale (one correctly rounded float32 operation);
+//     Upsample follows PyTorch's "nearest" indexing exactly, float32 scale
+//     included (see tensor.NearestIndex);
 //   - every output element must be written: before each call the suite
 //     allocates and frees NaN-filled tensors of the output's size (so a
 //     pooling allocator hands the NaN garbage back to the op), and every op
@@ -105,8 +108,7 @@ type harness struct {
 	rng *rand.Rand
 }
 
-// dtypes returns the dtypes under test; full reports whether the dtype runs
-// every case (F32) or a subset.
+// dtypes returns the dtypes under test.
 func (h *harness) dtypes() []tensor.DType { return h.cfg.DTypes }
 
 func (h *harness) tol(dt tensor.DType) float64 {

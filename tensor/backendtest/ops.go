@@ -7,8 +7,8 @@ import (
 	"github.com/sdxl-go/sdxl/tensor"
 )
 
-// S is shorthand for a shape literal.
-type S = tensor.Shape
+// dims is shorthand for a shape literal.
+type dims = tensor.Shape
 
 func init() {
 	suite = []testCase{
@@ -38,8 +38,8 @@ func init() {
 	}
 }
 
-// forDTypes runs f for each dtype under test; reduced-precision dtypes only
-// see the cases whose index is below nReduced.
+// forCases runs f on cases [0, n) for each dtype under test;
+// reduced-precision dtypes only see the cases whose index is below nReduced.
 func (h *harness) forCases(n, nReduced int, f func(dt tensor.DType, i int)) {
 	for _, dt := range h.dtypes() {
 		for i := range n {
@@ -58,7 +58,7 @@ func testFromFloat32(h *harness) {
 		65504, 65519, 65520, 70000, -65520, 1e-5, 6.1e-5, 1 + 1.0/2048, 1 + 3.0/2048, 1 + 1.0/256, 1 + 3.0/256,
 		1 + 1.0/512, 256.5, 257.5, 3.3895314e38, 3.4e38, 2049, 2051, 4097}
 	for _, dt := range h.dtypes() {
-		for _, shape := range []S{{1}, {3, 7}, {2, 3, 5, 7}} {
+		for _, shape := range []dims{{1}, {3, 7}, {2, 3, 5, 7}} {
 			d := make([]float32, shape.Numel())
 			for i := range d {
 				if i < len(specials) && shape.Numel() > 20 {
@@ -89,7 +89,7 @@ func testFromFloat32(h *harness) {
 			t.Free()
 		}
 		// NaN survives rounding as a NaN.
-		t := h.b.FromFloat32(dt, S{1}, []float32{float32(math.NaN())})
+		t := h.b.FromFloat32(dt, dims{1}, []float32{float32(math.NaN())})
 		if v := h.b.ToFloat32(t)[0]; v == v {
 			h.t.Errorf("FromFloat32 %v: NaN stored as %v", dt, v)
 		}
@@ -98,7 +98,7 @@ func testFromFloat32(h *harness) {
 
 func testZeros(h *harness) {
 	for _, dt := range h.dtypes() {
-		for _, shape := range []S{{1}, {7, 33}, {2, 3, 5, 7, 2}} {
+		for _, shape := range []dims{{1}, {7, 33}, {2, 3, 5, 7, 2}} {
 			h.poison(dt, shape.Numel())
 			z := h.b.Zeros(dt, shape...)
 			if !z.Shape().Equal(shape) || z.DType() != dt {
@@ -133,7 +133,7 @@ func testReshape(h *harness) {
 	for _, dt := range h.dtypes() {
 		x := h.rand(dt, -1, 1, 2, 3, 4)
 		r := x.t.Reshape(4, -1)
-		if !r.Shape().Equal(S{4, 6}) {
+		if !r.Shape().Equal(dims{4, 6}) {
 			h.t.Errorf("Reshape: shape %v, want [4 6]", r.Shape())
 		}
 		if i := firstDiff(h.b.ToFloat32(r), x.v); i >= 0 {
@@ -141,42 +141,42 @@ func testReshape(h *harness) {
 		}
 		// Ops read a reshaped view with its new shape.
 		rv := input{r, x.v}
-		_, want := refPermute(x.v, S{4, 6}, []int{1, 0})
-		h.check(fmt.Sprintf("Permute of Reshape %v", dt), dt, S{6, 4}, want, true,
+		_, want := refPermute(x.v, dims{4, 6}, []int{1, 0})
+		h.check(fmt.Sprintf("Permute of Reshape %v", dt), dt, dims{6, 4}, want, true,
 			func() *tensor.Tensor { return h.b.Permute(r, 1, 0) }, rv)
 	}
 }
 
 type mmCase struct {
-	a, b   S
+	a, b   dims
 	ta, tb bool
 }
 
 func testMatMul(h *harness) {
 	cases := []mmCase{
-		{S{3, 7}, S{7, 5}, false, false},
-		{S{2, 17, 33}, S{9, 33}, false, true},
-		{S{7, 17}, S{7, 3}, true, false},
-		{S{2, 3, 7, 5}, S{2, 3, 4, 7}, true, true},
-		{S{1, 1}, S{1, 1}, false, false},
-		{S{17, 33}, S{33, 1}, false, false},
-		{S{1, 33}, S{33, 17}, false, false},
-		{S{7, 17}, S{3, 17}, false, true},
-		{S{17, 7}, S{3, 17}, true, true},
-		{S{2, 3, 5, 7}, S{2, 3, 7, 4}, false, false},
-		{S{2, 1, 5, 7}, S{3, 7, 4}, false, false},
-		{S{5, 7}, S{3, 7, 4}, false, false},
-		{S{2, 1, 3, 4, 5}, S{1, 2, 1, 5, 6}, false, false},
-		{S{2, 3, 7, 5}, S{1, 4, 7}, true, true},
-		{S{2, 33, 17}, S{9, 17}, false, true},
+		{dims{3, 7}, dims{7, 5}, false, false},
+		{dims{2, 17, 33}, dims{9, 33}, false, true},
+		{dims{7, 17}, dims{7, 3}, true, false},
+		{dims{2, 3, 7, 5}, dims{2, 3, 4, 7}, true, true},
+		{dims{1, 1}, dims{1, 1}, false, false},
+		{dims{17, 33}, dims{33, 1}, false, false},
+		{dims{1, 33}, dims{33, 17}, false, false},
+		{dims{7, 17}, dims{3, 17}, false, true},
+		{dims{17, 7}, dims{3, 17}, true, true},
+		{dims{2, 3, 5, 7}, dims{2, 3, 7, 4}, false, false},
+		{dims{2, 1, 5, 7}, dims{3, 7, 4}, false, false},
+		{dims{5, 7}, dims{3, 7, 4}, false, false},
+		{dims{2, 1, 3, 4, 5}, dims{1, 2, 1, 5, 6}, false, false},
+		{dims{2, 3, 7, 5}, dims{1, 4, 7}, true, true},
+		{dims{2, 33, 17}, dims{9, 17}, false, true},
 		// Larger than usual cache blocks and register tiles, in every
 		// transpose combination.
-		{S{130, 300}, S{70, 300}, false, true},
-		{S{2, 65, 257}, S{257, 129}, false, false},
-		{S{300, 67}, S{300, 45}, true, false},
-		{S{45, 513}, S{33, 45}, true, true},
-		{S{1, 1100}, S{1100, 19}, false, false},
-		{S{2, 4, 64, 64}, S{2, 4, 64, 77}, false, false},
+		{dims{130, 300}, dims{70, 300}, false, true},
+		{dims{2, 65, 257}, dims{257, 129}, false, false},
+		{dims{300, 67}, dims{300, 45}, true, false},
+		{dims{45, 513}, dims{33, 45}, true, true},
+		{dims{1, 1100}, dims{1100, 19}, false, false},
+		{dims{2, 4, 64, 64}, dims{2, 4, 64, 77}, false, false},
 	}
 	h.forCases(len(cases), 4, func(dt tensor.DType, i int) {
 		c := cases[i]
@@ -190,14 +190,14 @@ func testMatMul(h *harness) {
 
 func testLinear(h *harness) {
 	cases := []struct {
-		x, w S
+		x, w dims
 		bias bool
 	}{
-		{S{2, 7, 17}, S{9, 17}, true},
-		{S{3, 17}, S{33, 17}, false},
-		{S{1, 1}, S{1, 1}, true},
-		{S{2, 77, 65}, S{130, 65}, true},
-		{S{3, 600}, S{40, 600}, true},
+		{dims{2, 7, 17}, dims{9, 17}, true},
+		{dims{3, 17}, dims{33, 17}, false},
+		{dims{1, 1}, dims{1, 1}, true},
+		{dims{2, 77, 65}, dims{130, 65}, true},
+		{dims{3, 600}, dims{40, 600}, true},
 	}
 	h.forCases(len(cases), 2, func(dt tensor.DType, i int) {
 		c := cases[i]
@@ -219,24 +219,24 @@ func testLinear(h *harness) {
 
 func testConv2D(h *harness) {
 	cases := []struct {
-		x, w        S
+		x, w        dims
 		stride, pad int
 		bias        bool
 	}{
-		{S{2, 3, 7, 9}, S{5, 3, 3, 3}, 1, 1, true},
-		{S{1, 4, 8, 8}, S{6, 4, 3, 3}, 2, 1, true},
-		{S{1, 1, 1, 1}, S{1, 1, 1, 1}, 1, 0, false},
-		{S{2, 3, 17, 5}, S{4, 3, 1, 1}, 1, 0, true},
-		{S{1, 2, 7, 7}, S{3, 2, 5, 5}, 2, 2, false},
-		{S{1, 3, 9, 6}, S{2, 3, 3, 1}, 1, 0, true},
-		{S{1, 2, 5, 5}, S{1, 2, 3, 3}, 3, 0, false},
-		{S{1, 2, 9, 9}, S{3, 2, 3, 3}, 2, 0, true},
-		{S{1, 33, 17, 19}, S{17, 33, 3, 3}, 1, 1, true},
-		{S{2, 7, 3, 3}, S{5, 7, 3, 3}, 1, 2, true},
-		{S{1, 3, 2, 2}, S{2, 3, 1, 1}, 2, 0, false},
-		{S{1, 3, 34, 40}, S{4, 3, 3, 3}, 2, 1, true},
-		{S{1, 2, 3, 40}, S{3, 2, 3, 3}, 1, 1, false},
-		{S{1, 2, 5, 37}, S{3, 2, 1, 3}, 1, 0, true},
+		{dims{2, 3, 7, 9}, dims{5, 3, 3, 3}, 1, 1, true},
+		{dims{1, 4, 8, 8}, dims{6, 4, 3, 3}, 2, 1, true},
+		{dims{1, 1, 1, 1}, dims{1, 1, 1, 1}, 1, 0, false},
+		{dims{2, 3, 17, 5}, dims{4, 3, 1, 1}, 1, 0, true},
+		{dims{1, 2, 7, 7}, dims{3, 2, 5, 5}, 2, 2, false},
+		{dims{1, 3, 9, 6}, dims{2, 3, 3, 1}, 1, 0, true},
+		{dims{1, 2, 5, 5}, dims{1, 2, 3, 3}, 3, 0, false},
+		{dims{1, 2, 9, 9}, dims{3, 2, 3, 3}, 2, 0, true},
+		{dims{1, 33, 17, 19}, dims{17, 33, 3, 3}, 1, 1, true},
+		{dims{2, 7, 3, 3}, dims{5, 7, 3, 3}, 1, 2, true},
+		{dims{1, 3, 2, 2}, dims{2, 3, 1, 1}, 2, 0, false},
+		{dims{1, 3, 34, 40}, dims{4, 3, 3, 3}, 2, 1, true},
+		{dims{1, 2, 3, 40}, dims{3, 2, 3, 3}, 1, 1, false},
+		{dims{1, 2, 5, 37}, dims{3, 2, 1, 3}, 1, 0, true},
 	}
 	h.forCases(len(cases), 2, func(dt tensor.DType, i int) {
 		c := cases[i]
@@ -257,7 +257,7 @@ func testConv2D(h *harness) {
 }
 
 type gnCase struct {
-	x       S
+	x       dims
 	groups  int
 	w, b    bool
 	offset  float64
@@ -265,12 +265,12 @@ type gnCase struct {
 }
 
 var gnCases = []gnCase{
-	{S{2, 6, 5, 7}, 3, true, true, 3, 1e-5},
-	{S{1, 4, 3}, 2, true, false, 0, 1e-6},
-	{S{2, 8, 3, 2, 2}, 4, false, true, -2, 1e-5},
-	{S{1, 32, 4, 4}, 32, true, true, 0.5, 1e-5},
-	{S{3, 5, 1, 1}, 1, false, false, 1, 1e-5},
-	{S{1, 64, 17, 9}, 32, true, true, 10, 1e-6},
+	{dims{2, 6, 5, 7}, 3, true, true, 3, 1e-5},
+	{dims{1, 4, 3}, 2, true, false, 0, 1e-6},
+	{dims{2, 8, 3, 2, 2}, 4, false, true, -2, 1e-5},
+	{dims{1, 32, 4, 4}, 32, true, true, 0.5, 1e-5},
+	{dims{3, 5, 1, 1}, 1, false, false, 1, 1e-5},
+	{dims{1, 64, 17, 9}, 32, true, true, 10, 1e-6},
 }
 
 func (h *harness) groupNorm(name string, silu bool) {
@@ -305,14 +305,14 @@ func testGroupNormSiLU(h *harness) { h.groupNorm("GroupNormSiLU", true) }
 
 func testLayerNorm(h *harness) {
 	cases := []struct {
-		x    S
+		x    dims
 		w, b bool
 	}{
-		{S{7, 33}, true, true},
-		{S{2, 3, 17}, false, false},
-		{S{1, 1}, true, true},
-		{S{2, 77, 64}, true, false},
-		{S{2, 1, 3, 4, 65}, false, true},
+		{dims{7, 33}, true, true},
+		{dims{2, 3, 17}, false, false},
+		{dims{1, 1}, true, true},
+		{dims{2, 77, 64}, true, false},
+		{dims{2, 1, 3, 4, 65}, false, true},
 	}
 	h.forCases(len(cases), 2, func(dt tensor.DType, i int) {
 		c := cases[i]
@@ -339,17 +339,17 @@ func testLayerNorm(h *harness) {
 
 func testAttention(h *harness) {
 	cases := []struct {
-		q, k, v, mask S
+		q, k, v, mask dims
 	}{
-		{S{2, 3, 17, 8}, S{2, 3, 33, 8}, S{2, 3, 33, 5}, nil},
-		{S{1, 2, 7, 16}, S{1, 2, 77, 16}, S{1, 2, 77, 16}, S{1, 1, 1, 77}},
-		{S{1, 1, 1, 1}, S{1, 1, 1, 1}, S{1, 1, 1, 1}, nil},
-		{S{2, 3, 17, 8}, S{2, 3, 33, 8}, S{2, 3, 33, 8}, S{17, 33}},
-		{S{2, 3, 17, 8}, S{2, 3, 33, 8}, S{2, 3, 33, 8}, S{2, 3, 17, 33}},
-		{S{2, 1, 5, 4}, S{2, 1, 9, 4}, S{2, 1, 9, 3}, S{2, 1, 1, 9}},
-		{S{1, 2, 300, 16}, S{1, 2, 300, 16}, S{1, 2, 300, 16}, nil},
-		{S{2, 3, 17, 8}, S{2, 3, 33, 8}, S{2, 3, 33, 8}, S{2, 1, 17, 1}},
-		{S{1, 1, 3, 8}, S{1, 1, 5000, 8}, S{1, 1, 5000, 8}, S{3, 5000}},
+		{dims{2, 3, 17, 8}, dims{2, 3, 33, 8}, dims{2, 3, 33, 5}, nil},
+		{dims{1, 2, 7, 16}, dims{1, 2, 77, 16}, dims{1, 2, 77, 16}, dims{1, 1, 1, 77}},
+		{dims{1, 1, 1, 1}, dims{1, 1, 1, 1}, dims{1, 1, 1, 1}, nil},
+		{dims{2, 3, 17, 8}, dims{2, 3, 33, 8}, dims{2, 3, 33, 8}, dims{17, 33}},
+		{dims{2, 3, 17, 8}, dims{2, 3, 33, 8}, dims{2, 3, 33, 8}, dims{2, 3, 17, 33}},
+		{dims{2, 1, 5, 4}, dims{2, 1, 9, 4}, dims{2, 1, 9, 3}, dims{2, 1, 1, 9}},
+		{dims{1, 2, 300, 16}, dims{1, 2, 300, 16}, dims{1, 2, 300, 16}, nil},
+		{dims{2, 3, 17, 8}, dims{2, 3, 33, 8}, dims{2, 3, 33, 8}, dims{2, 1, 17, 1}},
+		{dims{1, 1, 3, 8}, dims{1, 1, 5000, 8}, dims{1, 1, 5000, 8}, dims{3, 5000}},
 	}
 	h.forCases(len(cases), 2, func(dt tensor.DType, i int) {
 		c := cases[i]
@@ -391,7 +391,7 @@ func testAttention(h *harness) {
 }
 
 func testSoftmax(h *harness) {
-	cases := []S{{3, 17}, {2, 3, 1}, {1, 4097}, {2, 3, 4, 5, 6}, {77, 77}}
+	cases := []dims{{3, 17}, {2, 3, 1}, {1, 4097}, {2, 3, 4, 5, 6}, {77, 77}}
 	h.forCases(len(cases), 2, func(dt tensor.DType, i int) {
 		x := h.rand(dt, -10, 10, cases[i]...)
 		want := refSoftmax(x.v, cases[i][len(cases[i])-1])
@@ -410,7 +410,7 @@ func testActivations(h *harness) {
 		{"GELU", h.b.GELU, geluRef},
 		{"QuickGELU", h.b.QuickGELU, func(x float64) float64 { return x * sigmoid(1.702*x) }},
 	}
-	cases := []S{{3, 17}, {2, 3, 5, 7, 4}, {1}, {70000}}
+	cases := []dims{{3, 17}, {2, 3, 5, 7, 4}, {1}, {70000}}
 	for _, a := range acts {
 		h.forCases(len(cases), 2, func(dt tensor.DType, i int) {
 			x := h.rand(dt, -8, 8, cases[i]...)
@@ -422,7 +422,7 @@ func testActivations(h *harness) {
 }
 
 func testGEGLU(h *harness) {
-	cases := []S{{3, 34}, {2, 5, 16}, {1, 2}, {2, 77, 130}}
+	cases := []dims{{3, 34}, {2, 5, 16}, {1, 2}, {2, 77, 130}}
 	h.forCases(len(cases), 2, func(dt tensor.DType, i int) {
 		x := h.rand(dt, -4, 4, cases[i]...)
 		os := cases[i].Clone()
@@ -434,7 +434,7 @@ func testGEGLU(h *harness) {
 }
 
 func testAddMul(h *harness) {
-	cases := [][2]S{
+	cases := [][2]dims{
 		{{3, 7}, {3, 7}},
 		{{2, 5, 7}, {7}},
 		{{2, 3, 4, 5}, {3, 1, 1}},
@@ -473,7 +473,7 @@ func testAddMul(h *harness) {
 }
 
 func testScale(h *harness) {
-	cases := []S{{3, 17}, {2, 3, 4, 5, 6}, {1}}
+	cases := []dims{{3, 17}, {2, 3, 4, 5, 6}, {1}}
 	h.forCases(len(cases), 2, func(dt tensor.DType, i int) {
 		x := h.rand(dt, -3, 3, cases[i]...)
 		const s = 0.3701
@@ -486,14 +486,14 @@ func testScale(h *harness) {
 func testConcat(h *harness) {
 	cases := []struct {
 		axis   int
-		shapes []S
+		shapes []dims
 	}{
-		{0, []S{{2, 3}, {5, 3}}},
-		{1, []S{{2, 3, 4}, {2, 1, 4}, {2, 7, 4}}},
-		{-1, []S{{2, 3, 4, 5}, {2, 3, 4, 2}}},
-		{3, []S{{2, 3, 4, 5, 1}, {2, 3, 4, 17, 1}}},
-		{0, []S{{7}}},
-		{1, []S{{2, 320, 4, 4}, {2, 640, 4, 4}}},
+		{0, []dims{{2, 3}, {5, 3}}},
+		{1, []dims{{2, 3, 4}, {2, 1, 4}, {2, 7, 4}}},
+		{-1, []dims{{2, 3, 4, 5}, {2, 3, 4, 2}}},
+		{3, []dims{{2, 3, 4, 5, 1}, {2, 3, 4, 17, 1}}},
+		{0, []dims{{7}}},
+		{1, []dims{{2, 320, 4, 4}, {2, 640, 4, 4}}},
 	}
 	h.forCases(len(cases), len(cases), func(dt tensor.DType, i int) {
 		c := cases[i]
@@ -518,15 +518,15 @@ func testConcat(h *harness) {
 
 func testSlice(h *harness) {
 	cases := []struct {
-		x                S
+		x                dims
 		axis, start, end int
 	}{
-		{S{5, 3}, 0, 1, 4},
-		{S{2, 7, 4}, 1, 0, 7},
-		{S{2, 3, 4, 17}, -1, 8, 17},
-		{S{2, 3, 4, 5, 6}, 2, 3, 4},
-		{S{2, 77, 2048}, 2, 0, 768},
-		{S{4, 3}, 0, 2, 2},
+		{dims{5, 3}, 0, 1, 4},
+		{dims{2, 7, 4}, 1, 0, 7},
+		{dims{2, 3, 4, 17}, -1, 8, 17},
+		{dims{2, 3, 4, 5, 6}, 2, 3, 4},
+		{dims{2, 77, 2048}, 2, 0, 768},
+		{dims{4, 3}, 0, 2, 2},
 	}
 	h.forCases(len(cases), len(cases), func(dt tensor.DType, i int) {
 		c := cases[i]
@@ -543,20 +543,20 @@ func testSlice(h *harness) {
 
 func testPermute(h *harness) {
 	cases := []struct {
-		x    S
+		x    dims
 		perm []int
 	}{
-		{S{2, 3, 4, 5}, []int{0, 2, 1, 3}},
-		{S{2, 3, 4, 5}, []int{0, 2, 3, 1}},
-		{S{2, 3, 4, 5}, []int{3, 2, 1, 0}},
-		{S{2, 3, 4, 5}, []int{0, 1, 2, 3}},
-		{S{7, 33}, []int{1, 0}},
-		{S{2, 1, 3, 1, 5}, []int{4, 3, 2, 1, 0}},
-		{S{40, 50}, []int{1, 0}},
-		{S{2, 77, 5, 64}, []int{0, 2, 1, 3}},
-		{S{2, 3, 65, 33}, []int{0, 1, 3, 2}},
-		{S{3, 1, 1}, []int{2, 0, 1}},
-		{S{2, 4, 3, 5, 6}, []int{1, 3, 0, 4, 2}},
+		{dims{2, 3, 4, 5}, []int{0, 2, 1, 3}},
+		{dims{2, 3, 4, 5}, []int{0, 2, 3, 1}},
+		{dims{2, 3, 4, 5}, []int{3, 2, 1, 0}},
+		{dims{2, 3, 4, 5}, []int{0, 1, 2, 3}},
+		{dims{7, 33}, []int{1, 0}},
+		{dims{2, 1, 3, 1, 5}, []int{4, 3, 2, 1, 0}},
+		{dims{40, 50}, []int{1, 0}},
+		{dims{2, 77, 5, 64}, []int{0, 2, 1, 3}},
+		{dims{2, 3, 65, 33}, []int{0, 1, 3, 2}},
+		{dims{3, 1, 1}, []int{2, 0, 1}},
+		{dims{2, 4, 3, 5, 6}, []int{1, 3, 0, 4, 2}},
 	}
 	h.forCases(len(cases), len(cases), func(dt tensor.DType, i int) {
 		c := cases[i]
@@ -569,17 +569,17 @@ func testPermute(h *harness) {
 
 func testUpsample(h *harness) {
 	cases := []struct {
-		x    S
+		x    dims
 		h, w int
 	}{
-		{S{1, 2, 3, 4}, 6, 8},
-		{S{1, 2, 3, 4}, 5, 7},
-		{S{1, 2, 3, 4}, 3, 4},
-		{S{2, 3, 5, 5}, 9, 9},
-		{S{1, 1, 5, 5}, 2, 3},
-		{S{1, 1, 2, 3}, 82, 5}, // torch's float32 scale differs from floor(i*in/out) at 41
-		{S{1, 2, 3, 2}, 5, 82},
-		{S{2, 4, 17, 33}, 34, 65},
+		{dims{1, 2, 3, 4}, 6, 8},
+		{dims{1, 2, 3, 4}, 5, 7},
+		{dims{1, 2, 3, 4}, 3, 4},
+		{dims{2, 3, 5, 5}, 9, 9},
+		{dims{1, 1, 5, 5}, 2, 3},
+		{dims{1, 1, 2, 3}, 82, 5}, // torch's float32 scale differs from floor(i*in/out) at 41
+		{dims{1, 2, 3, 2}, 5, 82},
+		{dims{2, 4, 17, 33}, 34, 65},
 	}
 	h.forCases(len(cases), len(cases), func(dt tensor.DType, i int) {
 		c := cases[i]
@@ -598,7 +598,7 @@ func testEmbedding(h *harness) {
 			for _, id := range ids {
 				want = append(want, table.v[int(id)*7:int(id+1)*7]...)
 			}
-			h.check(fmt.Sprintf("%v ids %v", dt, ids), dt, S{len(ids), 7}, want, true,
+			h.check(fmt.Sprintf("%v ids %v", dt, ids), dt, dims{len(ids), 7}, want, true,
 				func() *tensor.Tensor { return h.b.Embedding(table.t, ids) }, table)
 		}
 	}
@@ -606,16 +606,16 @@ func testEmbedding(h *harness) {
 
 func testMean(h *harness) {
 	cases := []struct {
-		x    S
+		x    dims
 		axis int
 	}{
-		{S{3, 4, 5}, 0},
-		{S{3, 4, 5}, 1},
-		{S{3, 4, 5}, 2},
-		{S{3, 4, 5}, -1},
-		{S{2, 33, 17}, 1},
-		{S{7}, 0},
-		{S{2, 1, 3, 4, 5}, 3},
+		{dims{3, 4, 5}, 0},
+		{dims{3, 4, 5}, 1},
+		{dims{3, 4, 5}, 2},
+		{dims{3, 4, 5}, -1},
+		{dims{2, 33, 17}, 1},
+		{dims{7}, 0},
+		{dims{2, 1, 3, 4, 5}, 3},
 	}
 	h.forCases(len(cases), 2, func(dt tensor.DType, i int) {
 		c := cases[i]
