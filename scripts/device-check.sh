@@ -5,8 +5,7 @@
 #
 # Build first, on any Linux x86-64 machine, from the repository root:
 #
-#   CGO_ENABLED=0 go test -c -o bin/cuda.test ./backend/cuda
-#   CGO_ENABLED=0 go build -o bin/sdxl-run ./cmd/sdxl-run      # optional
+#   scripts/device-build.sh        # bin/cuda.test.gz and bin/cli.test.gz
 #
 # then on the GPU machine (bin/ is git-ignored: copy it along):
 #
@@ -23,7 +22,11 @@
 #   cuda-bench.log   benchmarks: MatMul 4096x1280x1280, SDXL attention
 #                    shapes per implementation, Conv2D, GroupNorm+SiLU, op
 #                    overhead (TFLOP/s, TB/s, us/op, peak MiB)
-#   sdxl-run*.log    end-to-end smoke runs when bin/sdxl-run exists
+#   cli-golden.log   every golden/small scenario available in the tree run
+#                    through sdxl-run's flags with --device cuda --dtype f32,
+#                    checked against the same goldens as on the CPU
+#   sdxl-run-bench.log  sdxl-run bench: real SDXL sizes, random weights,
+#                    1024x1024, 30 steps, f16, batch 2 (CFG), with op shares
 #
 # Environment: SDXL_CUDA_REQUIRE=1 is set so that a broken setup fails the
 # tests instead of skipping them; SDXL_CUDA_DEVICE picks the GPU (default
@@ -57,6 +60,10 @@ left() {
 }
 
 log "device-check $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname), binaries in $BIN, logs in $OUTDIR"
+for z in "$BIN"/*.gz; do
+	[ -e "$z" ] || continue
+	gunzip -c "$z" >"${z%.gz}" && chmod +x "${z%.gz}"
+done
 
 {
 	echo "== uname"; uname -a
@@ -80,12 +87,12 @@ count() {
 }
 
 if [ ! -x "$BIN/cuda.test" ]; then
-	log "FAIL: $BIN/cuda.test missing (build it with: CGO_ENABLED=0 go test -c -o bin/cuda.test ./backend/cuda)"
+	log "FAIL: $BIN/cuda.test missing (build it with scripts/device-build.sh)"
 	STATUS=1
 else
 	# The test binary runs in a scratch folder: it needs no files.
 	WORK=$(mktemp -d)
-	T=$(left 260)
+	T=$(left 150)
 	log "== tests (limit ${T}s)"
 	(cd "$WORK" && timeout -k 10 "$T" "$BIN/cuda.test" -test.v -test.timeout "$((T - 5))s" -test.run 'Test') \
 		>"$OUTDIR/cuda-test.log" 2>&1
@@ -96,10 +103,42 @@ else
 	grep -E 'panic:|fatal error:|CUDA unavailable|CUDA_ERROR|CUBLAS_STATUS|NVRTC_ERROR' "$OUTDIR/cuda-test.log" | head -20 | tee -a "$SUMMARY"
 	[ "$rc" -eq 0 ] || STATUS=1
 
+	rm -rf "$WORK"
+fi
+
+if [ -x "$BIN/cli.test" ]; then
+	# The golden scenarios on the GPU, in f32: the test binary finds the
+	# goldens in the working tree's testdata/ (run from the package folder,
+	# as go test does).
+	T=$(left 100)
+	if [ "$T" -gt 20 ]; then
+		log "== golden scenarios on cuda f32 (limit ${T}s)"
+		(cd "$ROOT/cmd/sdxl-run" && SDXL_TEST_DEVICE=cuda timeout -k 5 "$T" "$BIN/cli.test" -test.v \
+			-test.run 'TestCLIGoldenScenarios|TestCLISingleFile' -test.timeout "$((T - 3))s") >"$OUTDIR/cli-golden.log" 2>&1
+		rc=$?
+		log "golden scenarios: exit $rc, $(count "$OUTDIR/cli-golden.log") ($(elapsed)s elapsed)"
+		grep -E 'final_latents|levels|--- FAIL|panic|Error' "$OUTDIR/cli-golden.log" | sed 's/^ */  /' | tee -a "$SUMMARY"
+		[ "$rc" -eq 0 ] || STATUS=1
+	fi
+	T=$(left 200)
+	if [ "$T" -gt 40 ]; then
+		log "== sdxl-run bench (random weights, 1024x1024, 30 steps, f16, limit ${T}s)"
+		SDXL_RUN_CLI=1 timeout -k 5 "$T" "$BIN/cli.test" bench --random-weights --device cuda --dtype f16 \
+			--size 1024 --steps 30 --profile >"$OUTDIR/sdxl-run-bench.log" 2>&1
+		rc=$?
+		log "sdxl-run bench: exit $rc ($(elapsed)s elapsed)"
+		head -40 "$OUTDIR/sdxl-run-bench.log" | sed 's/^/  /' | tee -a "$SUMMARY"
+		[ "$rc" -eq 0 ] || STATUS=1
+	fi
+else
+	log "cli.test: $BIN/cli.test not built (scripts/device-build.sh); skipped"
+fi
+
+if [ -x "$BIN/cuda.test" ]; then
 	T=$(left 170)
 	if [ "$T" -gt 30 ]; then
 		log "== benchmarks (limit ${T}s)"
-		(cd "$WORK" && timeout -k 10 "$T" "$BIN/cuda.test" -test.run '^$' -test.bench . -test.benchtime 10x \
+		(cd "$(mktemp -d)" && timeout -k 10 "$T" "$BIN/cuda.test" -test.run '^$' -test.bench . -test.benchtime 10x \
 			-test.timeout "$((T - 5))s") >"$OUTDIR/cuda-bench.log" 2>&1
 		rc=$?
 		log "benchmarks: exit $rc ($(elapsed)s elapsed)"
@@ -108,32 +147,6 @@ else
 	else
 		log "benchmarks skipped: out of time"
 	fi
-	rm -rf "$WORK"
-fi
-
-if [ -x "$BIN/sdxl-run" ]; then
-	T=$(left 90)
-	if [ "$T" -gt 20 ]; then
-		log "== sdxl-run smoke test (bundled small model, limit ${T}s)"
-		timeout -k 5 "$T" "$BIN/sdxl-run" --device cuda --prompt "a photo of an astronaut riding a horse" \
-			--steps 4 --seed 1 --out "$OUTDIR/sdxl-run-cuda.png" --overwrite >"$OUTDIR/sdxl-run.log" 2>&1
-		rc=$?
-		log "sdxl-run: exit $rc ($(elapsed)s elapsed)"
-		tail -5 "$OUTDIR/sdxl-run.log" | sed 's/^/  /' | tee -a "$SUMMARY"
-		[ "$rc" -eq 0 ] || STATUS=1
-	fi
-	T=$(left 120)
-	if [ "$T" -gt 40 ]; then
-		log "== sdxl-run bench (random weights, 1024x1024, limit ${T}s)"
-		timeout -k 5 "$T" "$BIN/sdxl-run" bench --random-weights --device cuda --size 1024 --steps 4 \
-			>"$OUTDIR/sdxl-run-bench.log" 2>&1
-		rc=$?
-		log "sdxl-run bench: exit $rc ($(elapsed)s elapsed)"
-		tail -15 "$OUTDIR/sdxl-run-bench.log" | sed 's/^/  /' | tee -a "$SUMMARY"
-		[ "$rc" -eq 0 ] || STATUS=1
-	fi
-else
-	log "sdxl-run: $BIN/sdxl-run not built; skipped"
 fi
 
 log "done in $(elapsed)s, status $STATUS"

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sdxl-go/sdxl/internal/golden"
 	"github.com/sdxl-go/sdxl/safetensors"
+	"github.com/sdxl-go/sdxl/sdxl/bundled"
 	"github.com/sdxl-go/sdxl/sdxl/imageio"
 )
 
@@ -75,9 +76,9 @@ func writeGoldenPNG(t *testing.T, u8 []float32, h, w int, path string) {
 func scenarioArgs(t *testing.T, sc scenario, dir string) []string {
 	base := golden.Path(t, "small/models/sdxl-small-base")
 	refiner := func() string { return golden.Path(t, "small/models/sdxl-small-refiner") }
-	args := []string{"--device", "cpu", "--no-watermark", "--quiet",
+	args := append(testDevice(), "--no-watermark", "--quiet",
 		"--seed", fmt.Sprint(sc.Seed), "--prompt", sc.Prompt, "--steps", fmt.Sprint(sc.Steps),
-		"--guidance", fmt.Sprint(sc.Guidance), "--scheduler", sc.Scheduler}
+		"--guidance", fmt.Sprint(sc.Guidance), "--scheduler", sc.Scheduler)
 	if sc.Negative != "" {
 		args = append(args, "--negative-prompt", sc.Negative)
 	}
@@ -203,6 +204,9 @@ func TestCLISingleFile(t *testing.T) {
 
 // TestCLIFirstRun is a fresh clone's first command: only --prompt and --out.
 func TestCLIFirstRun(t *testing.T) {
+	if !bundled.Available() {
+		t.Skip("built without the bundled model (nobundle)")
+	}
 	dir := t.TempDir()
 	t.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "cache"))
 	out := filepath.Join(dir, "first.png")
@@ -285,6 +289,9 @@ func TestCLIBadInput(t *testing.T) {
 // TestCLIInterrupt: a canceled run (SIGINT) stops between steps and leaves
 // no file.
 func TestCLIInterrupt(t *testing.T) {
+	if !bundled.Available() {
+		t.Skip("built without the bundled model (nobundle)")
+	}
 	dir := t.TempDir()
 	out := filepath.Join(dir, "x.png")
 	ctx, cancel := context.WithCancel(context.Background())

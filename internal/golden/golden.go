@@ -18,10 +18,26 @@ import (
 	"github.com/sdxl-go/sdxl/safetensors"
 )
 
-// RepoRoot returns the directory holding go.mod.
+// RepoRoot returns the directory holding go.mod: where this file was
+// compiled, or, for a test binary copied to another machine (the GPU
+// checks), the first folder with a go.mod above the working directory.
 func RepoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	root := filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
+		return root
+	}
+	if wd, err := os.Getwd(); err == nil {
+		for d := wd; ; d = filepath.Dir(d) {
+			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+				return d
+			}
+			if filepath.Dir(d) == d {
+				break
+			}
+		}
+	}
+	return root
 }
 
 // Dirs lists the candidate golden roots in search order.

@@ -11,7 +11,6 @@ package bundled
 
 import (
 	"crypto/sha256"
-	"embed"
 	"encoding/hex"
 	"fmt"
 	"io/fs"
@@ -23,8 +22,12 @@ import (
 // Name is the bundled model's folder name.
 const Name = "sdxl-small-base"
 
-//go:embed sdxl-small-base
-var files embed.FS
+// Available reports whether this binary carries the model (builds with
+// the nobundle tag leave it out, e.g. for small test binaries).
+func Available() bool {
+	_, err := fs.Stat(files, Name+"/model_index.json")
+	return err == nil
+}
 
 // FS returns the bundled model folder as a file system rooted at the
 // model's folder.
@@ -60,6 +63,9 @@ func version() (string, error) {
 // folder's path. The loaders read ordinary files, so extracting keeps one
 // loading path for bundled and user models.
 func Dir() (string, error) {
+	if !Available() {
+		return "", fmt.Errorf("this binary was built without the bundled model (tag nobundle): give --model")
+	}
 	v, err := version()
 	if err != nil {
 		return "", err
