@@ -149,7 +149,7 @@ func loadSingleFile(b tensor.Backend, path string, opt LoadOptions) (*Model, err
 	if err != nil {
 		return nil, err
 	}
-	src, err := nn.NewFileSource(f)
+	src, err := config.NewWeightSet(f)
 	if err != nil {
 		return nil, err
 	}

@@ -20,7 +20,7 @@ func TestOffload(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := &Pipeline{Backend: dev, Offload: host, Base: m}
-	res, err := p.Generate(context.Background(), requestFor(t, smallScenarios(t)["astro_euler"]))
+	res, err := p.Generate(context.Background(), requestFor(t, golden.SmallScenarios(t)["astro_euler"]))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,9 +2,7 @@ package sdxl
 
 import (
 	"context"
-	"encoding/json"
 	"math"
-	"os"
 	"sync"
 	"testing"
 
@@ -15,37 +13,6 @@ import (
 )
 
 // scenario is one entry of golden/small/index.json.
-type scenario struct {
-	Name        string  `json:"name"`
-	Kind        string  `json:"kind"`
-	Prompt      string  `json:"prompt"`
-	Negative    string  `json:"negative"`
-	Width       int     `json:"width"`
-	Height      int     `json:"height"`
-	Steps       int     `json:"steps"`
-	Guidance    float64 `json:"guidance"`
-	Scheduler   string  `json:"scheduler"`
-	Seed        uint64  `json:"seed"`
-	Strength    float64 `json:"strength"`
-	DenoiseFrac float64 `json:"denoise_frac"`
-	Compel      bool    `json:"compel"`
-	Source      string  `json:"source"`
-}
-
-func smallScenarios(t *testing.T) map[string]scenario {
-	t.Helper()
-	b, err := os.ReadFile(golden.Path(t, "small/index.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var idx struct {
-		Scenarios map[string]scenario `json:"scenarios"`
-	}
-	if err := json.Unmarshal(b, &idx); err != nil {
-		t.Fatal(err)
-	}
-	return idx.Scenarios
-}
 
 var smallModels struct {
 	base, refiner struct {
@@ -79,7 +46,7 @@ func loadSmall(t *testing.T, b tensor.Backend, refiner bool) (*Model, *Model) {
 }
 
 // RequestFor builds the library request of a golden scenario.
-func requestFor(t *testing.T, sc scenario) Request {
+func requestFor(t *testing.T, sc golden.Scenario) Request {
 	req := Request{
 		Prompt: sc.Prompt, Width: sc.Width, Height: sc.Height, Steps: sc.Steps,
 		Guidance: sc.Guidance, Scheduler: sc.Scheduler, Seed: sc.Seed, KeepStepLatents: true,
@@ -114,7 +81,7 @@ func requestFor(t *testing.T, sc scenario) Request {
 
 func TestSmallPipelines(t *testing.T) {
 	b := cpu.New()
-	scs := smallScenarios(t)
+	scs := golden.SmallScenarios(t)
 	for _, name := range []string{"astro_euler", "astro_dpmpp_karras_wide", "lion_euler_a", "lion_heun_tall",
 		"ensemble_lion", "refine_astro", "compel_lion_weighted", "compel_anime_long"} {
 		sc, ok := scs[name]

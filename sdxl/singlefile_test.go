@@ -45,7 +45,7 @@ func TestSingleFileMatchesFolder(t *testing.T) {
 		}
 		t.Logf("%s: %d parameters (%d values) identical", c.name, len(pa), n)
 	}
-	sc := smallScenarios(t)["astro_euler"]
+	sc := golden.SmallScenarios(t)["astro_euler"]
 	p := &Pipeline{Backend: b, Base: single}
 	res, err := p.Generate(context.Background(), requestFor(t, sc))
 	if err != nil {

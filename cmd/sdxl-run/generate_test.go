@@ -19,36 +19,6 @@ import (
 	"github.com/sdxl-go/sdxl/sdxl/imageio"
 )
 
-type scenario struct {
-	Name        string  `json:"name"`
-	Kind        string  `json:"kind"`
-	Prompt      string  `json:"prompt"`
-	Negative    string  `json:"negative"`
-	Width       int     `json:"width"`
-	Height      int     `json:"height"`
-	Steps       int     `json:"steps"`
-	Guidance    float64 `json:"guidance"`
-	Scheduler   string  `json:"scheduler"`
-	Seed        uint64  `json:"seed"`
-	Strength    float64 `json:"strength"`
-	DenoiseFrac float64 `json:"denoise_frac"`
-	Compel      bool    `json:"compel"`
-	Source      string  `json:"source"`
-}
-
-func scenarios(t *testing.T) map[string]scenario {
-	b, err := os.ReadFile(golden.Path(t, "small/index.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var idx struct {
-		Scenarios map[string]scenario `json:"scenarios"`
-	}
-	if err := json.Unmarshal(b, &idx); err != nil {
-		t.Fatal(err)
-	}
-	return idx.Scenarios
-}
 
 // writeGoldenPNG writes a golden NHWC uint8 image as a PNG (the refiner
 // scenario's source image).
@@ -73,7 +43,7 @@ func writeGoldenPNG(t *testing.T, u8 []float32, h, w int, path string) {
 }
 
 // scenarioArgs turns a golden scenario into sdxl-run flags.
-func scenarioArgs(t *testing.T, sc scenario, dir string) []string {
+func scenarioArgs(t *testing.T, sc golden.Scenario, dir string) []string {
 	base := golden.Path(t, "small/models/sdxl-small-base")
 	refiner := func() string { return golden.Path(t, "small/models/sdxl-small-refiner") }
 	args := append(testDevice(), "--no-watermark", "--quiet",
@@ -150,7 +120,7 @@ func checkRun(t *testing.T, name, latents, pngPath string) {
 // TestCLIGoldenScenarios runs every golden/small scenario through sdxl-run's
 // flags, exactly as a user would type them.
 func TestCLIGoldenScenarios(t *testing.T) {
-	scs := scenarios(t)
+	scs := golden.SmallScenarios(t)
 	if len(scs) == 0 {
 		t.Fatal("no scenarios")
 	}
@@ -173,7 +143,7 @@ func TestCLIGoldenScenarios(t *testing.T) {
 
 // TestCLIOffload: --offload gives the same latents.
 func TestCLIOffload(t *testing.T) {
-	sc := scenarios(t)["astro_euler"]
+	sc := golden.SmallScenarios(t)["astro_euler"]
 	dir := t.TempDir()
 	out, lat := filepath.Join(dir, "out.png"), filepath.Join(dir, "l.safetensors")
 	args := append(scenarioArgs(t, sc, dir), "--offload", "--out", out, "--save-latents", lat)
@@ -186,7 +156,7 @@ func TestCLIOffload(t *testing.T) {
 // TestCLISingleFile: the single-file small base with the folder's configs
 // reproduces astro_euler.
 func TestCLISingleFile(t *testing.T) {
-	sc := scenarios(t)["astro_euler"]
+	sc := golden.SmallScenarios(t)["astro_euler"]
 	dir := t.TempDir()
 	args := scenarioArgs(t, sc, dir)
 	for i, a := range args {

@@ -8,6 +8,7 @@
 package golden
 
 import (
+	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
@@ -161,4 +162,41 @@ func Check(t testing.TB, name string, got, want []float32, tol float64) {
 		return
 	}
 	t.Logf("%s: relative error %.3g", name, e)
+}
+
+// Scenario is one end-to-end run of golden/small/index.json.
+type Scenario struct {
+	Name        string  `json:"name"`
+	Kind        string  `json:"kind"` // txt2img, ensemble or img2img_refiner
+	Prompt      string  `json:"prompt"`
+	Negative    string  `json:"negative"` // "" was passed as None
+	Width       int     `json:"width"`
+	Height      int     `json:"height"`
+	Steps       int     `json:"steps"`
+	Guidance    float64 `json:"guidance"`
+	Scheduler   string  `json:"scheduler"`
+	Seed        uint64  `json:"seed"`
+	Strength    float64 `json:"strength"`
+	DenoiseFrac float64 `json:"denoise_frac"`
+	Compel      bool    `json:"compel"`
+	Source      string  `json:"source"` // img2img: the scenario whose image is the input
+}
+
+// SmallScenarios reads golden/small/index.json (skipping if absent).
+func SmallScenarios(t testing.TB) map[string]Scenario {
+	t.Helper()
+	b, err := os.ReadFile(Path(t, "small/index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx struct {
+		Scenarios map[string]Scenario `json:"scenarios"`
+	}
+	if err := json.Unmarshal(b, &idx); err != nil {
+		t.Fatal(err)
+	}
+	if len(idx.Scenarios) == 0 {
+		t.Fatal("small/index.json lists no scenarios")
+	}
+	return idx.Scenarios
 }

@@ -217,7 +217,7 @@ func TestLoadLayouts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sf.Close()
-	base, err := nn.NewFileSource(sf)
+	base, err := config.NewWeightSet(sf)
 	if err != nil {
 		t.Fatal(err)
 	}

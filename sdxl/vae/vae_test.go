@@ -208,7 +208,7 @@ func TestLoadConvAttentionWeights(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	fs, err := nn.NewFileSource(f)
+	fs, err := config.NewWeightSet(f)
 	if err != nil {
 		t.Fatal(err)
 	}
