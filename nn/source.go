@@ -3,7 +3,6 @@ package nn
 import (
 	"fmt"
 	"sort"
-
 )
 
 // Renamed exposes a source under other names: Map(ourName) gives the name in

@@ -19,7 +19,6 @@ import (
 	"github.com/sdxl-go/sdxl/sdxl/imageio"
 )
 
-
 // writeGoldenPNG writes a golden NHWC uint8 image as a PNG (the refiner
 // scenario's source image).
 func writeGoldenPNG(t *testing.T, u8 []float32, h, w int, path string) {
