@@ -67,7 +67,10 @@ type Backend interface {
 	// Permute reorders dimensions: out.Dim(i) = x.Dim(perm[i]).
 	Permute(x *Tensor, perm ...int) *Tensor
 	// Upsample resizes [N, C, H, W] to [N, C, h, w] with nearest-neighbour
-	// sampling, source index floor(i*H/h) (PyTorch's "nearest").
+	// sampling as PyTorch's "nearest" does it: source index
+	// floor(i * float32(H/h)), see NearestIndex (it differs from the exact
+	// floor(i*H/h) for rare size ratios, never for the 2x and odd-size
+	// resizes of the UNet and VAE).
 	Upsample(x *Tensor, h, w int) *Tensor
 	// Embedding gathers rows of table [V, D] for ids -> [len(ids), D].
 	Embedding(table *Tensor, ids []int32) *Tensor
