@@ -13,6 +13,7 @@ import (
 	"github.com/sdxl-go/sdxl/safetensors"
 	"github.com/sdxl-go/sdxl/sdxl/capture"
 	"github.com/sdxl-go/sdxl/sdxl/config"
+	"github.com/sdxl-go/sdxl/sdxl/singlefile"
 	"github.com/sdxl-go/sdxl/tensor"
 )
 
@@ -276,4 +277,43 @@ func TestScaleVariants(t *testing.T) {
 	u = v.Unscale(b, in)
 	golden.Check(t, "unscale with shift_factor", b.ToFloat32(u), want, 1e-6)
 	golden.Check(t, "scale(unscale(x)) with shift_factor", b.ToFloat32(v.Scale(b, u)), x, 1e-6)
+}
+
+// TestSingleFileMatchesFolder loads the small VAE from the original-layout
+// single file (mid-block attention as 1x1 convs) through package
+// singlefile's view and checks every weight against the folder load.
+func TestSingleFileMatchesFolder(t *testing.T) {
+	dir := golden.Path(t, "small/models/sdxl-small-base/vae")
+	fs, err := config.OpenWeightFiles(golden.Path(t, "small/models/sdxl-small-base.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fs.Close()
+	cfg, err := config.ReadVAEConfig(dir + "/config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	view, err := singlefile.VAE(fs, nn.Params(v, ""), len(cfg.BlockOutChannels))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := cpu.New()
+	if err := v.Load(b, view, LoadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ref, err := LoadDir(b, dir, LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, want := nn.Params(v, ""), nn.Params(ref, "")
+	for i := range want {
+		if d := golden.MaxAbs(b.ToFloat32(got[i].Tensor()), b.ToFloat32(want[i].Tensor())); d != 0 {
+			t.Fatalf("%s differs by %g", want[i].Name, d)
+		}
+	}
+	t.Logf("%d weights identical", len(want))
 }
