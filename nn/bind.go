@@ -25,8 +25,10 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/sdxl-go/sdxl/tensor"
 )
@@ -189,45 +191,65 @@ func Load(b tensor.Backend, m any, src Source, opt LoadOptions) error {
 // InitRandom materialises every parameter with deterministic pseudo-random
 // values of a plausible scale (uniform in ±1/sqrt(fan_in)); norms' weights
 // are 1 and biases small. It is for benchmarks and shape tests: random
-// full-size weights cost exactly what real ones cost.
+// full-size weights cost exactly what real ones cost. Each parameter has
+// its own stream (seeded by the seed and its index), so parameters are
+// filled in parallel and the values do not depend on the thread count.
 func InitRandom(b tensor.Backend, m any, dt tensor.DType, seed uint64) {
-	s := seed*0x9E3779B97F4A7C15 + 1
-	next := func() float32 { // xorshift64*: small, deterministic, no global state
+	params := Params(m, "")
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var buf []float32
+			for i := range work {
+				buf = fillRandom(params[i], seed, uint64(i), buf)
+				// Backends are safe for concurrent use; each slot is
+				// written by one goroutine.
+				*params[i].Ptr = b.FromFloat32(dt, params[i].Tensor().Shape(), buf)
+			}
+		}()
+	}
+	for i := range params {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+}
+
+// fillRandom computes parameter p's random values into buf (grown as
+// needed) with an xorshift64* stream: small, deterministic, no global state.
+func fillRandom(p Param, seed, index uint64, buf []float32) []float32 {
+	s := (seed*0x9E3779B97F4A7C15+index)*0xBF58476D1CE4E5B9 + 1
+	next := func() float32 {
 		s ^= s >> 12
 		s ^= s << 25
 		s ^= s >> 27
 		return float32((s*2685821657736338717)>>40)/float32(1<<24)*2 - 1
 	}
-	var buf []float32
-	for _, p := range Params(m, "") {
-		shape := p.Tensor().Shape()
-		n := shape.Numel()
-		if cap(buf) < n {
-			buf = make([]float32, n)
-		}
-		buf = buf[:n]
-		fan := 1
-		if len(shape) > 1 {
-			fan = n / shape[0]
-		}
-		scale := float32(1)
-		if len(shape) > 1 {
-			scale = 1 / float32(sqrt(float64(fan)))
-		}
-		for i := range buf {
-			if len(shape) == 1 {
-				buf[i] = 0.02 * next()
-			} else {
-				buf[i] = scale * next()
-			}
-		}
-		if len(shape) == 1 && isNormWeight(p.Name) {
-			for i := range buf {
-				buf[i] = 1
-			}
-		}
-		*p.Ptr = b.FromFloat32(dt, shape, buf)
+	shape := p.Tensor().Shape()
+	n := shape.Numel()
+	if cap(buf) < n {
+		buf = make([]float32, n)
 	}
+	buf = buf[:n]
+	switch {
+	case len(shape) == 1 && isNormWeight(p.Name):
+		for i := range buf {
+			buf[i] = 1
+		}
+	case len(shape) == 1:
+		for i := range buf {
+			buf[i] = 0.02 * next()
+		}
+	default:
+		scale := 1 / float32(sqrt(float64(n/shape[0])))
+		for i := range buf {
+			buf[i] = scale * next()
+		}
+	}
+	return buf
 }
 
 // isNormWeight: in these models the only one-dimensional "weight"
