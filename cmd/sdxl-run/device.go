@@ -39,6 +39,8 @@ func openDevice(name, dtype string) (*device, error) {
 			return nil, fmt.Errorf("--device cuda: %v (use --device cpu to run without a GPU)", err)
 		}
 		d.b, d.cuda = c, c
+	default:
+		return nil, usageErr("--device %q: want cpu or cuda", name)
 	}
 	return d, nil
 }
