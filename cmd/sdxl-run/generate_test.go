@@ -60,12 +60,17 @@ func scenarioArgs(t *testing.T, sc golden.Scenario, dir string) []string {
 	case "ensemble":
 		args = append(args, "--model", base, "--refiner", refiner(), "--high-noise-frac", fmt.Sprint(sc.DenoiseFrac),
 			"--width", fmt.Sprint(sc.Width), "--height", fmt.Sprint(sc.Height))
-	case "img2img_refiner":
+	case "img2img_refiner", "img2img":
 		src := golden.Open(t, "small/e2e_"+sc.Source+".safetensors")
 		u8, shape := src.Get("image_uint8")
 		p := filepath.Join(dir, "source.png")
 		writeGoldenPNG(t, u8, shape[1], shape[2], p)
-		args = append(args, "--refiner", refiner(), "--image", p, "--strength", fmt.Sprint(sc.Strength))
+		args = append(args, "--image", p, "--strength", fmt.Sprint(sc.Strength))
+		if sc.Kind == "img2img" {
+			args = append(args, "--model", base)
+		} else {
+			args = append(args, "--refiner", refiner())
+		}
 	default:
 		t.Fatalf("unknown kind %q", sc.Kind)
 	}
@@ -273,5 +278,59 @@ func TestCLIInterrupt(t *testing.T) {
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 0 {
 		t.Errorf("files left behind: %v", entries)
+	}
+}
+
+// TestCLIResearchOutputs: --init-noise replaces the seed's first draw
+// (same result as the seed), --dump records the chosen modules at every
+// step and the per-step latents.
+func TestCLIResearchOutputs(t *testing.T) {
+	sc := golden.SmallScenarios(t)["astro_euler"]
+	dir := t.TempDir()
+	f := golden.Open(t, "small/e2e_astro_euler.safetensors")
+	noise, nshape := f.Get("init_noise")
+	noisePath := filepath.Join(dir, "noise.safetensors")
+	if err := safetensors.WriteFile(noisePath, []safetensors.Tensor{{Name: "latents", Shape: nshape, Data: noise}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	args := scenarioArgs(t, sc, dir)
+	for i, a := range args {
+		if a == "--seed" {
+			args[i+1] = "999" // the init noise must win over the seed's first draw
+		}
+	}
+	out, lat, dump := filepath.Join(dir, "out.png"), filepath.Join(dir, "l.safetensors"), filepath.Join(dir, "d.safetensors")
+	args = append(args, "--init-noise", noisePath, "--out", out, "--save-latents", lat,
+		"--dump", "mid_block.attentions.0.transformer_blocks.0.attn2", "--dump", "conv_out", "--dump-to", dump)
+	if code, _, stderr := runCLI(t, args...); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	checkRun(t, "astro_euler", lat, out)
+	df, err := safetensors.Open(dump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer df.Close()
+	for i := 0; i < sc.Steps; i++ {
+		for _, name := range []string{
+			fmt.Sprintf("base.step%d.mid_block.attentions.0.transformer_blocks.0.attn2", i),
+			fmt.Sprintf("base.step%d.conv_out", i),
+			fmt.Sprintf("latents.step%d", i),
+		} {
+			if _, ok := df.Info(name); !ok {
+				t.Errorf("dump lacks %s (has %v)", name, df.Names())
+			}
+		}
+	}
+	steps, sshape := f.Get("step_latents")
+	per := len(steps) / sshape[0]
+	got, _, err := df.Float32(fmt.Sprintf("latents.step%d", sc.Steps-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden.Check(t, "dumped last step latents", got, steps[(sshape[0]-1)*per:], 1e-3)
+	co, _ := df.Info("base.step0.conv_out")
+	if fmt.Sprint(co.Shape) != fmt.Sprint([]int{2, 4, sc.Height / 8, sc.Width / 8}) {
+		t.Errorf("conv_out shape %v", co.Shape)
 	}
 }
