@@ -126,3 +126,17 @@ func TestDetect(t *testing.T) {
 		t.Error("empty file detected as SDXL")
 	}
 }
+
+func TestIgnorable(t *testing.T) {
+	for _, k := range []string{"conditioner.embedders.0.transformer.text_model.embeddings.position_ids",
+		"conditioner.embedders.1.model.logit_scale", "denoiser.sigmas", "alphas_cumprod", "model_ema.decay"} {
+		if !Ignorable(k) {
+			t.Errorf("%s should be ignorable", k)
+		}
+	}
+	for _, k := range []string{"model.diffusion_model.out.2.weight", "first_stage_model.encoder.conv_in.bias", "lora_unet_foo"} {
+		if Ignorable(k) {
+			t.Errorf("%s must not be ignored", k)
+		}
+	}
+}

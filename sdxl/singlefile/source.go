@@ -36,9 +36,23 @@ type View struct {
 	cache     []float32
 }
 
-// Ignorable reports single-file keys that are buffers, not parameters.
+// Ignorable reports single-file keys that are not parameters of the
+// models we run: CLIP's position_ids and OpenCLIP's logit_scale buffers, the
+// sampler state that sgm and ldm training code saves with a checkpoint
+// (denoiser.sigmas, the DDPM schedule buffers) and EMA shadow weights
+// (model_ema.*). diffusers' single-file loader skips these too.
 func Ignorable(name string) bool {
-	return strings.HasSuffix(name, "position_ids") || strings.HasSuffix(name, "logit_scale")
+	if strings.HasSuffix(name, "position_ids") || strings.HasSuffix(name, "logit_scale") ||
+		strings.HasPrefix(name, "denoiser.") || strings.HasPrefix(name, "model_ema.") {
+		return true
+	}
+	switch name {
+	case "betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod",
+		"log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod",
+		"posterior_variance", "posterior_log_variance_clipped", "posterior_mean_coef1", "posterior_mean_coef2":
+		return true
+	}
+	return false
 }
 
 // newView maps every parameter of the model through mapName and checks
