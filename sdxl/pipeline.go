@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/sdxl-go/sdxl/nn"
 	"github.com/sdxl-go/sdxl/sched"
@@ -36,6 +37,9 @@ type Pipeline struct {
 	// each component's weights are copied to Backend only while it runs
 	// (see onDevice), trading upload time for GPU memory.
 	Offload tensor.Backend
+
+	// newGen, when set, replaces newGenerator (tests record the draws).
+	newGen func(kind string, seed uint64) sched.Generator
 }
 
 // Weighting selects how prompt strings become conditioning.
@@ -63,10 +67,16 @@ type Request struct {
 	ClipSkip                        int
 
 	// Width and Height in pixels (multiples of 8); 0 means the UNet's
-	// sample_size * 8 (1024 for SDXL).
+	// sample_size times the VAE scale factor (1024 for SDXL), each on its
+	// own as diffusers' `height or default_sample_size * vae_scale_factor`.
+	// Ignored for img2img (the image's size is used).
 	Width, Height int
-	Steps         int     // 0 means 50
-	Guidance      float64 // classifier-free guidance is on when > 1
+	Steps         int // 0 means 50
+	// Guidance is guidance_scale. Classifier-free guidance is on only when
+	// it is > 1; 0 (the zero value) and 1 both turn it off, and then no
+	// negative conditioning is computed at all, as in diffusers. (The CLI
+	// defaults to diffusers' 5.)
+	Guidance float64
 	// GuidanceRescale is guidance_rescale (0 = off).
 	GuidanceRescale float64
 	// Scheduler is a name of sched.Names or a diffusers class name ("" =
@@ -76,10 +86,15 @@ type Request struct {
 	// Seed and RNG ("cpu" or "cuda") select the torch-compatible generator.
 	Seed uint64
 	RNG  string
-	// NumImages is num_images_per_prompt (0 means 1).
+	// NumImages is num_images_per_prompt (0 means 1). As in diffusers the
+	// batch shares one draw: the initial noise is one [NumImages, 4, h, w]
+	// tensor, so image k of a batch is not the image of a one-image run
+	// with the same seed (image k is that run with InitNoise set to the
+	// batch draw's k-th slice).
 	NumImages int
-	// InitNoise replaces the first random draw (the latents before
-	// init_noise_sigma), shape [NumImages, 4, h, w].
+	// InitNoise replaces the first random draw of a text-to-image run (the
+	// latents before init_noise_sigma), shape [NumImages, 4, h, w]. It is
+	// an error with an input image (img2img draws no initial latents).
 	InitNoise []float32
 
 	// Micro-conditioning; nil means diffusers' default.
@@ -92,11 +107,16 @@ type Request struct {
 	// HighNoiseFrac splits the steps between base and refiner when both
 	// are loaded (denoising_end / denoising_start; 0 means 0.8).
 	HighNoiseFrac float64
-	// DenoisingEnd stops a base-only run early (output latents then).
+	// DenoisingEnd is denoising_end for a one-model run (text to image or
+	// img2img): the steps below this fraction are skipped. As in diffusers
+	// the partly denoised latents are still decoded unless OutputLatents
+	// is set. With both models loaded use HighNoiseFrac instead.
 	DenoisingEnd float64
 
 	// Image is an img2img input: NCHW [1, 3, H, W] in [-1, 1] (see
-	// imageio.PreprocessFile), or latents [1, 4, h, w] (ImageIsLatents).
+	// imageio.PreprocessFile), or, with ImageIsLatents, scaled latents
+	// [1, C, h, w] (C the UNet's in_channels) used as they are, as
+	// diffusers does with a 4-channel image tensor.
 	Image          []float32
 	ImageShape     []int
 	ImageIsLatents bool
@@ -110,7 +130,10 @@ type Request struct {
 
 	// OutputLatents skips the VAE decode.
 	OutputLatents bool
-	// Watermark applies SDXL's invisible watermark to images >= 256 wide.
+	// Watermark applies SDXL's invisible watermark to images >= 256 wide
+	// (narrower ones are left alone, as in diffusers). Images at least 256
+	// wide but under 256*256 pixels make Generate fail, as invisible-
+	// watermark does in diffusers: check ImageSize first.
 	Watermark bool
 
 	// Dump lists module-path patterns (sdxl/capture syntax) whose UNet
@@ -186,8 +209,11 @@ func (r *Request) defaults() {
 }
 
 func (r *Request) validate() error {
-	if r.Width%8 != 0 || r.Height%8 != 0 || r.Width < 0 || r.Height < 0 {
+	if r.Width%8 != 0 || r.Height%8 != 0 || r.Width <= 0 || r.Height <= 0 {
 		return fmt.Errorf("size %dx%d: width and height must be positive multiples of 8", r.Width, r.Height)
+	}
+	if math.IsNaN(r.Guidance) || math.IsInf(r.Guidance, 0) {
+		return fmt.Errorf("guidance %g: must be a finite number", r.Guidance)
 	}
 	if r.Steps < 1 {
 		return fmt.Errorf("steps %d: must be at least 1", r.Steps)
@@ -204,8 +230,11 @@ func (r *Request) validate() error {
 	if r.DenoisingEnd != 0 && !validFrac(r.DenoisingEnd) {
 		return fmt.Errorf("denoising end %g: must be in (0, 1)", r.DenoisingEnd)
 	}
-	if r.GuidanceRescale < 0 || r.GuidanceRescale > 1 {
+	if !(r.GuidanceRescale >= 0 && r.GuidanceRescale <= 1) {
 		return fmt.Errorf("guidance rescale %g: must be in [0, 1]", r.GuidanceRescale)
+	}
+	if r.ClipSkip < 0 {
+		return fmt.Errorf("clip skip %d: must be >= 0", r.ClipSkip)
 	}
 	switch r.Weighting {
 	case WeightingNone, WeightingCompel, WeightingA1111:
@@ -242,6 +271,115 @@ type stage struct {
 	latentOutput   bool
 }
 
+// first is the model that runs first: the base, or the refiner alone.
+func (p *Pipeline) first() *Model {
+	if p.Base != nil {
+		return p.Base
+	}
+	return p.Refiner
+}
+
+// resolveSize fills req.Width and req.Height as Generate uses them: from
+// an img2img input's shape, else each missing one from the UNet's
+// sample_size times the VAE scale factor (diffusers' `height or
+// default_sample_size * vae_scale_factor`).
+func (p *Pipeline) resolveSize(req *Request) error {
+	m := p.first()
+	if req.Image != nil {
+		if len(req.ImageShape) != 4 || req.ImageShape[0] != 1 {
+			return fmt.Errorf("image shape %v: want [1, C, H, W]", req.ImageShape)
+		}
+		f := 1
+		if req.ImageIsLatents {
+			f = m.VAE.ScaleFactor()
+		}
+		req.Width, req.Height = req.ImageShape[3]*f, req.ImageShape[2]*f
+		return nil
+	}
+	if req.Width != 0 && req.Height != 0 {
+		return nil
+	}
+	ss := m.UNet.Config().SampleSize
+	if ss == nil {
+		// diffusers fails here too (None * vae_scale_factor).
+		return fmt.Errorf("%s: the UNet config has no sample_size, so there is no default image size: give the width and height", m.Path)
+	}
+	f := m.VAE.ScaleFactor()
+	if req.Width == 0 {
+		req.Width = ss.W * f
+	}
+	if req.Height == 0 {
+		req.Height = ss.H * f
+	}
+	return nil
+}
+
+// ImageSize returns the width and height in pixels that Generate would
+// produce for req (its defaults applied), without running anything.
+func (p *Pipeline) ImageSize(req Request) (width, height int, err error) {
+	if p.Base == nil && p.Refiner == nil {
+		return 0, 0, errors.New("no model loaded")
+	}
+	if err := p.resolveSize(&req); err != nil {
+		return 0, 0, err
+	}
+	return req.Width, req.Height, nil
+}
+
+// checkImage validates an img2img input against the model that encodes it.
+func (p *Pipeline) checkImage(req *Request) error {
+	m := p.first()
+	s := req.ImageShape
+	n := 1
+	for _, d := range s {
+		if d <= 0 {
+			return fmt.Errorf("image shape %v: every dimension must be positive", s)
+		}
+		n *= d
+	}
+	if len(req.Image) != n {
+		return fmt.Errorf("image has %d values, its shape %v needs %d", len(req.Image), s, n)
+	}
+	if req.ImageIsLatents {
+		if c := m.UNet.InChannels(); s[1] != c {
+			return fmt.Errorf("image latents shape %v: the UNet takes %d latent channels", s, c)
+		}
+		return nil
+	}
+	if c := m.VAE.Config().InChannels; s[1] != c {
+		return fmt.Errorf("image shape %v: the VAE encodes %d-channel images (give latents with ImageIsLatents)", s, c)
+	}
+	return nil
+}
+
+// checkWeighting fails before any work when a stage's model cannot encode
+// the request's prompts (rather than after the base stage of an ensemble).
+func checkWeighting(req *Request, m *Model, given *PromptEmbeds) error {
+	if given != nil || req.Weighting == WeightingNone {
+		return nil
+	}
+	if req.ClipSkip != 0 {
+		// diffusers ignores clip_skip when it is handed prompt_embeds (which
+		// is how weighted prompts reach it): refuse rather than ignore.
+		return fmt.Errorf("clip skip works only with prompt weighting none (diffusers applies clip_skip only to its own prompt encoding)")
+	}
+	if req.Prompt2 != "" || req.NegativePrompt2 != nil {
+		return fmt.Errorf("a second prompt (prompt_2 / negative_prompt_2) works only with prompt weighting none")
+	}
+	if req.Weighting == WeightingA1111 && m.IsRefiner() {
+		return fmt.Errorf("prompt weighting a1111 needs the base's two text encoders; the refiner (%s) supports none and compel", m.Path)
+	}
+	return nil
+}
+
+// stageEmbeds returns the precomputed conditioning a stage uses, if any.
+func (p *Pipeline) stageEmbeds(req *Request, st stage) *PromptEmbeds {
+	if st.name == "refiner" && p.Base != nil {
+		return req.RefinerEmbeds
+	}
+	return req.Embeds
+}
+
 // Generate runs the request.
 func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 	req.defaults()
@@ -251,50 +389,54 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 	if req.Image == nil && p.Base == nil {
 		return nil, errors.New("text-to-image needs a base model: the refiner alone only refines an existing image (give --image)")
 	}
-	first := p.Base
-	if first == nil {
-		first = p.Refiner
-	}
-	if req.Width == 0 && req.Height == 0 && req.Image == nil {
-		ss := first.UNet.Config().SampleSize
-		f := first.VAE.ScaleFactor()
-		req.Width, req.Height = ss.W*f, ss.H*f
-	}
-	if req.Image != nil {
-		if len(req.ImageShape) != 4 || req.ImageShape[0] != 1 {
-			return nil, fmt.Errorf("image shape %v: want [1, C, H, W]", req.ImageShape)
-		}
-		f := 1
-		if req.ImageIsLatents {
-			f = first.VAE.ScaleFactor()
-		}
-		req.Width, req.Height = req.ImageShape[3]*f, req.ImageShape[2]*f
+	if err := p.resolveSize(&req); err != nil {
+		return nil, err
 	}
 	if err := req.validate(); err != nil {
 		return nil, err
+	}
+	if req.Image != nil {
+		if err := p.checkImage(&req); err != nil {
+			return nil, err
+		}
+		if req.InitNoise != nil {
+			return nil, errors.New("initial noise applies to text-to-image only: img2img starts from the image, not from noise")
+		}
+	}
+	if validFrac(req.DenoisingEnd) && p.Base != nil && p.Refiner != nil {
+		return nil, fmt.Errorf("denoising end %g is for a one-model run; with base and refiner the split is the high-noise fraction", req.DenoisingEnd)
 	}
 
 	var stages []stage
 	switch {
 	case req.Image == nil && p.Refiner == nil:
-		stages = []stage{{name: "base", model: p.Base, denoisingEnd: req.DenoisingEnd, latentOutput: req.OutputLatents || validFrac(req.DenoisingEnd)}}
+		stages = []stage{{name: "base", model: p.Base, denoisingEnd: req.DenoisingEnd, latentOutput: req.OutputLatents}}
 	case req.Image == nil:
 		stages = []stage{
 			{name: "base", model: p.Base, denoisingEnd: req.HighNoiseFrac, latentOutput: true},
 			{name: "refiner", model: p.Refiner, img2img: true, imageIsLatents: true, denoisingStart: req.HighNoiseFrac, latentOutput: req.OutputLatents},
 		}
 	case p.Base == nil:
-		stages = []stage{{name: "refiner", model: p.Refiner, img2img: true, image: req.Image, imageShape: req.ImageShape, imageIsLatents: req.ImageIsLatents, latentOutput: req.OutputLatents}}
+		stages = []stage{{name: "refiner", model: p.Refiner, img2img: true, image: req.Image, imageShape: req.ImageShape, imageIsLatents: req.ImageIsLatents, denoisingEnd: req.DenoisingEnd, latentOutput: req.OutputLatents}}
 	case p.Refiner == nil:
-		stages = []stage{{name: "base", model: p.Base, img2img: true, image: req.Image, imageShape: req.ImageShape, imageIsLatents: req.ImageIsLatents, latentOutput: req.OutputLatents}}
+		stages = []stage{{name: "base", model: p.Base, img2img: true, image: req.Image, imageShape: req.ImageShape, imageIsLatents: req.ImageIsLatents, denoisingEnd: req.DenoisingEnd, latentOutput: req.OutputLatents}}
 	default:
 		stages = []stage{
 			{name: "base", model: p.Base, img2img: true, image: req.Image, imageShape: req.ImageShape, imageIsLatents: req.ImageIsLatents, denoisingEnd: req.HighNoiseFrac, latentOutput: true},
 			{name: "refiner", model: p.Refiner, img2img: true, imageIsLatents: true, denoisingStart: req.HighNoiseFrac, latentOutput: req.OutputLatents},
 		}
 	}
+	for _, st := range stages {
+		if err := checkWeighting(&req, st.model, p.stageEmbeds(&req, st)); err != nil {
+			return nil, err
+		}
+	}
 
-	gen := newGenerator(req.RNG, req.Seed)
+	newGen := p.newGen
+	if newGen == nil {
+		newGen = newGenerator
+	}
+	gen := newGen(req.RNG, req.Seed)
 	res := &Result{}
 	var latents []float32
 	var shape [4]int
@@ -329,7 +471,7 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 	}
 	if req.Watermark {
 		if err := watermark.Apply(img, ishape[:]); err != nil {
-			return nil, fmt.Errorf("watermark: %v (use --no-watermark for images this small)", err)
+			return nil, fmt.Errorf("%v (turn the watermark off for images this small)", err)
 		}
 	}
 	res.Images, res.ImageShape = img, ishape
@@ -406,10 +548,7 @@ func (p *Pipeline) runStage(ctx context.Context, req *Request, st stage, gen sch
 	cfg := req.Guidance > 1
 	var shape [4]int
 
-	given := req.Embeds
-	if st.name == "refiner" && p.Base != nil {
-		given = req.RefinerEmbeds
-	}
+	given := p.stageEmbeds(req, st)
 	var emb *embeds
 	var err error
 	if given != nil {
@@ -436,6 +575,14 @@ func (p *Pipeline) runStage(ctx context.Context, req *Request, st stage, gen sch
 		res.Scheduler = s.ClassName()
 	}
 
+	// Latent-space draws are made in the latents' dtype, which diffusers
+	// takes from prompt_embeds: float16 in a half-precision pipeline (the
+	// CPU generator then makes different numbers, not just rounded ones).
+	// The VAE posterior sample stays float32 (the VAE always runs in it).
+	randn := gen.Randn
+	if p.DType == tensor.F16 {
+		randn = gen.RandnHalf
+	}
 	var latents []float32
 	if !st.img2img {
 		h, w := req.Height/m.VAE.ScaleFactor(), req.Width/m.VAE.ScaleFactor()
@@ -447,7 +594,7 @@ func (p *Pipeline) runStage(ctx context.Context, req *Request, st stage, gen sch
 			}
 			latents = append([]float32(nil), req.InitNoise...)
 		} else {
-			latents = gen.Randn(size)
+			latents = randn(size)
 		}
 		sigma := float32(s.InitNoiseSigma())
 		for i := range latents {
@@ -475,7 +622,7 @@ func (p *Pipeline) runStage(ctx context.Context, req *Request, st stage, gen sch
 		if validFrac(st.denoisingStart) {
 			latents = init
 		} else {
-			noise := gen.Randn(len(init))
+			noise := randn(len(init))
 			if latents, err = s.AddNoise(init, noise, ts[0]); err != nil {
 				return nil, shape, err
 			}
@@ -581,8 +728,13 @@ func (p *Pipeline) newScheduler(m *Model, req *Request) (sched.Scheduler, error)
 	return sched.New(req.Scheduler, m.Scheduler, opts...)
 }
 
-// timeIDs builds add_time_ids rows [neg x n; pos x n] (or pos x n without
-// guidance) as the txt2img or img2img pipeline does.
+// timeIDs builds the add_time_ids rows the way each diffusers pipeline
+// stacks them; without guidance both give pos x n. With guidance the
+// img2img pipeline repeats each block ([neg x n; pos x n], matching the
+// [uncond; text] halves of the batch) but the txt2img pipeline repeats the
+// pair ([neg; pos] x n): with n > 1 and negative micro-conditioning that
+// differs from the positive one, its unconditional and text halves both
+// get neg, pos, neg, pos, ... — a quirk reproduced on purpose.
 func (p *Pipeline) timeIDs(m *Model, req *Request, st stage, height, width, n int, cfg bool) []float32 {
 	tp := unet.TimeIDParams{
 		OriginalSize:           [2]int{height, width},
@@ -613,13 +765,22 @@ func (p *Pipeline) timeIDs(m *Model, req *Request, st stage, height, width, n in
 		pos, neg = unet.BaseTimeIDs(tp)
 	}
 	var out []float32
-	if cfg {
+	switch {
+	case !cfg:
+		for i := 0; i < n; i++ {
+			out = append(out, pos...)
+		}
+	case st.img2img:
 		for i := 0; i < n; i++ {
 			out = append(out, neg...)
 		}
-	}
-	for i := 0; i < n; i++ {
-		out = append(out, pos...)
+		for i := 0; i < n; i++ {
+			out = append(out, pos...)
+		}
+	default:
+		for i := 0; i < n; i++ {
+			out = append(append(out, neg...), pos...)
+		}
 	}
 	return out
 }

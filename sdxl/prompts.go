@@ -62,14 +62,17 @@ func (p *Pipeline) encodePrompts(m *Model, req *Request, cfg bool) (*embeds, err
 		return &embeds{pos: h.PromptEmbeds, neg: h.NegativePromptEmbeds, pooledPos: h.PooledPromptEmbeds,
 			pooledNeg: h.NegativePooledPromptEmbeds, n: h.Batch, tokens: h.Tokens, dim: h.Dim, pdim: h.PooledDim}, nil
 	}
-	if req.Prompt2 != "" || req.NegativePrompt2 != nil {
-		return nil, fmt.Errorf("--prompt-2 and --negative-prompt-2 work only with --prompt-weighting none")
+	if err := checkWeighting(req, m, nil); err != nil {
+		return nil, err
 	}
 	var pos, neg *prompt.Conditioning
 	var err error
 	zeroNeg := req.NegativePrompt == nil && m.Text.ForceZerosForEmptyPrompt
 	negText := ""
-	if req.NegativePrompt != nil {
+	if req.NegativePrompt != nil && cfg {
+		// Without guidance the negative prompt is not encoded at all (as in
+		// diffusers), so it cannot lengthen the positive conditioning either
+		// (weighting pads both to the longer one).
 		negText = *req.NegativePrompt
 	}
 	enc2 := &clip.HostEncoder{Backend: b, Model: m.Text.TextEncoder2}
@@ -93,16 +96,16 @@ func (p *Pipeline) encodePrompts(m *Model, req *Request, cfg bool) (*embeds, err
 		if pos, err = c.Build(req.Prompt); err != nil {
 			return nil, fmt.Errorf("prompt: %v", err)
 		}
+		if !cfg || zeroNeg {
+			break
+		}
 		if neg, err = c.Build(negText); err != nil {
 			return nil, fmt.Errorf("negative prompt: %v", err)
 		}
 		if err := c.PadToSameLength(pos, neg); err != nil {
 			return nil, err
 		}
-	default: // a1111
-		if m.IsRefiner() {
-			return nil, fmt.Errorf("--prompt-weighting a1111 needs the base's two text encoders; the refiner supports none and compel")
-		}
+	default: // a1111 (checkWeighting refused the refiner)
 		enc1 := &clip.HostEncoder{Backend: b, Model: m.Text.TextEncoder}
 		tok2, err := m.Tok2.WithPad(m.Tok2.EOS())
 		if err != nil {
@@ -110,6 +113,9 @@ func (p *Pipeline) encodePrompts(m *Model, req *Request, cfg bool) (*embeds, err
 		}
 		if pos, err = prompt.EncodeA1111(m.Tok1, enc1, tok2, enc2, req.Prompt, prompt.DefaultCommaBacktrack); err != nil {
 			return nil, fmt.Errorf("prompt: %v", err)
+		}
+		if !cfg || zeroNeg {
+			break
 		}
 		if neg, err = prompt.EncodeA1111(m.Tok1, enc1, tok2, enc2, negText, prompt.DefaultCommaBacktrack); err != nil {
 			return nil, fmt.Errorf("negative prompt: %v", err)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -29,11 +28,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	size := fs.Int("size", 1024, "image width and height")
 	steps := fs.Int("steps", 30, "denoising steps")
 	profile := fs.Bool("profile", false, "time each op of one extra UNet step (synchronising after every op)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return &exitError{code: 2}
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
 	}
 	if !*random && *model == "" {
 		return usageErr("give --random-weights (real SDXL sizes, no files) or --model PATH")

@@ -196,19 +196,19 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&o.karras, "karras", false, "use Karras sigmas")
 	fs.Var(&o.seed, "seed", "random seed (default: a random one, printed)")
 	fs.StringVar(&o.rng, "rng", "cpu", "noise generator: cpu (torch.Generator(\"cpu\")) or cuda (torch.Generator(\"cuda\"))")
-	fs.Float64Var(&o.highNoiseFrac, "high-noise-frac", 0.8, "with --refiner: fraction of the steps the base runs (denoising_end/denoising_start)")
-	fs.Float64Var(&o.denoisingEnd, "denoising-end", 0, "stop the base early at this fraction (writes latents only; see --save-latents)")
+	fs.Float64Var(&o.highNoiseFrac, "high-noise-frac", 0.8, "with --model and --refiner: fraction of the steps the base runs (denoising_end/denoising_start)")
+	fs.Float64Var(&o.denoisingEnd, "denoising-end", 0, "one-model runs: stop at this fraction of the denoising (diffusers' denoising_end); the partly denoised image is decoded as diffusers does, --save-latents keeps the latents")
 	fs.StringVar(&o.image, "image", "", "input image for img2img (PNG or JPEG)")
 	fs.Float64Var(&o.strength, "strength", 0.3, "img2img strength in (0, 1]")
 	fs.Var(&o.aesthetic, "aesthetic-score", "refiner aesthetic score (default 6.0)")
 	fs.Var(&o.negAesthetic, "negative-aesthetic-score", "refiner negative aesthetic score (default 2.5)")
 	fs.Var(&o.originalSize, "original-size", "micro-conditioning original size WIDTHxHEIGHT (default: the output size)")
 	fs.Var(&o.targetSize, "target-size", "micro-conditioning target size WIDTHxHEIGHT (default: the output size)")
-	fs.Var(&o.negOriginalSize, "negative-original-size", "negative micro-conditioning original size WIDTHxHEIGHT")
-	fs.Var(&o.negTargetSize, "negative-target-size", "negative micro-conditioning target size WIDTHxHEIGHT")
+	fs.Var(&o.negOriginalSize, "negative-original-size", "negative micro-conditioning original size WIDTHxHEIGHT (text to image: used only with --negative-target-size, as in diffusers)")
+	fs.Var(&o.negTargetSize, "negative-target-size", "negative micro-conditioning target size WIDTHxHEIGHT (text to image: used only with --negative-original-size)")
 	fs.Var(&o.crop, "crop", "micro-conditioning crop top-left TOP,LEFT (default 0,0)")
 	fs.Var(&o.negCrop, "negative-crop", "negative micro-conditioning crop top-left TOP,LEFT")
-	fs.StringVar(&o.initNoise, "init-noise", "", "safetensors file whose tensor \"latents\" replaces the initial noise")
+	fs.StringVar(&o.initNoise, "init-noise", "", "safetensors file whose tensor \"latents\" [N, 4, H/8, W/8] replaces the initial noise (text to image)")
 	fs.StringVar(&o.saveLatents, "save-latents", "", "write the final latents to this safetensors file (tensor \"latents\")")
 	fs.StringVar(&o.out, "out", "", "output PNG (default: sdxl-<seed>.png); with --num-images N, -1, -2, ... are appended")
 	fs.BoolVar(&o.overwrite, "overwrite", false, "replace existing output files")
@@ -256,7 +256,10 @@ func (o *options) check(set map[string]bool) error {
 	if o.denoisingEnd != 0 && !(o.denoisingEnd > 0 && o.denoisingEnd < 1) {
 		return usageErr("--denoising-end %g: must be in (0, 1)", o.denoisingEnd)
 	}
-	if o.guidanceRescale < 0 || o.guidanceRescale > 1 {
+	if math.IsNaN(o.guidance) || math.IsInf(o.guidance, 0) {
+		return usageErr("--guidance %g: must be a finite number (1 or less turns guidance off)", o.guidance)
+	}
+	if !(o.guidanceRescale >= 0 && o.guidanceRescale <= 1) {
 		return usageErr("--guidance-rescale %g: must be in [0, 1]", o.guidanceRescale)
 	}
 	if o.clipSkip < 0 {
@@ -295,11 +298,30 @@ func (o *options) check(set map[string]bool) error {
 	if o.model == "" && o.refiner != "" && o.image == "" {
 		return usageErr("--refiner without --model refines an existing image: give --image (text-to-image needs a base model)")
 	}
-	if o.denoisingEnd != 0 && o.refiner != "" {
-		return usageErr("--denoising-end is for a base alone; with --refiner use --high-noise-frac")
+	ensemble := o.model != "" && o.refiner != ""
+	if o.denoisingEnd != 0 && ensemble {
+		return usageErr("--denoising-end %g is for a one-model run; with --model and --refiner the split is --high-noise-frac", o.denoisingEnd)
+	}
+	if set["high-noise-frac"] && !ensemble {
+		return usageErr("--high-noise-frac %g splits the steps between --model and --refiner: give both", o.highNoiseFrac)
 	}
 	if set["strength"] && o.image == "" {
 		return usageErr("--strength needs --image")
+	}
+	if o.initNoise != "" && o.image != "" {
+		return usageErr("--init-noise replaces the initial noise of text to image; with --image (img2img) there is none")
+	}
+	if o.weighting != "none" {
+		// diffusers applies these only in its own prompt encoding, which
+		// weighted prompts bypass (they arrive as prompt_embeds).
+		for _, f := range []string{"clip-skip", "prompt-2", "negative-prompt-2"} {
+			if set[f] {
+				return usageErr("--%s works only with --prompt-weighting none (not %s)", f, o.weighting)
+			}
+		}
+	}
+	if o.weighting == "a1111" && o.refiner != "" {
+		return usageErr("--prompt-weighting a1111 needs the base's two text encoders and --refiner has one: use none or compel")
 	}
 	return nil
 }
@@ -373,14 +395,30 @@ func randomSeed() uint64 {
 	return binary.LittleEndian.Uint64(b[:]) % 1_000_000_000_000
 }
 
+// parseFlags parses args, keeping a mistake to the one line the flag
+// package prints (naming the flag, the value and why) plus a pointer to
+// --help, instead of the whole flag list; --help prints the list.
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
+	usage := fs.Usage
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.Usage = usage
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, flag.ErrHelp):
+		usage()
+		return &exitError{code: 0}
+	default:
+		return &exitError{code: 2}
+	}
+}
+
 func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o options
 	fs := newFlagSet(&o, stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return &exitError{code: 2}
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usageErr("unexpected argument %q (flags start with --; quote the prompt: --prompt \"...\")", fs.Arg(0))
@@ -404,11 +442,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprintf(stderr, "seed: %d\n", seed)
 	}
 	paths := o.outputPaths(seed)
-	outputs := paths
-	if o.denoisingEnd != 0 {
-		outputs = nil // latents only
-	}
-	for _, p := range outputs {
+	for _, p := range paths {
 		if err := checkWritable(p, o.overwrite); err != nil {
 			return err
 		}
@@ -465,64 +499,22 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 	}
 	if p.Base != nil && p.Base.IsRefiner() {
+		if p.Refiner != nil {
+			return usageErr("--model %s is a refiner (no first text encoder): with --refiner, --model must be a base", modelPath)
+		}
 		p.Refiner, p.Base = p.Base, nil
 	}
 	prog.doneLoading()
 	hashes := hashFiles(modelFiles(p))
 
-	req := sdxl.Request{
-		Prompt: o.prompt, Prompt2: o.prompt2,
-		NegativePrompt: o.negative.ptr(), NegativePrompt2: o.negative2.ptr(),
-		Weighting: sdxl.Weighting(o.weighting), ClipSkip: o.clipSkip,
-		Width: o.width, Height: o.height, Steps: o.steps, Guidance: o.guidance, GuidanceRescale: o.guidanceRescale,
-		Scheduler: o.scheduler, Karras: o.karras, Seed: seed, RNG: o.rng, NumImages: o.numImages,
-		OriginalSize: o.originalSize.hw(), TargetSize: o.targetSize.hw(),
-		NegativeOriginalSize: o.negOriginalSize.hw(), NegativeTargetSize: o.negTargetSize.hw(),
-		AestheticScore: o.aesthetic.ptr(), NegativeAestheticScore: o.negAesthetic.ptr(),
-		HighNoiseFrac: o.highNoiseFrac, DenoisingEnd: o.denoisingEnd, Strength: o.strength,
-		Dump: o.dump, Progress: prog.step,
+	req, err := o.request(seed, stderr)
+	if err != nil {
+		return err
 	}
-	if o.crop.set {
-		req.CropsTopLeft = [2]int{o.crop.a, o.crop.b}
+	req.Progress = prog.step
+	if err := o.notes(p, &req, stderr); err != nil {
+		return err
 	}
-	if o.negCrop.set {
-		req.NegativeCropsTopLeft = [2]int{o.negCrop.a, o.negCrop.b}
-	}
-	if o.image != "" {
-		img, shape, orig, err := imageio.PreprocessFile(o.image)
-		if err != nil {
-			return err
-		}
-		if orig.X != shape[3] || orig.Y != shape[2] {
-			fmt.Fprintf(stderr, "note: %s is %dx%d; resized to %dx%d (multiples of 8) as diffusers does\n", o.image, orig.X, orig.Y, shape[3], shape[2])
-		}
-		if (o.width != 0 && o.width != shape[3]) || (o.height != 0 && o.height != shape[2]) {
-			return usageErr("--width/--height %dx%d differ from the --image size %dx%d (img2img keeps the image's size)", o.width, o.height, shape[3], shape[2])
-		}
-		req.Image, req.ImageShape = img, shape
-	}
-	if o.initNoise != "" {
-		if req.InitNoise, err = readLatents(o.initNoise); err != nil {
-			return err
-		}
-	}
-	if o.dumpTo != "" {
-		req.KeepStepLatents = true
-	}
-	width, height := o.width, o.height
-	req.Watermark = !o.noWatermark
-	if req.Watermark && width == 0 && req.Image == nil && p.Base != nil {
-		ss := p.Base.UNet.Config().SampleSize
-		width, height = ss.W*8, ss.H*8
-	}
-	if req.Watermark && req.Image != nil {
-		width, height = req.ImageShape[3], req.ImageShape[2]
-	}
-	if req.Watermark && width >= 256 && width*height < 256*256 {
-		fmt.Fprintf(stderr, "note: no watermark: %dx%d is too small for the invisible watermark (it needs 256x256 pixels)\n", width, height)
-		req.Watermark = false
-	}
-	req.OutputLatents = o.denoisingEnd != 0
 
 	start := time.Now()
 	res, err := p.Generate(ctx, req)
@@ -547,12 +539,6 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			return err
 		}
 	}
-	if res.Images == nil {
-		if !o.quiet {
-			fmt.Fprintf(stderr, "done in %.1fs (latents only)\n", elapsed.Seconds())
-		}
-		return nil
-	}
 	imgs, err := imageio.FromNCHW(res.Images, res.ImageShape[:])
 	if err != nil {
 		return err
@@ -570,6 +556,80 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	if !o.quiet {
 		fmt.Fprintf(stderr, "done in %.1fs\n", elapsed.Seconds())
+	}
+	return nil
+}
+
+// request builds the library request of the flags (everything but the
+// progress callback). Sizes given as WIDTHxHEIGHT become diffusers'
+// (height, width) tuples; --crop TOP,LEFT is crops_coords_top_left.
+func (o *options) request(seed uint64, stderr io.Writer) (sdxl.Request, error) {
+	req := sdxl.Request{
+		Prompt: o.prompt, Prompt2: o.prompt2,
+		NegativePrompt: o.negative.ptr(), NegativePrompt2: o.negative2.ptr(),
+		Weighting: sdxl.Weighting(o.weighting), ClipSkip: o.clipSkip,
+		Width: o.width, Height: o.height, Steps: o.steps, Guidance: o.guidance, GuidanceRescale: o.guidanceRescale,
+		Scheduler: o.scheduler, Karras: o.karras, Seed: seed, RNG: o.rng, NumImages: o.numImages,
+		OriginalSize: o.originalSize.hw(), TargetSize: o.targetSize.hw(),
+		NegativeOriginalSize: o.negOriginalSize.hw(), NegativeTargetSize: o.negTargetSize.hw(),
+		AestheticScore: o.aesthetic.ptr(), NegativeAestheticScore: o.negAesthetic.ptr(),
+		HighNoiseFrac: o.highNoiseFrac, DenoisingEnd: o.denoisingEnd, Strength: o.strength,
+		Dump: o.dump, Watermark: !o.noWatermark, KeepStepLatents: o.dumpTo != "",
+	}
+	if o.crop.set {
+		req.CropsTopLeft = [2]int{o.crop.a, o.crop.b}
+	}
+	if o.negCrop.set {
+		req.NegativeCropsTopLeft = [2]int{o.negCrop.a, o.negCrop.b}
+	}
+	if o.image != "" {
+		img, shape, orig, err := imageio.PreprocessFile(o.image)
+		if err != nil {
+			return req, err
+		}
+		if orig.X != shape[3] || orig.Y != shape[2] {
+			fmt.Fprintf(stderr, "note: %s is %dx%d; resized to %dx%d (multiples of 8) as diffusers does\n", o.image, orig.X, orig.Y, shape[3], shape[2])
+		}
+		if (o.width != 0 && o.width != shape[3]) || (o.height != 0 && o.height != shape[2]) {
+			return req, usageErr("--width/--height %dx%d differ from the --image size %dx%d (img2img keeps the image's size)", o.width, o.height, shape[3], shape[2])
+		}
+		req.Image, req.ImageShape = img, shape
+	}
+	if o.initNoise != "" {
+		var err error
+		if req.InitNoise, err = readLatents(o.initNoise); err != nil {
+			return req, err
+		}
+	}
+	return req, nil
+}
+
+// notes settles what depends on the loaded models and tells the user about
+// flags that diffusers would ignore for them: the watermark (diffusers
+// leaves images under 256 pixels wide alone and invisible-watermark fails
+// below 256*256 pixels, where we skip it with a note instead), a lone
+// --negative-prompt-2 on a force_zeros_for_empty_prompt model, aesthetic
+// scores without a model that uses them.
+func (o *options) notes(p *sdxl.Pipeline, req *sdxl.Request, stderr io.Writer) error {
+	w, h, err := p.ImageSize(*req)
+	if err != nil {
+		return err
+	}
+	if req.Watermark && w >= 256 && w*h < 256*256 {
+		fmt.Fprintf(stderr, "note: no watermark: %dx%d is too small for the invisible watermark (it needs 256x256 pixels)\n", w, h)
+		req.Watermark = false
+	}
+	if req.NegativePrompt == nil && req.NegativePrompt2 != nil && p.Base != nil && p.Base.Text.ForceZerosForEmptyPrompt && req.Guidance > 1 {
+		fmt.Fprintln(stderr, "note: --negative-prompt-2 without --negative-prompt is ignored by the base, as in diffusers (no negative prompt means zeros there); add --negative-prompt \"\" to use it")
+	}
+	if req.AestheticScore != nil || req.NegativeAestheticScore != nil {
+		used := false
+		for _, m := range []*sdxl.Model{p.Base, p.Refiner} {
+			used = used || (m != nil && m.RequiresAestheticsScore)
+		}
+		if !used {
+			fmt.Fprintln(stderr, "note: --aesthetic-score and --negative-aesthetic-score only condition a refiner (requires_aesthetics_score); this run ignores them")
+		}
 	}
 	return nil
 }

@@ -94,6 +94,10 @@ type runRecord struct {
 type metadata struct {
 	gen imageio.Generation
 	rec runRecord
+	// batch is --num-images: with several images each PNG's parameters
+	// carry AUTOMATIC1111's "Batch size" and "Batch pos" (every image of
+	// a batch has the same seed; its position selects its noise slice).
+	batch int
 }
 
 func runMetadata(o *options, fs *flag.FlagSet, set map[string]bool, seed uint64, res *sdxl.Result, files []fileHash, elapsed time.Duration, dev *device) *metadata {
@@ -140,7 +144,7 @@ func runMetadata(o *options, fs *flag.FlagSet, set map[string]bool, seed uint64,
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	return &metadata{gen: g, rec: runRecord{
+	return &metadata{batch: o.numImages, gen: g, rec: runRecord{
 		Tool: "sdxl-run", Version: version(), Go: runtime.Version(), Date: time.Now().UTC().Format(time.RFC3339),
 		Device: dev.name, DType: dev.dtype.String(), Flags: flags, Seed: seed, Scheduler: res.Scheduler,
 		Timesteps: res.Timesteps, Files: files, Seconds: elapsed.Seconds(),
@@ -155,5 +159,12 @@ func (m *metadata) chunks(i int) ([]imageio.TextChunk, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []imageio.TextChunk{{Key: imageio.ParametersKey, Value: m.gen.Parameters().String()}, run}, nil
+	g := m.gen
+	if m.batch > 1 {
+		g.Extra = append([]imageio.Field{
+			{Key: "Batch size", Value: strconv.Itoa(m.batch)},
+			{Key: "Batch pos", Value: strconv.Itoa(i)},
+		}, g.Extra...)
+	}
+	return []imageio.TextChunk{{Key: imageio.ParametersKey, Value: g.Parameters().String()}, run}, nil
 }

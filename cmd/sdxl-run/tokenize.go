@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -29,11 +28,8 @@ func runTokenize(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: sdxl-run tokenize [--model PATH] TEXT")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return report(stderr, "sdxl-run tokenize", err)
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
