@@ -337,3 +337,64 @@ func TestCLINotes(t *testing.T) {
 		}
 	}
 }
+
+// TestCLIInitNoiseShape: the --init-noise tensor must have the latents'
+// shape, not just their number of values (a transposed [1, 4, 16, 8]
+// tensor for 128x64 latents [1, 4, 8, 16] used to be accepted).
+func TestCLIInitNoiseShape(t *testing.T) {
+	dir := t.TempDir()
+	noise := filepath.Join(dir, "noise.safetensors")
+	if err := safetensors.WriteFile(noise, []safetensors.Tensor{{Name: "latents", Shape: []int{1, 4, 16, 8}, Data: make([]float32, 512)}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "x.png")
+	code, _, stderr := runCLI(t, smallArgs(t, "--width", "128", "--init-noise", noise, "--out", out)...)
+	if code != 2 || !strings.Contains(stderr, "has shape [1 4 16 8]; 1 image(s) of 128x64 need [1 4 8 16]") {
+		t.Errorf("exit %d, %q", code, stderr)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("output written")
+	}
+	code, _, stderr = runCLI(t, smallArgs(t, "--height", "128", "--init-noise", noise, "--out", out)...)
+	if code != 0 {
+		t.Errorf("matching shape: exit %d, %q", code, stderr)
+	}
+}
+
+// TestCLIImageResize: an --image whose sides are not multiples of 8 is
+// resized down to them (diffusers' VaeImageProcessor) with a note, the
+// output has that size, and --width/--height must agree with it.
+func TestCLIImageResize(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.png")
+	px := make([]float32, 50*70*3)
+	for i := range px {
+		px[i] = float32(i * 7 % 256)
+	}
+	writeGoldenPNG(t, px, 50, 70, in)
+	out := filepath.Join(dir, "out.png")
+	code, _, stderr := runCLI(t, smallArgs(t, "--image", in, "--strength", "0.5", "--out", out)...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stderr, "is 70x50; resized to 64x48 (multiples of 8) as diffusers does") {
+		t.Errorf("no resize note: %q", stderr)
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := png.DecodeConfig(f)
+	f.Close()
+	if err != nil || cfg.Width != 64 || cfg.Height != 48 {
+		t.Errorf("output %dx%d, %v; want 64x48", cfg.Width, cfg.Height, err)
+	}
+	chunks, _ := imageio.ReadPNGText(out)
+	if params, _ := imageio.Lookup(chunks, imageio.ParametersKey); !strings.Contains(params, "Denoising strength: 0.5") || !strings.Contains(params, "Size: 64x48") {
+		t.Errorf("parameters %q", params)
+	}
+	code, _, stderr = runCLI(t, smallArgs(t, "--image", in, "--width", "64", "--height", "64", "--out", filepath.Join(dir, "o2.png"))...)
+	if code != 2 || !strings.Contains(stderr, "--width/--height 64x64 differ from the --image size 64x48") {
+		t.Errorf("exit %d, %q", code, stderr)
+	}
+}

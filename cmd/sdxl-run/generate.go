@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -54,6 +55,10 @@ type options struct {
 	dump                            multiString
 	dumpTo                          string
 	verifyWatermark                 string
+
+	// initShape is the --init-noise tensor's shape, checked against the
+	// latents once the model (and so the latent size) is known.
+	initShape []int
 }
 
 // optString distinguishes an absent flag from an empty value (diffusers'
@@ -597,7 +602,7 @@ func (o *options) request(seed uint64, stderr io.Writer) (sdxl.Request, error) {
 	}
 	if o.initNoise != "" {
 		var err error
-		if req.InitNoise, err = readLatents(o.initNoise); err != nil {
+		if req.InitNoise, o.initShape, err = readLatents(o.initNoise); err != nil {
 			return req, err
 		}
 	}
@@ -614,6 +619,13 @@ func (o *options) notes(p *sdxl.Pipeline, req *sdxl.Request, stderr io.Writer) e
 	w, h, err := p.ImageSize(*req)
 	if err != nil {
 		return err
+	}
+	if req.InitNoise != nil && p.Base != nil {
+		f := p.Base.VAE.ScaleFactor()
+		want := []int{req.NumImages, p.Base.UNet.InChannels(), h / f, w / f}
+		if !slices.Equal(o.initShape, want) {
+			return usageErr("--init-noise %s: tensor \"latents\" has shape %v; %d image(s) of %dx%d need %v", o.initNoise, o.initShape, req.NumImages, w, h, want)
+		}
 	}
 	if req.Watermark && w >= 256 && w*h < 256*256 {
 		fmt.Fprintf(stderr, "note: no watermark: %dx%d is too small for the invisible watermark (it needs 256x256 pixels)\n", w, h)
@@ -634,17 +646,16 @@ func (o *options) notes(p *sdxl.Pipeline, req *sdxl.Request, stderr io.Writer) e
 	return nil
 }
 
-func readLatents(path string) ([]float32, error) {
+func readLatents(path string) ([]float32, []int, error) {
 	f, err := safetensors.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer f.Close()
 	if _, ok := f.Info("latents"); !ok {
-		return nil, fmt.Errorf("%s: no tensor \"latents\" (found %s)", path, strings.Join(f.Names(), ", "))
+		return nil, nil, fmt.Errorf("%s: no tensor \"latents\" (found %s)", path, strings.Join(f.Names(), ", "))
 	}
-	d, _, err := f.Float32("latents")
-	return d, err
+	return f.Float32("latents")
 }
 
 func writeDump(path string, res *sdxl.Result, overwrite bool) error {
