@@ -337,6 +337,13 @@ func TestCLIWatermarkRules(t *testing.T) {
 	if r.Matching < 36 {
 		t.Errorf("watermark not found: %s", r)
 	}
+	// The user's way to check it: sdxl-run --verify-watermark prints the
+	// library's report.
+	code, stdout, stderr := runCLI(t, "--verify-watermark", on)
+	if code != 0 || strings.TrimSpace(stdout) != strings.TrimSpace(r.String()) {
+		t.Errorf("--verify-watermark: exit %d, %q (stderr %q); want %q", code, stdout, stderr, r.String())
+	}
+	t.Logf("--verify-watermark: %s", strings.TrimSpace(stdout))
 }
 
 // TestCLINotes: flags diffusers would ignore for this run are reported.
