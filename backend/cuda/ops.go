@@ -338,7 +338,18 @@ func (d *devState) softmaxRows(rows, L int64, x uint64, dtx tensor.DType, out ui
 		spec = maskSpecStruct(mr.rowsPerBH, mr.q0, mr.st, mr.heads)
 	}
 	a := newArgs().i64(L).ptr(x).i32(dtc(dtx)).ptr(out).i32(dtc(dto)).f32(scale).ptr(mask).i32(dtc(dtm)).raw(spec)
-	return d.rowLaunch(modNorm, "k_softmax", rows, 256, a)
+	return d.rowLaunch(modNorm, "k_softmax", rows, rowThreads(L), a)
+}
+
+// rowThreads is the block size of a one-block-per-row kernel for rows of
+// length L: about four elements per thread, in whole warps, between 64
+// threads (so that 32 resident blocks still fill an SM's 2048 threads) and
+// 256. Short rows (cross-attention's 77 keys, small LayerNorms) then do not
+// leave most of a 256-thread block idle through the block reductions.
+func rowThreads(L int64) uint32 {
+	t := (L + 3) / 4
+	t = (t + 31) / 32 * 32
+	return uint32(min(max(t, 64), 256))
 }
 
 // rowLaunch runs a kernel with one block per row (grid.x = rows).
@@ -446,7 +457,7 @@ func (b *Backend) LayerNorm(x *tensor.Tensor, weight, bias *tensor.Tensor, eps f
 			return nil
 		}
 		a := newArgs().i64(D).ptr(xp).i32(dtc(dt)).ptr(wp).i32(dtc(dtw)).ptr(bp).i32(dtc(dtb)).ptr(om.ptr).i32(dtc(dt)).f32(eps)
-		return d.rowLaunch(modNorm, "k_layernorm", rows, 256, a)
+		return d.rowLaunch(modNorm, "k_layernorm", rows, rowThreads(D), a)
 	})
 	return out
 }

@@ -97,14 +97,26 @@ __device__ __forceinline__ void offsets(i64 i, int rank, const Dims& d, i64& oa,
 __device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
 __device__ __forceinline__ float gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
 
+// warp_sum and warp_max reduce over the 32 lanes with an xor butterfly;
+// every lane gets the same result (each step adds the same two values on
+// both lanes of a pair). The emulator computes the identical butterfly
+// after a single warp barrier (shim.h) instead of five shuffles.
 __device__ __forceinline__ float warp_sum(float v) {
+#ifdef SDXL_EMU
+  return emu_warp_butterfly(v, false);
+#else
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
+#endif
 }
 
 __device__ __forceinline__ float warp_max(float v) {
+#ifdef SDXL_EMU
+  return emu_warp_butterfly(v, true);
+#else
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
+#endif
 }
 
 // block_sum and block_max reduce over the whole block (blockDim.x a multiple

@@ -15,6 +15,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <algorithm>
 #include <cstdarg>
 #include <functional>
 #include <map>
@@ -31,6 +33,7 @@ struct EmuFiber {
   uint3 tid;
   int linear;
   FiberState state;
+  int shfl_phase;  // which of the warp's two shuffle buffers the next shuffle uses
 };
 
 EmuFiber* emu_cur;
@@ -38,12 +41,16 @@ uint3 emu_blockIdx;
 dim3 emu_blockDim, emu_gridDim;
 static void* sched_sp;
 static const char* cur_kernel = "";
-static std::vector<uint64_t> warp_slots;
+static std::vector<uint64_t> warp_slots;  // two buffers of kSlots slots per warp
+static const size_t kSlots = 64;
+static int block_warps;
 static std::function<void()> cur_body;
 
-// emu_switch saves the callee-saved registers and the FPU control words on
-// the current stack, stores the stack pointer in *save and resumes the
-// context whose stack pointer is to.
+// emu_switch saves the callee-saved general registers on the current
+// stack, stores the stack pointer in *save and resumes the context whose
+// stack pointer is to. The SSE and x87 control words are shared by every
+// fiber (no kernel changes the rounding mode), so they are not switched:
+// ldmxcsr and fldcw would cost more than the rest of the switch.
 extern "C" void emu_switch(void** save, void* to);
 asm(R"(
 .text
@@ -56,14 +63,8 @@ emu_switch:
     pushq %r13
     pushq %r14
     pushq %r15
-    subq $8, %rsp
-    stmxcsr (%rsp)
-    fnstcw 4(%rsp)
     movq %rsp, (%rdi)
     movq %rsi, %rsp
-    ldmxcsr (%rsp)
-    fldcw 4(%rsp)
-    addq $8, %rsp
     popq %r15
     popq %r14
     popq %r13
@@ -90,22 +91,51 @@ void emu_fail(const char* fmt, ...) {
 
 uint3& emu_tid() { return emu_cur->tid; }
 int emu_linear_tid() { return emu_cur->linear; }
-uint64_t* emu_warp_slots(int warp) { return &warp_slots[(size_t)warp * 32]; }
+// emu_shfl_slots returns the shuffle buffer of the calling lane's warp for
+// its next shuffle. Consecutive shuffles alternate between two buffers, so
+// a shuffle needs one warp barrier instead of two: a buffer is written
+// again only two shuffles later, after a barrier that every lane reaches
+// only once it has read the buffer.
+uint64_t* emu_shfl_slots(int warp) {
+  const int ph = emu_cur->shfl_phase;
+  emu_cur->shfl_phase ^= 1;
+  return &warp_slots[((size_t)ph * block_warps + warp) * kSlots];
+}
 
-static void yield_to_scheduler() { emu_switch(&emu_cur->sp, sched_sp); }
+static std::vector<EmuFiber> fibers;
+
+// The lanes of the running warp, in this pass's order, and the position
+// of the running one: a lane that stops (at a barrier or at its end)
+// switches straight to the next lane that can run, and the last one back
+// to the scheduler, so a warp barrier costs one switch per lane.
+static std::vector<int> lane_order;
+static size_t lane_pos;
+
+static void stop_and_switch() {
+  EmuFiber* me = emu_cur;
+  while (++lane_pos < lane_order.size()) {
+    EmuFiber* f = &fibers[lane_order[lane_pos]];
+    if (f->state == RUN) {
+      emu_cur = f;
+      emu_switch(&me->sp, f->sp);
+      return;
+    }
+  }
+  emu_switch(&me->sp, sched_sp);
+}
 void emu_barrier_block() {
   emu_cur->state = WAIT_BLOCK;
-  yield_to_scheduler();
+  stop_and_switch();
 }
 void emu_barrier_warp() {
   emu_cur->state = WAIT_WARP;
-  yield_to_scheduler();
+  stop_and_switch();
 }
 
 static void fiber_main() {
   cur_body();
   emu_cur->state = DONE;
-  yield_to_scheduler();
+  stop_and_switch();
   emu_fail("a finished fiber was resumed");
 }
 
@@ -120,7 +150,6 @@ static uint64_t rng() {
 
 static const size_t kStack = 256 << 10;
 static std::vector<char*> stacks;
-static std::vector<EmuFiber> fibers;
 
 static void* fresh_stack(int i) {
   while ((int)stacks.size() <= i) {
@@ -130,16 +159,50 @@ static void* fresh_stack(int i) {
     mprotect(s, page, PROT_NONE);  // stack overflow guard
     stacks.push_back(s + page);
   }
-  uintptr_t top = ((uintptr_t)stacks[i] + kStack) & ~(uintptr_t)15;
+  // The stacks are page aligned, so their tops would all fall in the same
+  // L1 cache set and evict each other at every switch; staggering them by
+  // a cache line per fiber spreads them over the 64 sets.
+  uintptr_t top = ((uintptr_t)stacks[i] + kStack - (uintptr_t)(i % 64) * 64) & ~(uintptr_t)15;
   uint64_t* sp = (uint64_t*)top;
   *--sp = 0;                       // padding: the return address slot must be 16-byte aligned
   *--sp = (uint64_t)&fiber_main;   // "returned" to by the first switch
   for (int r = 0; r < 6; ++r) *--sp = 0;  // rbp rbx r12 r13 r14 r15
-  *--sp = 0x1f80ull | (0x37full << 32);   // default MXCSR, x87 control word
   return sp;
 }
 
+// run_lanes runs every runnable lane of lane_order once, each up to its
+// next barrier or its end.
+static void run_lanes() {
+  for (lane_pos = 0; lane_pos < lane_order.size(); ++lane_pos) {
+    EmuFiber* f = &fibers[lane_order[lane_pos]];
+    if (f->state == RUN) {
+      emu_cur = f;
+      emu_switch(&sched_sp, f->sp);
+      break;
+    }
+  }
+  emu_cur = nullptr;
+}
+
+// order_fill sets order to lo .. hi-1 in the scheduling order of EMU_ORDER.
+static void order_fill(std::vector<int>& order, int lo, int hi) {
+  order.resize(hi - lo);
+  const int n = hi - lo;
+  for (int i = 0; i < n; ++i) order[i] = order_mode == 2 ? hi - 1 - i : lo + i;
+  if (order_mode == 1) {
+    for (int i = n - 1; i > 0; --i) std::swap(order[i], order[rng() % (i + 1)]);
+  }
+}
+
 // run_block executes one block to completion, switching fibers at barriers.
+// It runs one warp at a time up to the next __syncthreads (or the end):
+// the warp's lanes run to their next barrier, and while all of them wait
+// at a warp barrier (shuffle, __syncwarp, WMMA) they are released and run
+// again. Then the next warp runs, and once every thread waits at
+// __syncthreads the block is released. EMU_ORDER=shuffle runs the warps and
+// the lanes between two barriers in a random order (reverse: backwards), so
+// a missing barrier that the natural order happens to satisfy still shows
+// up.
 static void run_block(int n) {
   for (int i = 0; i < n; ++i) {
     EmuFiber& f = fibers[i];
@@ -147,50 +210,37 @@ static void run_block(int n) {
     f.tid = uint3{(unsigned)(i % emu_blockDim.x), (unsigned)(i / emu_blockDim.x % emu_blockDim.y),
                   (unsigned)(i / (emu_blockDim.x * emu_blockDim.y))};
     f.state = RUN;
+    f.shfl_phase = 0;
     f.sp = fresh_stack(i);
   }
   const int nwarps = (n + 31) / 32;
-  std::vector<int> order(n);
-  for (int i = 0; i < n; ++i) order[i] = i;
+  std::vector<int> worder;
   for (;;) {
-    // EMU_ORDER=shuffle runs the threads between two barriers in a random
-    // order (reverse: backwards), so a missing barrier that the natural
-    // order happens to satisfy still shows up.
-    if (order_mode == 1) {
-      for (int i = n - 1; i > 0; --i) std::swap(order[i], order[rng() % (i + 1)]);
-    } else if (order_mode == 2) {
-      for (int i = 0; i < n; ++i) order[i] = n - 1 - i;
+    order_fill(worder, 0, nwarps);
+    for (int w : worder) {
+      const int lo = w * 32, hi = lo + 32 < n ? lo + 32 : n;
+      for (;;) {
+        order_fill(lane_order, lo, hi);
+        run_lanes();
+        int waiting = 0, exited = 0;
+        for (int i = lo; i < hi; ++i) {
+          waiting += fibers[i].state == WAIT_WARP;
+          exited += fibers[i].state == DONE;
+        }
+        if (waiting == 0) break;
+        if (waiting != hi - lo) {
+          emu_fail("warp %d: %d lanes at a warp barrier (shuffle, __syncwarp or wmma), %d exited, %d at __syncthreads",
+                   w, waiting, exited, hi - lo - waiting - exited);
+        }
+        for (int i = lo; i < hi; ++i) fibers[i].state = RUN;
+      }
     }
-    for (int k = 0; k < n; ++k) {
-      const int i = order[k];
-      if (fibers[i].state != RUN) continue;
-      emu_cur = &fibers[i];
-      emu_switch(&sched_sp, fibers[i].sp);
-    }
-    emu_cur = nullptr;
     int done = 0, block = 0;
     for (int i = 0; i < n; ++i) {
       done += fibers[i].state == DONE;
       block += fibers[i].state == WAIT_BLOCK;
     }
     if (done == n) return;
-    bool released = false;
-    for (int w = 0; w < nwarps; ++w) {
-      const int lo = w * 32, hi = lo + 32 < n ? lo + 32 : n;
-      int waiting = 0, exited = 0;
-      for (int i = lo; i < hi; ++i) {
-        waiting += fibers[i].state == WAIT_WARP;
-        exited += fibers[i].state == DONE;
-      }
-      if (waiting == 0) continue;
-      if (waiting != hi - lo) {
-        emu_fail("warp %d: %d lanes at a warp barrier (shuffle, __syncwarp or wmma), %d exited, %d at __syncthreads",
-                 w, waiting, exited, hi - lo - waiting - exited);
-      }
-      for (int i = lo; i < hi; ++i) fibers[i].state = RUN;
-      released = true;
-    }
-    if (released) continue;
     if (block == n) {
       for (int i = 0; i < n; ++i) fibers[i].state = RUN;
       continue;
@@ -345,6 +395,35 @@ static int run_gemm(const Gemm& g) {
   return 0;
 }
 
+// ---- profile -------------------------------------------------------------
+
+// EMU_PROFILE=FILE writes, when the emulator quits, the launches, threads
+// and seconds spent per kernel (and in GEMMs): where an emulated test
+// spends its time.
+struct ProfEntry {
+  uint64_t calls = 0, threads = 0;
+  double seconds = 0;
+};
+static std::map<std::string, ProfEntry> profile;
+static const char* profile_path;
+static double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+static void write_profile() {
+  if (!profile_path) return;
+  FILE* f = std::fopen(profile_path, "w");
+  if (!f) return;
+  std::vector<std::pair<double, std::string>> by;
+  for (auto& e : profile) by.push_back({e.second.seconds, e.first});
+  std::sort(by.rbegin(), by.rend());
+  for (auto& b : by) {
+    const ProfEntry& e = profile[b.second];
+    std::fprintf(f, "%-28s %8llu launches %12llu threads %9.3f s\n", b.second.c_str(), (unsigned long long)e.calls,
+                 (unsigned long long)e.threads, e.seconds);
+  }
+  std::fclose(f);
+}
+
 // ---- protocol ------------------------------------------------------------
 
 static void rd(void* p, size_t n) {
@@ -392,6 +471,8 @@ int main() {
   sigaction(SIGSEGV, &sa, nullptr);
   sigaction(SIGBUS, &sa, nullptr);
   register_kernels();
+  profile_path = std::getenv("EMU_PROFILE");
+  if (profile_path && !*profile_path) profile_path = nullptr;
   if (const char* o = std::getenv("EMU_ORDER")) {
     order_mode = std::strcmp(o, "shuffle") == 0 ? 1 : std::strcmp(o, "reverse") == 0 ? 2 : 0;
   }
@@ -488,10 +569,12 @@ int main() {
         emu_blockDim = block;
         emu_gridDim = grid;
         fibers.resize(threads);
-        warp_slots.assign(((threads + 31) / 32) * 32, 0);
+        block_warps = (int)((threads + 31) / 32);
+        warp_slots.assign((size_t)2 * block_warps * kSlots, 0);
         auto& call = it->second.first.call;
         void** pp = params.data();
         cur_body = [&call, pp] { call(pp); };
+        const double t0 = profile_path ? now_s() : 0;
         for (unsigned z = 0; z < grid.z; ++z)
           for (unsigned y = 0; y < grid.y; ++y)
             for (unsigned x = 0; x < grid.x; ++x) {
@@ -499,6 +582,12 @@ int main() {
               run_block((int)threads);
             }
         cur_kernel = "";
+        if (profile_path) {
+          ProfEntry& pe = profile[name];
+          pe.calls++;
+          pe.threads += threads * grid.x * grid.y * grid.z;
+          pe.seconds += now_s() - t0;
+        }
         reply(0);
         break;
       }
@@ -525,11 +614,19 @@ int main() {
         g.sc = rd<int64_t>();
         g.batch = rd<int32_t>();
         g.compute = rd<int32_t>();
+        const double t0 = profile_path ? now_s() : 0;
         const int r = run_gemm(g);
+        if (profile_path) {
+          ProfEntry& pe = profile["(gemm)"];
+          pe.calls++;
+          pe.threads += (uint64_t)g.m * g.n * g.batch;
+          pe.seconds += now_s() - t0;
+        }
         reply(r, gemm_err);
         break;
       }
       case 'Q':
+        write_profile();
         return 0;
       default:
         std::fprintf(stderr, "emu: unknown request %d\n", op);

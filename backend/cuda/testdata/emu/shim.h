@@ -39,7 +39,7 @@ uint3& emu_tid();
 int emu_linear_tid();
 void emu_barrier_block();
 void emu_barrier_warp();
-uint64_t* emu_warp_slots(int warp);
+uint64_t* emu_shfl_slots(int warp);
 [[noreturn]] void emu_fail(const char* fmt, ...);
 
 #define threadIdx (emu_tid())
@@ -57,13 +57,12 @@ template <class T>
 inline T emu_shfl(T v, int src) {
   static_assert(sizeof(T) <= 8, "shuffle of a wide type");
   const int lt = emu_linear_tid();
-  uint64_t* slots = emu_warp_slots(lt / 32);
+  uint64_t* slots = emu_shfl_slots(lt / 32);
   uint64_t bits = 0;
   std::memcpy(&bits, &v, sizeof(T));
   slots[lt % 32] = bits;
   emu_barrier_warp();
   uint64_t got = slots[src & 31];
-  emu_barrier_warp();
   T r;
   std::memcpy(&r, &got, sizeof(T));
   return r;
@@ -77,6 +76,40 @@ template <class T>
 inline T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
   if (mask != 0xffffffffu || width != 32) emu_fail("__shfl_sync with mask %#x width %d", mask, width);
   return emu_shfl(v, src);
+}
+
+// emu_warp_butterfly is warp_sum (max false) or warp_max (max true) of
+// prelude.cuh with one warp barrier instead of five shuffles: every lane
+// publishes its value; after the barrier the first lane to run replays the
+// xor butterfly (o = 16, 8, 4, 2, 1) over the 32 values and leaves the
+// result for the others. Every lane of the butterfly ends with the same
+// value (each step combines the same two values on both lanes of a pair,
+// and + and fmaxf are commutative), which is lane 0's: halving t[l] op
+// t[l + o] for l < o, with the operands in the shuffle version's order.
+inline float emu_warp_butterfly(float v, bool max) {
+  const int lt = emu_linear_tid();
+  uint64_t* slots = emu_shfl_slots(lt / 32);  // 32 values, a done flag, the result
+  uint32_t bits;
+  std::memcpy(&bits, &v, 4);
+  slots[lt % 32] = bits;
+  slots[32] = 0;
+  emu_barrier_warp();
+  if (!slots[32]) {
+    float t[32];
+    for (int l = 0; l < 32; ++l) {
+      const uint32_t b = (uint32_t)slots[l];
+      std::memcpy(&t[l], &b, 4);
+    }
+    for (int o = 16; o > 0; o >>= 1)
+      for (int l = 0; l < o; ++l) t[l] = max ? std::fmax(t[l], t[l + o]) : t[l] + t[l + o];
+    std::memcpy(&bits, &t[0], 4);
+    slots[33] = bits;
+    slots[32] = 1;
+  }
+  const uint32_t r = (uint32_t)slots[33];
+  float f;
+  std::memcpy(&f, &r, 4);
+  return f;
 }
 
 inline float __int_as_float(int i) {
