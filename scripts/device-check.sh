@@ -18,7 +18,9 @@
 #                    the GPU (twice: pooled, and exact allocations with a
 #                    sync after every op), attention paths (flash, generic,
 #                    GEMM) against the CPU backend, chunked paths, failure
-#                    handling, memory accounting
+#                    handling, memory accounting, the tiny and small golden
+#                    pipelines in f32 and f16, torch's CUDA randn streams
+#                    bit for bit
 #   cuda-bench.log   benchmarks: MatMul 4096x1280x1280, SDXL attention
 #                    shapes per implementation, Conv2D, GroupNorm+SiLU, op
 #                    overhead (TFLOP/s, TB/s, us/op, peak MiB)
@@ -90,20 +92,20 @@ if [ ! -x "$BIN/cuda.test" ]; then
 	log "FAIL: $BIN/cuda.test missing (build it with scripts/device-build.sh)"
 	STATUS=1
 else
-	# The test binary runs in a scratch folder: it needs no files.
-	WORK=$(mktemp -d)
+	# The test binary runs in the package folder, as go test does: the
+	# golden pipelines and torch's CUDA noise streams are read from the
+	# working tree's testdata/ (and the bundled small model).
 	T=$(left 150)
 	log "== tests (limit ${T}s)"
-	(cd "$WORK" && timeout -k 10 "$T" "$BIN/cuda.test" -test.v -test.timeout "$((T - 5))s" -test.run 'Test') \
-		>"$OUTDIR/cuda-test.log" 2>&1
+	(cd "$ROOT/backend/cuda" && SDXL_GOLDEN=${SDXL_GOLDEN:-$ROOT/testdata/golden} timeout -k 10 "$T" \
+		"$BIN/cuda.test" -test.v -test.timeout "$((T - 5))s" -test.run 'Test') >"$OUTDIR/cuda-test.log" 2>&1
 	rc=$?
 	log "cuda.test: exit $rc, $(count "$OUTDIR/cuda-test.log") ($(elapsed)s elapsed)"
 	grep -E 'cuda_test.go:[0-9]+: (device|driver|libraries|include|flash)' "$OUTDIR/cuda-test.log" | sed 's/^ */  /' | tee -a "$SUMMARY"
 	grep -E '^\s*--- (FAIL|SKIP)' "$OUTDIR/cuda-test.log" | head -40 | tee -a "$SUMMARY"
 	grep -E 'panic:|fatal error:|CUDA unavailable|CUDA_ERROR|CUBLAS_STATUS|NVRTC_ERROR' "$OUTDIR/cuda-test.log" | head -20 | tee -a "$SUMMARY"
 	[ "$rc" -eq 0 ] || STATUS=1
-
-	rm -rf "$WORK"
+	grep -E 'TestTorchRandnGolden|random_test.go:[0-9]+: .*(bit-exact|differ|mode)' "$OUTDIR/cuda-test.log" | head -20 | sed 's/^ */  /' | tee -a "$SUMMARY"
 fi
 
 if [ -x "$BIN/cli.test" ]; then

@@ -51,6 +51,7 @@ type driverAPI struct {
 // cuda.h enum values used.
 const (
 	cuDevAttrMultiprocessorCount = 16 // CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT
+	cuDevAttrMaxThreadsPerSM     = 39 // CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR
 	cuDevAttrCCMajor             = 75 // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
 	cuDevAttrCCMinor             = 76 // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR
 	cuStreamDefault              = 0  // CU_STREAM_DEFAULT

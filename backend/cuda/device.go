@@ -8,6 +8,7 @@ type DeviceInfo struct {
 	Ordinal          int      // the device number given to New
 	Major, Minor     int      // compute capability
 	SMs              int      // streaming multiprocessors
+	MaxThreadsPerSM  int      // resident threads per multiprocessor (2048 on sm_80 and sm_90)
 	TotalMemory      int64    // bytes
 	DriverVersion    int      // e.g. 13000 for CUDA 13.0
 	NVRTCVersion     [2]int   // major, minor

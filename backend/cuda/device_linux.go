@@ -75,10 +75,11 @@ func openCUDA(ordinal int, o Options) (_ device, err error) {
 		err := drv.check("cuDeviceGetAttribute", drv.cuDeviceGetAttribute(&v, a, c.dev))
 		return int(v), err
 	}
-	var errs [3]error
+	var errs [4]error
 	inf.Major, errs[0] = attr(cuDevAttrCCMajor)
 	inf.Minor, errs[1] = attr(cuDevAttrCCMinor)
 	inf.SMs, errs[2] = attr(cuDevAttrMultiprocessorCount)
+	inf.MaxThreadsPerSM, errs[3] = attr(cuDevAttrMaxThreadsPerSM)
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, err
 	}

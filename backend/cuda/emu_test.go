@@ -131,6 +131,7 @@ type emuDevice struct {
 	r        *bufio.Reader
 	stderr   *bytes.Buffer
 	launches int // kernel launches so far
+	sms      int // the multiprocessor count it reports (2 unless a test asks for another)
 }
 
 // openEmu starts an emulator; order is its thread scheduling order
@@ -146,7 +147,7 @@ func openEmu(bin string, order string) (device, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &emuDevice{cmd: cmd, w: bufio.NewWriterSize(stdin, 1<<16), r: bufio.NewReaderSize(stdout, 1<<16), stderr: &bytes.Buffer{}}
+	e := &emuDevice{cmd: cmd, w: bufio.NewWriterSize(stdin, 1<<16), r: bufio.NewReaderSize(stdout, 1<<16), stderr: &bytes.Buffer{}, sms: 2}
 	cmd.Stderr = e.stderr
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -155,7 +156,7 @@ func openEmu(bin string, order string) (device, error) {
 }
 
 func (e *emuDevice) info() DeviceInfo {
-	return DeviceInfo{Name: "emulator", Major: 9, Minor: 0, SMs: 2, TotalMemory: 1 << 31, DriverVersion: 13000}
+	return DeviceInfo{Name: "emulator", Major: 9, Minor: 0, SMs: e.sms, MaxThreadsPerSM: 2048, TotalMemory: 1 << 31, DriverVersion: 13000}
 }
 
 func (e *emuDevice) put(vs ...any) {

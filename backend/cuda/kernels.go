@@ -26,6 +26,9 @@ var attentionSrc string
 //go:embed kernels/flash.cu
 var flashSrc string
 
+//go:embed kernels/random.cu
+var randomSrc string
+
 // kernelModule is one NVRTC compilation unit. Its fields never change
 // after initialisation; compiled code is cached per device, not here.
 type kernelModule struct {
@@ -54,10 +57,11 @@ var (
 	modNorm        = &kernelModule{name: "norm", body: normSrc}
 	modAttention   = &kernelModule{name: "attention", body: attentionSrc}
 	modFlash       = &kernelModule{name: "flash", headers: []string{"mma.h"}, body: flashSrc}
+	modRandom      = &kernelModule{name: "random", body: randomSrc}
 )
 
 // allModules lists every module (the emulator test builds them all).
-var allModules = []*kernelModule{modElementwise, modNorm, modAttention, modFlash}
+var allModules = []*kernelModule{modElementwise, modNorm, modAttention, modFlash, modRandom}
 
 // Op codes shared with the kernels (elementwise.cu).
 const (

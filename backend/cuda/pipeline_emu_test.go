@@ -31,7 +31,8 @@ import (
 //
 // By default (not -short) a few runs cover every model, both dtypes and
 // both attention implementations the sizes reach; SDXL_CUDA_EMU_LONG=1 runs
-// every tiny and small scenario in both dtypes (minutes).
+// every tiny and small scenario in both dtypes (minutes), as TestPipelines
+// does on a GPU.
 
 const pipeF16Tol = 2e-2
 
@@ -64,51 +65,75 @@ func TestEmulatedPipelines(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short: the emulated pipelines take tens of seconds")
 	}
-	type run struct {
-		tiny       string // a tinyCases name, or
-		small      string // a small scenario name
-		dt         tensor.DType
-		attention  string
-		defaultRun bool
-	}
-	var runs []run
-	// Default: the small base end to end (both text encoders, auto
-	// attention: the generic kernel) in both dtypes, and the tiny refiner's
-	// img2img (VAE encode, aesthetic conditioning) with GEMM attention.
-	for _, c := range tinyCases {
-		runs = append(runs, run{tiny: c.name, dt: tensor.F32, attention: attnGEMM, defaultRun: c.name == "img2img_refiner"})
-		runs = append(runs, run{tiny: c.name, dt: tensor.F32, attention: "auto"})
-		if !c.noise {
-			runs = append(runs, run{tiny: c.name, dt: tensor.F16, attention: attnGEMM})
-		}
-	}
-	for _, name := range []string{"astro_euler", "astro_dpmpp_karras_wide", "lion_euler_a", "lion_heun_tall",
-		"ensemble_lion", "refine_astro", "compel_lion_weighted", "compel_anime_long"} {
-		runs = append(runs, run{small: name, dt: tensor.F32, attention: "auto", defaultRun: name == "astro_euler"})
-		if smallF16[name] {
-			runs = append(runs, run{small: name, dt: tensor.F16, attention: "auto", defaultRun: name == "astro_euler"})
-		}
-	}
 	long := emuLong()
 	if !long {
 		t.Log("SDXL_CUDA_EMU_LONG=1 runs every tiny and small scenario (minutes)")
 	}
-	models := map[string]*emuModels{}
-	for _, r := range runs {
-		if !r.defaultRun && !long {
-			continue
+	testPipelines(t, func(t *testing.T, o Options) *Backend { return newEmuBackend(t, o) }, long)
+}
+
+// TestPipelines (GPU) runs every tiny and small scenario on the device.
+func TestPipelines(t *testing.T) { testPipelines(t, gpuOpener, true) }
+
+// pipelineRun is one scenario in one storage dtype with one attention
+// implementation.
+type pipelineRun struct {
+	tiny       string // a tinyCases name, or
+	small      string // a small scenario name
+	dt         tensor.DType
+	attention  string
+	defaultRun bool // part of the short emulated selection
+}
+
+func (r pipelineRun) backendKey() string { return fmt.Sprint(r.dt, "/", r.attention) }
+
+// pipelineRuns lists the scenarios. The default emulated selection is the
+// small base end to end (both text encoders, auto attention: the generic
+// kernel) in both dtypes, and the tiny refiner's img2img (VAE encode,
+// aesthetic conditioning) with GEMM attention.
+func pipelineRuns() []pipelineRun {
+	var runs []pipelineRun
+	for _, c := range tinyCases {
+		runs = append(runs, pipelineRun{tiny: c.name, dt: tensor.F32, attention: attnGEMM, defaultRun: c.name == "img2img_refiner"})
+		runs = append(runs, pipelineRun{tiny: c.name, dt: tensor.F32, attention: "auto"})
+		if !c.noise {
+			runs = append(runs, pipelineRun{tiny: c.name, dt: tensor.F16, attention: attnGEMM})
+			runs = append(runs, pipelineRun{tiny: c.name, dt: tensor.F16, attention: "auto"})
 		}
+	}
+	for _, name := range []string{"astro_euler", "astro_dpmpp_karras_wide", "lion_euler_a", "lion_heun_tall",
+		"ensemble_lion", "refine_astro", "compel_lion_weighted", "compel_anime_long"} {
+		runs = append(runs, pipelineRun{small: name, dt: tensor.F32, attention: "auto", defaultRun: name == "astro_euler"})
+		if smallF16[name] {
+			runs = append(runs, pipelineRun{small: name, dt: tensor.F16, attention: "auto", defaultRun: name == "astro_euler"})
+		}
+	}
+	return runs
+}
+
+// testPipelines runs the scenarios (all, or the default selection) on
+// backends from open, one per dtype and attention implementation, shared by
+// the scenarios with the models they load.
+func testPipelines(t *testing.T, open newBackendFunc, all bool) {
+	var runs []pipelineRun
+	for _, r := range pipelineRuns() {
+		if all || r.defaultRun {
+			runs = append(runs, r)
+		}
+	}
+	models := map[string]*pipeModels{}
+	for _, r := range runs {
+		if models[r.backendKey()] == nil {
+			models[r.backendKey()] = &pipeModels{b: open(t, Options{Attention: r.attention}), dt: r.dt}
+		}
+	}
+	for _, r := range runs {
 		name := r.tiny
 		if name == "" {
 			name = "small_" + r.small
 		}
 		t.Run(fmt.Sprintf("%s/%v/%s", name, r.dt, r.attention), func(t *testing.T) {
-			key := fmt.Sprint(r.dt, r.attention)
-			m := models[key]
-			if m == nil {
-				m = &emuModels{b: newEmuBackendKeep(t, Options{Attention: r.attention}), dt: r.dt}
-				models[key] = m
-			}
+			m := models[r.backendKey()]
 			if r.tiny != "" {
 				runTiny(t, m, r.tiny)
 			} else {
@@ -116,33 +141,16 @@ func TestEmulatedPipelines(t *testing.T) {
 			}
 		})
 	}
-	for _, m := range models {
-		if err := m.b.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	}
 }
 
-// newEmuBackendKeep is newEmuBackend for a backend shared by subtests: the
-// caller closes it.
-func newEmuBackendKeep(t *testing.T, o Options) *Backend {
-	t.Helper()
-	bin := emuBinary(t)
-	b, err := newBackend("emu", o, func() (device, error) { return openEmu(bin, "") })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// emuModels are the models loaded on one emulated backend, by path.
-type emuModels struct {
+// pipeModels are the models loaded on one backend, by path.
+type pipeModels struct {
 	b      *Backend
 	dt     tensor.DType
 	loaded map[string]*sdxl.Model
 }
 
-func (m *emuModels) model(t *testing.T, rel string) *sdxl.Model {
+func (m *pipeModels) model(t *testing.T, rel string) *sdxl.Model {
 	t.Helper()
 	if mm, ok := m.loaded[rel]; ok {
 		return mm
@@ -162,7 +170,7 @@ func (m *emuModels) model(t *testing.T, rel string) *sdxl.Model {
 // generate runs one request and checks the backend afterwards: no recorded
 // failure, and every tensor of the run freed (device memory in use back to
 // what the loaded weights hold, without help from the garbage collector).
-func (m *emuModels) generate(t *testing.T, p *sdxl.Pipeline, req sdxl.Request) *sdxl.Result {
+func (m *pipeModels) generate(t *testing.T, p *sdxl.Pipeline, req sdxl.Request) *sdxl.Result {
 	t.Helper()
 	b := m.b
 	if err := b.Sync(); err != nil {
@@ -179,7 +187,7 @@ func (m *emuModels) generate(t *testing.T, p *sdxl.Pipeline, req sdxl.Request) *
 		t.Fatalf("backend failure: %v", err)
 	}
 	ms := b.MemStats()
-	t.Logf("%v on the emulator; peak %.1f MiB reserved", time.Since(start).Round(time.Millisecond), float64(ms.PeakReserved)/(1<<20))
+	t.Logf("%v on %s; peak %.1f MiB reserved", time.Since(start).Round(time.Millisecond), b.Info().Name, float64(ms.PeakReserved)/(1<<20))
 	if ms.InUse != before {
 		t.Errorf("device memory in use went from %d to %d bytes over the run: tensors left to the garbage collector", before, ms.InUse)
 	}
@@ -251,7 +259,7 @@ func checkTiny(t *testing.T, f *golden.File, prefix string, res *sdxl.Result, to
 
 // runTiny runs a pipeline of tiny/goldens exactly as sdxl's
 // TestTinyPipelines does (precomputed embeddings and initial latents).
-func runTiny(t *testing.T, m *emuModels, name string) {
+func runTiny(t *testing.T, m *pipeModels, name string) {
 	tl := tol(m.dt, 1e-4)
 	f := golden.Open(t, "tiny/goldens/pipe_"+name+".safetensors")
 	base := func() *sdxl.Model { return m.model(t, "tiny/models/sdxl-tiny-base") }
@@ -309,7 +317,7 @@ func runTiny(t *testing.T, m *emuModels, name string) {
 // runSmall runs a scenario of small/index.json from its prompt, as sdxl's
 // TestSmallPipelines does, and checks every step's latents, the final
 // latents and the 8-bit image.
-func runSmall(t *testing.T, m *emuModels, name string) {
+func runSmall(t *testing.T, m *pipeModels, name string) {
 	sc, ok := golden.SmallScenarios(t)[name]
 	if !ok {
 		t.Fatalf("scenario %s missing from small/index.json", name)

@@ -127,6 +127,25 @@ inline unsigned __float_as_uint(float f) {
   std::memcpy(&u, &f, 4);
   return u;
 }
+// __sincosf is the GPU's intrinsic: the angle is scaled by the float 1/(2*pi)
+// with a multiply rounded toward zero, and the special function unit
+// evaluates sin and cos of 2*pi times that (with an absolute error below
+// 2^-21.4). The emulator evaluates them in double and rounds once, like
+// sched/torchrand's CUDA generator, so it matches that to the last bit and
+// the GPU to about 1e-6.
+inline void __sincosf(float x, float* s, float* c) {
+  const double p = (double)x * (double)0.15915494f;  // exact: 24 + 24 bits
+  float r = (float)p;
+  if (std::fabs((double)r) > std::fabs(p)) r = std::nextafter(r, 0.0f);
+  const double a = 6.283185307179586 * (double)r;
+  *s = (float)std::sin(a);
+  *c = (float)std::cos(a);
+}
+
+inline float __logf(float x) { return std::log(x); }
+inline float __fmul_rn(float a, float b) { return a * b; }  // g++ -std=c++17 does not contract
+inline float __fadd_rn(float a, float b) { return a + b; }
+
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
 
