@@ -3,8 +3,10 @@ package cuda
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -92,6 +94,11 @@ type Backend struct {
 	stageElems     int   // FromFloat32/ToFloat32 conversion chunk (elements)
 	convChunkBytes int64 // im2col buffer per Conv2D chunk
 	attnChunkBytes int64 // score + probability buffers per GEMM-attention chunk
+	gnTargetBlocks int64 // split GroupNorm: blocks to aim for (0: gnBlocksPerSM per SM)
+	gnMinChunk     int64 // split GroupNorm: fewest elements per part (0: gnMinChunk)
+	// forceWide makes the elementwise kernels index in 64 bits even below
+	// 2^32 elements (tests: the wide path is otherwise unreachable).
+	forceWide bool
 }
 
 var (
@@ -516,6 +523,15 @@ func (d *devState) launch1D(m *kernelModule, name string, n int64, a *kargs) err
 	return d.dev.launch(m, name, [3]uint32{uint32(grid), 1, 1}, [3]uint32{block, 1, 1}, a)
 }
 
+// wide is the kernels' wide flag for an index space of n elements: 1 when
+// 32-bit index arithmetic cannot split it (or force is set), else 0.
+func wide(n int64, force bool) int {
+	if force || n > math.MaxUint32 {
+		return 1
+	}
+	return 0
+}
+
 // offset returns the address of element i of a tensor of dtype dt at p.
 func offset(p uint64, i int64, dt tensor.DType) uint64 { return p + uint64(i)*uint64(dt.Size()) }
 
@@ -545,19 +561,30 @@ func f32Bytes(s []float32) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(&s[0])), len(s)*4)
 }
 
+// asyncUploadElems is the largest FromFloat32 that is copied on the host
+// and queued without waiting (1 MiB of float32): small uploads in the
+// middle of a forward pass (timestep embeddings, masks) then do not stall
+// the caller until the device thread has issued every queued op. Larger
+// ones (weights) are read in place, waiting, to spare the host a copy.
+const asyncUploadElems = 1 << 18
+
 // FromFloat32 implements tensor.Backend. F32 data is copied as is; F16 and
 // BF16 data is converted on the device (round to nearest even), chunk by
 // chunk through a float32 staging buffer. The call returns once the host
-// data has been read.
+// data has been read (copied, for small data).
 func (b *Backend) FromFloat32(dt tensor.DType, shape tensor.Shape, data []float32) *tensor.Tensor {
 	if len(data) != shape.Numel() {
 		panic(fmt.Sprintf("cuda: FromFloat32: %d values for shape %v (%d elements)", len(data), shape, shape.Numel()))
 	}
 	out, om := b.newTensor(dt, shape)
 	stage := b.stageElems
-	// The error is recorded by the backend (Err); the tensor is returned
-	// regardless, as for every op.
-	_ = b.call(task{op: "FromFloat32", shape: shape, dt: dt, fn: func(d *devState) error {
+	t := task{op: "FromFloat32", shape: shape, dt: dt}
+	if len(data) <= asyncUploadElems {
+		data = slices.Clone(data)
+	} else {
+		t.done = make(chan error, 1)
+	}
+	t.fn = func(d *devState) error {
 		if err := d.alloc(om); err != nil || len(data) == 0 {
 			return err
 		}
@@ -581,7 +608,16 @@ func (b *Backend) FromFloat32(dt tensor.DType, shape tensor.Shape, data []float3
 			}
 		}
 		return nil
-	}})
+	}
+	b.submit(t)
+	if t.done != nil {
+		// The error is recorded by the backend (Err); the tensor is
+		// returned regardless, as for every op.
+		select {
+		case <-t.done:
+		case <-b.stopped:
+		}
+	}
 	return out
 }
 

@@ -67,12 +67,15 @@ func TestConformance(t *testing.T) {
 }
 
 // TestConformanceDebug runs it again with exact allocations and a sync
-// after every op (a kernel fault is then reported with its op).
+// after every op (a kernel fault is then reported with its op), and with
+// the elementwise kernels' 64-bit index path.
 func TestConformanceDebug(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short")
 	}
-	backendtest.RunAll(t, newGPU(t, Options{ExactAllocations: true, SyncEveryOp: true}))
+	b := newGPU(t, Options{ExactAllocations: true, SyncEveryOp: true})
+	b.forceWide = true
+	backendtest.RunAll(t, b)
 }
 
 func TestAttentionPaths(t *testing.T) { testAttentionPaths(t, gpuOpener, true) }

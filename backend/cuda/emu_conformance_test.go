@@ -9,7 +9,9 @@ import (
 // TestEmulatedConformance runs the conformance suite against the backend
 // on the kernel emulator, with exact allocations (an out-of-bounds access
 // hits a guard page), with threads scheduled in a random order, and with
-// the pool (freed NaN-filled blocks are reused, so unwritten outputs show).
+// the pool (freed NaN-filled blocks are reused, so unwritten outputs show)
+// and 64-bit index arithmetic in the elementwise kernels (the path for
+// tensors of 2^32 elements or more).
 func TestEmulatedConformance(t *testing.T) {
 	t.Run("exact", func(t *testing.T) {
 		backendtest.RunAll(t, newEmuBackend(t, Options{ExactAllocations: true}))
@@ -26,6 +28,8 @@ func TestEmulatedConformance(t *testing.T) {
 		if testing.Short() {
 			t.Skip("short: the exact run covers the same ops")
 		}
-		backendtest.RunAll(t, newEmuBackend(t, Options{}))
+		b := newEmuBackend(t, Options{})
+		b.forceWide = true
+		backendtest.RunAll(t, b)
 	})
 }

@@ -2,6 +2,7 @@ package cuda
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/sdxl-go/sdxl/tensor"
 )
@@ -181,6 +182,7 @@ func (b *Backend) Linear(x, w, bias *tensor.Tensor) *tensor.Tensor {
 	if bias != nil {
 		dtb = bias.DType()
 	}
+	forceWide := b.forceWide
 	b.enqueue(op, x, func(d *devState) error {
 		xp, err := d.ptr(xm)
 		if err != nil {
@@ -200,7 +202,7 @@ func (b *Backend) Linear(x, w, bias *tensor.Tensor) *tensor.Tensor {
 		n := int64(rows * outF)
 		beta := float32(0)
 		if bias != nil {
-			a := newArgs().i64(n).i64(1).i64(int64(outF)).ptr(bp).i32(dtc(dtb)).ptr(om.ptr).i32(dtc(dt))
+			a := newArgs().i64(n).i64(1).i64(int64(outF)).ptr(bp).i32(dtc(dtb)).ptr(om.ptr).i32(dtc(dt)).i32(wide(n, forceWide))
 			if err := d.launch1D(modElementwise, "k_bias_fill", n, a); err != nil {
 				return err
 			}
@@ -247,6 +249,10 @@ func (b *Backend) Conv2D(x, w, bias *tensor.Tensor, stride, padding int) *tensor
 	if !direct && CK > 0 {
 		chunk = int(min(int64(HWo), max(1, b.convChunkBytes/int64(CK*dt.Size()))))
 	}
+	if !direct && (int64(C)*int64(H)*int64(W) > math.MaxInt32 || int64(HWo) > math.MaxInt32 || int64(CK) > math.MaxInt32) {
+		panic(fmt.Sprintf("cuda: %s: image %v too large for the im2col kernel (2^31 elements per image)", op, x.Shape()))
+	}
+	forceWide := b.forceWide
 	out, om := b.newTensor(dt, os)
 	b.enqueue(op, x, func(d *devState) error {
 		xp, err := d.ptr(xm)
@@ -267,7 +273,7 @@ func (b *Backend) Conv2D(x, w, bias *tensor.Tensor, stride, padding int) *tensor
 		n := int64(N * O * HWo)
 		beta := float32(0)
 		if bias != nil {
-			a := newArgs().i64(n).i64(int64(HWo)).i64(int64(O)).ptr(bp).i32(dtc(dtb)).ptr(om.ptr).i32(dtc(dt))
+			a := newArgs().i64(n).i64(int64(HWo)).i64(int64(O)).ptr(bp).i32(dtc(dtb)).ptr(om.ptr).i32(dtc(dt)).i32(wide(n, forceWide))
 			if err := d.launch1D(modElementwise, "k_bias_fill", n, a); err != nil {
 				return err
 			}
@@ -282,15 +288,12 @@ func (b *Backend) Conv2D(x, w, bias *tensor.Tensor, stride, padding int) *tensor
 		g := rowGemm{m: O, k: CK, alpha: 1, beta: beta, b: 0, aType: dt, bType: dt, cType: dt, lda: CK, ldc: HWo, batch: 1}
 		g.a = wp
 		if direct {
-			for i := range N {
-				g.n, g.ldb = HWo, HWo
-				g.b = offset(xp, int64(i*C*H*W), dt)
-				g.c = offset(om.ptr, int64(i*O*HWo), dt)
-				if err := d.gemm(g); err != nil {
-					return err
-				}
-			}
-			return nil
+			// One strided batch over the images, sharing the weights
+			// (stride 0).
+			g.n, g.ldb = HWo, HWo
+			g.b, g.c = xp, om.ptr
+			g.batch, g.strideB, g.strideC = N, int64(C*H*W), int64(O*HWo)
+			return d.gemm(g)
 		}
 		col, err := d.temp(CK * chunk * dt.Size())
 		if err != nil {
@@ -301,10 +304,9 @@ func (b *Backend) Conv2D(x, w, bias *tensor.Tensor, stride, padding int) *tensor
 			img := offset(xp, int64(i*C*H*W), dt)
 			for p0 := 0; p0 < HWo; p0 += chunk {
 				P := min(chunk, HWo-p0)
-				cn := int64(CK * P)
-				a := newArgs().i64(cn).i32(C).i32(H).i32(W).i32(kh).i32(kw).i32(stride).i32(padding).i32(Wo).
-					i64(int64(p0)).i64(int64(P)).ptr(img).i32(dtc(dt)).ptr(col.ptr).i32(dtc(dt))
-				if err := d.launch1D(modElementwise, "k_im2col", cn, a); err != nil {
+				a := newArgs().i32(CK).i32(C).i32(H).i32(W).i32(kh).i32(kw).i32(stride).i32(padding).i32(Wo).
+					i32(p0).i32(P).ptr(img).i32(dtc(dt)).ptr(col.ptr).i32(dtc(dt))
+				if err := d.launchIm2col(CK, P, a); err != nil {
 					return err
 				}
 				g.n, g.ldb = P, P
@@ -318,4 +320,14 @@ func (b *Backend) Conv2D(x, w, bias *tensor.Tensor, stride, padding int) *tensor
 		return nil
 	})
 	return out
+}
+
+// launchIm2col runs k_im2col over rows x positions: 256-thread blocks along
+// the positions, the rows along grid.y (both grid-strided), about as many
+// threads in all as launch1D would start.
+func (d *devState) launchIm2col(rows, positions int, a *kargs) error {
+	const block = 256
+	gx := min(int64(positions+block-1)/block, d.maxGrid)
+	gy := min(int64(rows), max(1, d.maxGrid/gx), maxGridY)
+	return d.dev.launch(modElementwise, "k_im2col", [3]uint32{uint32(gx), uint32(gy), 1}, [3]uint32{block, 1, 1}, a)
 }

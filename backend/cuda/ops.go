@@ -60,6 +60,7 @@ func (b *Backend) GEGLU(x *tensor.Tensor) *tensor.Tensor {
 	out, om := b.newTensor(dtx, os)
 	n := int64(os.Numel())
 	half := int64(os[len(os)-1])
+	wd := wide(n, b.forceWide)
 	b.enqueue(op, x, func(d *devState) error {
 		xp, err := d.ptr(xm)
 		if err != nil {
@@ -68,7 +69,7 @@ func (b *Backend) GEGLU(x *tensor.Tensor) *tensor.Tensor {
 		if err := d.alloc(om); err != nil {
 			return err
 		}
-		a := newArgs().i64(n).i64(half).ptr(xp).i32(dtc(dtx)).ptr(om.ptr).i32(dtc(dtx))
+		a := newArgs().i64(n).i64(half).ptr(xp).i32(dtc(dtx)).ptr(om.ptr).i32(dtc(dtx)).i32(wd)
 		return d.launch1D(modElementwise, "k_geglu", n, a)
 	})
 	return out
@@ -88,6 +89,7 @@ func (b *Backend) binary(op string, x, y *tensor.Tensor, code int) *tensor.Tenso
 	dtx, dty := x.DType(), y.DType()
 	out, om := b.newTensor(dtx, os)
 	n := int64(os.Numel())
+	wd := wide(n, b.forceWide)
 	b.enqueue(op, x, func(d *devState) error {
 		xp, err := d.ptr(xm)
 		if err != nil {
@@ -100,7 +102,7 @@ func (b *Backend) binary(op string, x, y *tensor.Tensor, code int) *tensor.Tenso
 		if err := d.alloc(om); err != nil {
 			return err
 		}
-		a := newArgs().i64(n).i32(len(shape)).raw(dims).ptr(xp).i32(dtc(dtx)).ptr(yp).i32(dtc(dty)).ptr(om.ptr).i32(dtc(dtx)).i32(code)
+		a := newArgs().i64(n).i32(len(shape)).raw(dims).ptr(xp).i32(dtc(dtx)).ptr(yp).i32(dtc(dty)).ptr(om.ptr).i32(dtc(dtx)).i32(code).i32(wd)
 		return d.launch1D(modElementwise, "k_binary", n, a)
 	})
 	return out
@@ -134,6 +136,7 @@ func (b *Backend) strided(op string, first *tensor.Tensor, dt tensor.DType, os t
 		shape, st := collapse(op, j.shape, j.srcSt, j.dstSt)
 		ps = append(ps, prepared{job: j, rank: len(shape), dims: dimsStruct(shape, st[0], st[1]), n: int64(n)})
 	}
+	forceWide := b.forceWide
 	b.enqueue(op, first, func(d *devState) error {
 		if err := d.alloc(om); err != nil {
 			return err
@@ -145,7 +148,7 @@ func (b *Backend) strided(op string, first *tensor.Tensor, dt tensor.DType, os t
 			}
 			a := newArgs().i64(p.n).i32(p.rank).raw(p.dims).
 				ptr(offset(sp, p.job.srcOff, p.job.srcDT)).i32(dtc(p.job.srcDT)).
-				ptr(offset(om.ptr, p.job.dstOff, dt)).i32(dtc(dt))
+				ptr(offset(om.ptr, p.job.dstOff, dt)).i32(dtc(dt)).i32(wide(p.n, forceWide))
 			if err := d.launch1D(modElementwise, "k_copy", p.n, a); err != nil {
 				return err
 			}
@@ -221,6 +224,7 @@ func (b *Backend) Upsample(x *tensor.Tensor, h, w int) *tensor.Tensor {
 	H, W := x.Dim(2), x.Dim(3)
 	out, om := b.newTensor(dt, os)
 	n := int64(os.Numel())
+	wd := wide(n, b.forceWide)
 	b.enqueue(op, x, func(d *devState) error {
 		xp, err := d.ptr(xm)
 		if err != nil {
@@ -229,7 +233,7 @@ func (b *Backend) Upsample(x *tensor.Tensor, h, w int) *tensor.Tensor {
 		if err := d.alloc(om); err != nil {
 			return err
 		}
-		a := newArgs().i64(n).i32(H).i32(W).i32(h).i32(w).ptr(xp).i32(dtc(dt)).ptr(om.ptr).i32(dtc(dt))
+		a := newArgs().i64(n).i32(H).i32(W).i32(h).i32(w).ptr(xp).i32(dtc(dt)).ptr(om.ptr).i32(dtc(dt)).i32(wd)
 		return d.launch1D(modElementwise, "k_upsample", n, a)
 	})
 	return out
@@ -392,6 +396,10 @@ func (b *Backend) groupNorm(op string, x *tensor.Tensor, groups int, weight, bia
 	if silu {
 		fuse = 1
 	}
+	parts := int64(1)
+	if N*C > 0 {
+		parts = b.groupNormParts(int64(N*groups), int64(C/groups)*S)
+	}
 	b.enqueue(op, x, func(d *devState) error {
 		xp, err := d.ptr(xm)
 		if err != nil {
@@ -411,12 +419,59 @@ func (b *Backend) groupNorm(op string, x *tensor.Tensor, groups int, weight, bia
 		if S == 0 || N == 0 {
 			return nil
 		}
-		a := newArgs().i32(C).i64(S).i32(groups).ptr(xp).i32(dtc(dt)).ptr(wp).i32(dtc(dtw)).ptr(bp).i32(dtc(dtb)).
-			ptr(om.ptr).i32(dtc(dt)).f32(eps).i32(fuse)
-		return d.rowLaunch(modNorm, "k_groupnorm", int64(N*groups), 512, a)
+		NG, cnt := int64(N*groups), int64(C/groups)*S
+		if parts == 1 {
+			a := newArgs().i32(C).i64(S).i32(groups).ptr(xp).i32(dtc(dt)).ptr(wp).i32(dtc(dtw)).ptr(bp).i32(dtc(dtb)).
+				ptr(om.ptr).i32(dtc(dt)).f32(eps).i32(fuse)
+			return d.rowLaunch(modNorm, "k_groupnorm", NG, rowThreads(cnt), a)
+		}
+		chunk := (cnt + parts - 1) / parts
+		P := (cnt + chunk - 1) / chunk // no empty part
+		stats, err := d.temp(int(NG * P * 2 * 4))
+		if err != nil {
+			return err
+		}
+		defer d.release(stats) // the stream orders the next user after both kernels
+		a := newArgs().i32(C).i64(S).i32(groups).i64(chunk).i32(int(P)).ptr(xp).i32(dtc(dt)).ptr(stats.ptr)
+		if err := d.rowLaunch(modNorm, "k_gn_stats", NG*P, rowThreads(chunk), a); err != nil {
+			return err
+		}
+		a = newArgs().i32(C).i64(S).i32(groups).i64(chunk).i32(int(P)).ptr(stats.ptr).ptr(xp).i32(dtc(dt)).
+			ptr(wp).i32(dtc(dtw)).ptr(bp).i32(dtc(dtb)).ptr(om.ptr).i32(dtc(dt)).f32(eps).i32(fuse)
+		return d.rowLaunch(modNorm, "k_gn_apply", NG*P, rowThreads(chunk), a)
 	})
 	return out
 }
+
+// groupNormParts is how many parts each of ng groups of cnt elements is
+// split into (1: one block per group, k_groupnorm). Groups are split until
+// there are about gnBlocksPerSM blocks per multiprocessor, keeping at least
+// gnMinChunk elements per part and at most gnMaxParts parts.
+func (b *Backend) groupNormParts(ng, cnt int64) int64 {
+	target := b.gnTargetBlocks
+	if target <= 0 {
+		target = gnBlocksPerSM * int64(max(1, b.info.SMs))
+	}
+	minChunk := b.gnMinChunk
+	if minChunk <= 0 {
+		minChunk = gnMinChunk
+	}
+	if ng <= 0 || ng >= target {
+		return 1
+	}
+	p := (target + ng - 1) / ng
+	p = min(p, (cnt+minChunk-1)/minChunk, gnMaxParts)
+	return max(p, 1)
+}
+
+// Split GroupNorm sizing: 8 blocks of up to 256 threads fill an SM's 2048
+// threads; 2048 elements per part give each thread at least 8 per pass; the
+// cap bounds the combine that every apply block repeats.
+const (
+	gnBlocksPerSM = 8
+	gnMinChunk    = 2048
+	gnMaxParts    = 1024
+)
 
 // LayerNorm implements tensor.Backend.
 func (b *Backend) LayerNorm(x *tensor.Tensor, weight, bias *tensor.Tensor, eps float32) *tensor.Tensor {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/sdxl-go/sdxl/backend/cpu"
@@ -252,6 +253,49 @@ func testChunkedPaths(t *testing.T, open newBackendFunc) {
 		q := in.rand(tensor.F16, -1, 1, 1, 2, 5, 8)
 		k := in.rand(tensor.F32, -1, 1, 1, 2, 6, 8)
 		compare(t, "Attention F16 q, F32 k/v", b, b.Attention(q.g, k.g, k.g, nil, 0.3), in.c.Attention(q.c, k.c, k.c, nil, 0.3), 1e-2)
+	})
+	t.Run("split groupnorm", func(t *testing.T) {
+		// Every group split into parts of about 7 elements (the last
+		// shorter, uneven across channel boundaries), and a single-part
+		// run of the same input for comparison: the statistics combine
+		// partial means and squared deviations in double precision, so
+		// they must hold even with a mean 50 times the spread.
+		b.gnTargetBlocks, b.gnMinChunk = 1<<20, 7
+		defer func() { b.gnTargetBlocks, b.gnMinChunk = 0, 0 }()
+		for _, c := range []struct {
+			shape  []int
+			groups int
+			offset float64
+			silu   bool
+		}{
+			{[]int{2, 6, 5, 7}, 3, 0, false},
+			{[]int{1, 64, 9, 9}, 32, 50, true},
+			{[]int{2, 8, 3, 2, 2}, 4, -2, true},
+			{[]int{1, 4, 300}, 1, 3, false},
+		} {
+			for _, dt := range []tensor.DType{tensor.F32, tensor.F16} {
+				x := in.rand(dt, c.offset-1, c.offset+1, c.shape...)
+				w := in.rand(tensor.F32, 0.5, 1.5, c.shape[1])
+				bias := in.rand(dt, -1, 1, c.shape[1])
+				name := fmt.Sprintf("GroupNorm %v %v groups=%d offset=%v silu=%v", dt, c.shape, c.groups, c.offset, c.silu)
+				got := b.GroupNorm(x.g, c.groups, w.g, bias.g, 1e-5)
+				want := in.c.GroupNorm(x.c, c.groups, w.c, bias.c, 1e-5)
+				if c.silu {
+					got = b.GroupNormSiLU(x.g, c.groups, w.g, bias.g, 1e-5)
+					want = tensor.GroupNormSiLU(in.c, x.c, c.groups, w.c, bias.c, 1e-5)
+				}
+				compare(t, name, b, got, want, tolFor(dt))
+				if c.silu {
+					again := b.ToFloat32(b.GroupNormSiLU(x.g, c.groups, w.g, bias.g, 1e-5))
+					if first := b.ToFloat32(got); !slices.Equal(first, again) {
+						t.Errorf("%s: two runs differ", name)
+					}
+				}
+			}
+		}
+		if p := b.groupNormParts(2, 300); p != 43 {
+			t.Errorf("groupNormParts(2 groups of 300) with 7-element parts = %d, want 43", p)
+		}
 	})
 	t.Run("sdxl-like", func(t *testing.T) {
 		// Rank-3 activations against rank-2 weights (folded batch), a

@@ -1,6 +1,9 @@
 // elementwise.cu: memory-bound kernels (one thread per output element, grid-
 // stride loops). Every kernel reads and writes through ldx/stx, so inputs
-// and outputs may have any storage dtype; arithmetic is float32.
+// and outputs may have any storage dtype; arithmetic is float32. Kernels
+// that split a linear index into coordinates take wide: 0 when the index
+// space has fewer than 2^32 elements, so that they divide in 32 bits (64-bit
+// division is a long software sequence on the GPU).
 
 // Binary ops of k_binary.
 #define BIN_ADD 0
@@ -9,10 +12,14 @@
 // k_binary: out[i] = a[oa(i)] op b[ob(i)] over the broadcast index space d
 // (out is dense, i its linear index).
 extern "C" __global__ void k_binary(i64 n, int rank, Dims d, const void* a, int dta, const void* b, int dtb,
-                                    void* out, int dto, int op) {
+                                    void* out, int dto, int op, int wide) {
   GRID_STRIDE(i, n) {
     i64 oa, ob;
-    offsets(i, rank, d, oa, ob);
+    if (wide) {
+      offsets(i, rank, d, oa, ob);
+    } else {
+      offsets32((u32)i, rank, d, oa, ob);
+    }
     const float x = ldx(a, oa, dta), y = ldx(b, ob, dtb);
     stx(out, i, dto, op == BIN_ADD ? x + y : x * y);
   }
@@ -51,9 +58,9 @@ extern "C" __global__ void k_unary(i64 n, const void* x, int dtx, void* out, int
 }
 
 // k_geglu: x is [rows, 2d]; out[r, c] = x[r, c] * gelu(x[r, d + c]).
-extern "C" __global__ void k_geglu(i64 n, i64 d, const void* x, int dtx, void* out, int dto) {
+extern "C" __global__ void k_geglu(i64 n, i64 d, const void* x, int dtx, void* out, int dto, int wide) {
   GRID_STRIDE(i, n) {
-    const i64 r = i / d, c = i - r * d;
+    const i64 r = wide ? i / d : (i64)((u32)i / (u32)d), c = i - r * d;
     const float a = ldx(x, r * 2 * d + c, dtx);
     const float g = ldx(x, r * 2 * d + d + c, dtx);
     stx(out, i, dto, a * gelu_erf(g));
@@ -63,10 +70,14 @@ extern "C" __global__ void k_geglu(i64 n, i64 d, const void* x, int dtx, void* o
 // k_copy: out[ob(i)] = in[oa(i)] over the index space d (Permute, Slice,
 // Concat); the value passes through float32, which is exact for every
 // dtype pair that does not narrow.
-extern "C" __global__ void k_copy(i64 n, int rank, Dims d, const void* in, int dti, void* out, int dto) {
+extern "C" __global__ void k_copy(i64 n, int rank, Dims d, const void* in, int dti, void* out, int dto, int wide) {
   GRID_STRIDE(i, n) {
     i64 oi, oo;
-    offsets(i, rank, d, oi, oo);
+    if (wide) {
+      offsets(i, rank, d, oi, oo);
+    } else {
+      offsets32((u32)i, rank, d, oi, oo);
+    }
     stx(out, oo, dto, ldx(in, oi, dti));
   }
 }
@@ -84,13 +95,24 @@ __device__ __forceinline__ int nearest_src(int dst, int in, int out) {
 
 // k_upsample: x [NC, H, W] -> out [NC, h, w], nearest neighbour.
 extern "C" __global__ void k_upsample(i64 n, int H, int W, int h, int w, const void* x, int dtx, void* out,
-                                      int dto) {
+                                      int dto, int wide) {
   GRID_STRIDE(i, n) {
-    i64 j = i;
-    const int ox = (int)(j % w);
-    j /= w;
-    const int oy = (int)(j % h);
-    j /= h;
+    i64 j;
+    int ox, oy;
+    if (wide) {
+      j = i;
+      ox = (int)(j % w);
+      j /= w;
+      oy = (int)(j % h);
+      j /= h;
+    } else {
+      u32 k = (u32)i, q = k / (u32)w;
+      ox = (int)(k - q * (u32)w);
+      k = q;
+      q = k / (u32)h;
+      oy = (int)(k - q * (u32)h);
+      j = q;
+    }
     const int sy = nearest_src(oy, H, h), sx = nearest_src(ox, W, w);
     stx(out, i, dto, ldx(x, (j * H + sy) * (i64)W + sx, dtx));
   }
@@ -119,29 +141,34 @@ extern "C" __global__ void k_mean(i64 n, i64 A, i64 inner, const void* x, int dt
 
 // k_bias_fill: out[i] = bias[(i / inner) % C], the initial C of a GEMM with
 // beta = 1 (Conv2D: [N, C, inner]; Linear: [rows, C] with inner 1).
-extern "C" __global__ void k_bias_fill(i64 n, i64 inner, i64 C, const void* bias, int dtb, void* out, int dto) {
+extern "C" __global__ void k_bias_fill(i64 n, i64 inner, i64 C, const void* bias, int dtb, void* out, int dto,
+                                       int wide) {
   GRID_STRIDE(i, n) {
-    const i64 c = (i / inner) % C;
+    const i64 c = wide ? (i / inner) % C : (i64)((u32)i / (u32)inner % (u32)C);
     stx(out, i, dto, ldx(bias, c, dtb));
   }
 }
 
 // k_im2col: for one image x [C, H, W], fills col [C*kh*kw, P] with the
 // receptive fields of output positions p0 .. p0+P-1 (row-major over
-// [Ho, Wo]); padding reads as zero.
-extern "C" __global__ void k_im2col(i64 n, int C, int H, int W, int kh, int kw, int stride, int pad, int Wo,
-                                    i64 p0, i64 P, const void* x, int dtx, void* col, int dtc) {
-  GRID_STRIDE(i, n) {
-    const i64 q = i % P, r = i / P;  // r = (c*kh + ki)*kw + kj
-    const int kj = (int)(r % kw);
-    const i64 t = r / kw;
-    const int ki = (int)(t % kh);
-    const int c = (int)(t / kh);
-    const i64 p = p0 + q;
-    const int oy = (int)(p / Wo), ox = (int)(p % Wo);
-    const int iy = oy * stride - pad + ki, ix = ox * stride - pad + kj;
-    float v = 0.0f;
-    if (iy >= 0 && iy < H && ix >= 0 && ix < W) v = ldx(x, ((i64)c * H + iy) * W + ix, dtx);
-    stx(col, i, dtc, v);
+// [Ho, Wo]); padding reads as zero. The grid is two-dimensional: y strides
+// over the rows r = (c*kh + ki)*kw + kj, x over the positions, so a thread
+// splits r once per row and divides only the position per element, in 32
+// bits (the Go side keeps C*H*W, P and p0 + P below 2^31).
+extern "C" __global__ void k_im2col(int rows, int C, int H, int W, int kh, int kw, int stride, int pad, int Wo,
+                                    int p0, int P, const void* x, int dtx, void* col, int dtc) {
+  for (int r = blockIdx.y; r < rows; r += gridDim.y) {
+    const int kj = r % kw, t = r / kw;
+    const int ki = t % kh, c = t / kh;
+    const i64 xBase = (i64)c * H * W, rowBase = (i64)r * P;
+    for (int q = blockIdx.x * blockDim.x + threadIdx.x; q < P; q += gridDim.x * blockDim.x) {
+      const u32 p = (u32)(p0 + q);
+      const u32 oy = p / (u32)Wo;
+      const int ox = (int)(p - oy * (u32)Wo);
+      const int iy = (int)oy * stride - pad + ki, ix = ox * stride - pad + kj;
+      float v = 0.0f;
+      if (iy >= 0 && iy < H && ix >= 0 && ix < W) v = ldx(x, xBase + (i64)iy * W + ix, dtx);
+      stx(col, rowBase + q, dtc, v);
+    }
   }
 }

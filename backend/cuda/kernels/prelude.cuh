@@ -90,6 +90,28 @@ __device__ __forceinline__ void offsets(i64 i, int rank, const Dims& d, i64& oa,
   }
 }
 
+// offsets32 is offsets for index spaces of fewer than 2^32 elements (the
+// Go side passes wide = 0 then): 32-bit division, which the GPU does in a
+// few instructions, where 64-bit division is a long software routine that
+// would dominate a memory-bound kernel.
+__device__ __forceinline__ void offsets32(u32 i, int rank, const Dims& d, i64& oa, i64& ob) {
+  oa = 0;
+  ob = 0;
+  if (rank == 1) {
+    oa = (i64)i * d.sa[0];
+    ob = (i64)i * d.sb[0];
+    return;
+  }
+  for (int k = rank - 1; k >= 0; --k) {
+    const u32 s = (u32)d.shape[k];
+    const u32 q = i / s;
+    const u32 c = i - q * s;
+    i = q;
+    oa += (i64)c * d.sa[k];
+    ob += (i64)c * d.sb[k];
+  }
+}
+
 // Grid-stride loop over [0, n).
 #define GRID_STRIDE(i, n) \
   for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
