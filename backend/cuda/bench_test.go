@@ -110,14 +110,37 @@ func BenchmarkConv2D(b *testing.B) {
 	runTimed(b, g, flops, "TFLOP/s", func() *tensor.Tensor { return g.Conv2D(x, w, bias, 1, 1) })
 }
 
-// BenchmarkGroupNormSiLU reports effective bandwidth (read + write) on a
-// [2 320 128 128] F16 activation with 32 groups.
+// BenchmarkGroupNormSiLU reports effective bandwidth (one read and one
+// write of the activation) with 32 groups on SDXL shapes: the UNet's
+// 128x128 level ([2 320 128 128] F16) and a VAE decoder level at 1024x1024
+// output ([1 128 512 512] F32), with the groups split over the GPU
+// ("split", the default) and with one block per group ("per-group").
 func BenchmarkGroupNormSiLU(b *testing.B) {
-	g := benchGPU(b, Options{})
-	rng := rand.New(rand.NewPCG(4, 4))
-	x := randTensor(g, rng, tensor.F16, 1, 2, 320, 128, 128)
-	bytes := 2.0 * 2 * 320 * 128 * 128 * 2 // the kernel reads twice for stats, once to normalise; counts 1 read + 1 write
-	runTimed(b, g, bytes, "TB/s", func() *tensor.Tensor { return g.GroupNormSiLU(x, 32, nil, nil, 1e-5) })
+	for _, c := range []struct {
+		name  string
+		dt    tensor.DType
+		shape []int
+	}{
+		{"unet-2x320x128x128", tensor.F16, []int{2, 320, 128, 128}},
+		{"vae-1x128x512x512", tensor.F32, []int{1, 128, 512, 512}},
+	} {
+		for _, split := range []bool{true, false} {
+			mode := "split"
+			if !split {
+				mode = "per-group"
+			}
+			b.Run(c.name+"-"+c.dt.String()+"-"+mode, func(b *testing.B) {
+				g := benchGPU(b, Options{})
+				if !split {
+					g.gnTargetBlocks = 1 // never more blocks than groups
+				}
+				rng := rand.New(rand.NewPCG(4, 4))
+				x := randTensor(g, rng, c.dt, 1, c.shape...)
+				bytes := 2 * float64(tensor.Shape(c.shape).Numel()*c.dt.Size())
+				runTimed(b, g, bytes, "TB/s", func() *tensor.Tensor { return g.GroupNormSiLU(x, 32, nil, nil, 1e-5) })
+			})
+		}
+	}
 }
 
 // BenchmarkOpOverhead measures the per-op cost of queueing and launching

@@ -26,6 +26,20 @@
 //     for head size 64 in F16/BF16, a generic fused float32 kernel for head
 //     sizes up to 1024, and a chunked cuBLAS path for large heads (the VAE);
 //     none materialises the full score matrix.
+//   - Norms: LayerNorm and softmax run a block per row sized to the row;
+//     GroupNorm splits large groups over several blocks (partial statistics
+//     combined in double precision, deterministically) so that SDXL's 32
+//     groups fill the GPU.
+//   - Noise: TorchGenerator (and TorchRandn) draws torch.randn on a CUDA
+//     generator on the device: cuRAND's Philox4x32-10 and Box-Muller with
+//     the GPU's own __sincosf and logf, in ATen's thread layout for the
+//     device's SM count, so the values are torch's bit for bit.
+//
+// Testing without a GPU: testdata/emu is an emulator that compiles the
+// kernel sources with g++ and runs them on the CPU (each CUDA thread a
+// fiber), emulates cuBLAS and checks every launch and access; the
+// conformance suite, the attention and chunked paths, torch's noise streams
+// and the golden tiny and small SDXL pipelines run on it.
 //
 // Errors: shape errors panic (as on every backend); device failures are
 // recorded, the first one is returned by Err, Sync and Close, and later ops
