@@ -67,9 +67,14 @@ func (b *Backend) attentionPath(D, Dv int, dt tensor.DType, lq, lk int) string {
 	if flashOK && b.flashAvailable() == nil {
 		return attnFlash
 	}
-	// The generic kernel streams keys one at a time per warp: fine for
-	// short sequences and small heads, slow for big ones, where cuBLAS wins.
-	if genericOK && (max(D, Dv) <= 128 || int64(lq)*int64(lk) <= 1<<16) && int64(lq)*int64(lk) <= 1<<24 {
+	// The generic kernel streams keys one at a time per warp, with a warp
+	// reduction per key: fine for short sequences and small heads, slow for
+	// big ones, where cuBLAS wins. At SDXL's 64x64 level in F32 (20 heads of
+	// 4096 x 4096, head size 64) it issues about 25 warp instructions per
+	// query-key pair (~9 ms on an H100 at best) against ~2 ms of GEMMs and
+	// ~2 ms of softmax traffic, so problems above 2^20 scores per head go
+	// to cuBLAS (BenchmarkAttention's self-64x64 F32 cases compare them).
+	if genericOK && (max(D, Dv) <= 128 || int64(lq)*int64(lk) <= 1<<16) && int64(lq)*int64(lk) <= 1<<20 {
 		return attnGeneric
 	}
 	return attnGEMM

@@ -76,7 +76,9 @@ func BenchmarkAttention(b *testing.B) {
 		paths        []string
 	}{
 		{"self-64x64", 2, 10, 4096, 4096, 64, tensor.F16, []string{attnFlash, attnGEMM, attnGeneric}},
+		{"self-64x64", 2, 10, 4096, 4096, 64, tensor.F32, []string{attnGEMM, attnGeneric}},
 		{"self-32x32", 2, 20, 1024, 1024, 64, tensor.F16, []string{attnFlash, attnGEMM}},
+		{"self-32x32", 2, 20, 1024, 1024, 64, tensor.F32, []string{attnGeneric, attnGEMM}},
 		{"cross-64x64", 2, 10, 4096, 77, 64, tensor.F16, []string{attnFlash, attnGEMM}},
 		{"vae-mid-128x128", 1, 1, 16384, 16384, 512, tensor.F32, []string{attnGEMM}},
 	}

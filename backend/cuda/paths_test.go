@@ -194,10 +194,16 @@ func testAttentionPaths(t *testing.T, open newBackendFunc, big bool) {
 		b := open(t, Options{})
 		want := attnFlash
 		if b.flashAvailable() != nil {
-			want = attnGeneric
+			want = attnGEMM
 		}
 		if got := b.attentionPath(64, 64, tensor.F16, 4096, 4096); got != want {
 			t.Errorf("SDXL self-attention F16: path %q, want %q", got, want)
+		}
+		if got := b.attentionPath(64, 64, tensor.F32, 4096, 4096); got != attnGEMM {
+			t.Errorf("SDXL 64x64 self-attention F32: path %q, want %q", got, attnGEMM)
+		}
+		if got := b.attentionPath(64, 64, tensor.F32, 1024, 1024); got != attnGeneric {
+			t.Errorf("SDXL 32x32 self-attention F32: path %q, want %q", got, attnGeneric)
 		}
 		if got := b.attentionPath(512, 512, tensor.F32, 16384, 16384); got != attnGEMM {
 			t.Errorf("VAE mid-block attention F32: path %q, want %q", got, attnGEMM)
