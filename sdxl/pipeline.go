@@ -38,6 +38,13 @@ type Pipeline struct {
 	// (see onDevice), trading upload time for GPU memory.
 	Offload tensor.Backend
 
+	// CUDAGenerator, when set, provides the RNG "cuda" stream. The CUDA
+	// backend's device generator (cuda.Backend.NewTorchGenerator) draws it
+	// with the GPU's own math and so matches torch.Generator("cuda") bit for
+	// bit; without it sched/torchrand's host emulation is used (equal to
+	// about 1e-6).
+	CUDAGenerator func(seed uint64) sched.Generator
+
 	// newGen, when set, replaces newGenerator (tests record the draws).
 	newGen func(kind string, seed uint64) sched.Generator
 }
@@ -435,6 +442,14 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 	newGen := p.newGen
 	if newGen == nil {
 		newGen = newGenerator
+		if p.CUDAGenerator != nil {
+			newGen = func(kind string, seed uint64) sched.Generator {
+				if kind == "cuda" {
+					return p.CUDAGenerator(seed)
+				}
+				return newGenerator(kind, seed)
+			}
+		}
 	}
 	gen := newGen(req.RNG, req.Seed)
 	res := &Result{}

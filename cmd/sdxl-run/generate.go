@@ -478,6 +478,11 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	loadOpt := sdxl.LoadOptions{DType: dev.dtype, Variant: o.variant, ConfigDir: o.config, Progress: prog.load}
 	p := &sdxl.Pipeline{Backend: dev.b, DType: dev.dtype}
+	if dev.cuda != nil {
+		// --rng cuda on a GPU: torch's CUDA stream drawn on the device,
+		// bit-exact with diffusers' torch.Generator("cuda").
+		p.CUDAGenerator = func(seed uint64) sched.Generator { return dev.cuda.NewTorchGenerator(seed) }
+	}
 	loadOn := dev.b
 	if o.offload {
 		// Weights stay on the host (the CPU backend's memory) and visit the
