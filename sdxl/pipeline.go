@@ -31,7 +31,10 @@ type Pipeline struct {
 	Backend tensor.Backend
 	Base    *Model
 	Refiner *Model
-	// DType is the dtype of the UNet's activations (F32 on the CPU).
+	// DType is the dtype of the UNet's activations. The zero value, F32,
+	// follows the UNet's weights: a model loaded in F16 runs in F16 (as
+	// diffusers does with torch_dtype=float16) instead of converting its
+	// weights at every layer.
 	DType tensor.DType
 	// Offload, when set, is the host backend the models were loaded on:
 	// each component's weights are copied to Backend only while it runs
@@ -594,8 +597,9 @@ func (p *Pipeline) runStage(ctx context.Context, req *Request, st stage, gen sch
 	// takes from prompt_embeds: float16 in a half-precision pipeline (the
 	// CPU generator then makes different numbers, not just rounded ones).
 	// The VAE posterior sample stays float32 (the VAE always runs in it).
+	dt := p.activationDType(m)
 	randn := gen.Randn
-	if p.DType == tensor.F16 {
+	if dt == tensor.F16 {
 		randn = gen.RandnHalf
 	}
 	var latents []float32
@@ -649,11 +653,11 @@ func (p *Pipeline) runStage(ctx context.Context, req *Request, st stage, gen sch
 	// Conditioning tensors for the whole loop: [neg; pos] rows.
 	height, width := shape[2]*m.VAE.ScaleFactor(), shape[3]*m.VAE.ScaleFactor()
 	timeIDs := p.timeIDs(m, req, st, height, width, n, cfg)
-	ctxT, pooledT := emb.upload(b, p.DType, cfg)
+	ctxT, pooledT := emb.upload(b, dt, cfg)
 	defer ctxT.Free()
 	defer pooledT.Free()
 
-	noise := sched.GeneratorNoise{Gen: gen, ModelHalf: p.DType == tensor.F16}
+	noise := sched.GeneratorNoise{Gen: gen, ModelHalf: dt == tensor.F16}
 	rows := n
 	if cfg {
 		rows = 2 * n
@@ -673,7 +677,7 @@ func (p *Pipeline) runStage(ctx context.Context, req *Request, st stage, gen sch
 			if err != nil {
 				return err
 			}
-			x := b.FromFloat32(p.DType, tensor.Shape{rows, shape[1], shape[2], shape[3]}, scaled)
+			x := b.FromFloat32(dt, tensor.Shape{rows, shape[1], shape[2], shape[3]}, scaled)
 			var rec *capture.Recorder
 			var nnRec nn.Recorder
 			if len(req.Dump) > 0 {
@@ -798,4 +802,13 @@ func (p *Pipeline) timeIDs(m *Model, req *Request, st stage, height, width, n in
 		}
 	}
 	return out
+}
+
+// activationDType is the dtype the UNet computes in for model m (see
+// Pipeline.DType).
+func (p *Pipeline) activationDType(m *Model) tensor.DType {
+	if p.DType != tensor.F32 || m.UNet.ConvIn == nil || m.UNet.ConvIn.Weight == nil {
+		return p.DType
+	}
+	return m.UNet.ConvIn.Weight.DType()
 }
