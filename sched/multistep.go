@@ -315,16 +315,24 @@ func (d *DPMMultistep) SetCustomTimesteps(timesteps []float64) error {
 }
 
 func (d *DPMMultistep) fromTimesteps(ts []float64, n int, custom bool) error {
+	return d.installTimesteps(ts, n, custom, d.p.BetaSchedule != "squaredcos_cap_v2")
+}
+
+// installTimesteps is the shared tail of the DPM-Solver schedulers'
+// set_timesteps: the converted (Karras, Lu, exponential, beta) schedule
+// unless the timesteps are custom, else sigmas interpolated at the given
+// timesteps; then the final sigma, int64 timesteps, and a fresh state.
+func (b *multistepBase) installTimesteps(ts []float64, n int, custom, roundKarras bool) error {
 	var sig64 []float64
-	if conv, cts, ok := d.convertedSchedule(n, d.p.BetaSchedule != "squaredcos_cap_v2"); ok && !custom {
+	if conv, cts, ok := b.convertedSchedule(n, roundKarras); ok && !custom {
 		sig64, ts = conv, cts
 	} else {
 		sig64 = make([]float64, len(ts))
 		for i, t := range ts {
-			sig64[i] = npInterp(t, d.trainSig)
+			sig64[i] = npInterp(t, b.trainSig)
 		}
 	}
-	last, err := d.finalSigma()
+	last, err := b.finalSigma()
 	if err != nil {
 		return err
 	}
@@ -337,7 +345,7 @@ func (d *DPMMultistep) fromTimesteps(ts []float64, n int, custom bool) error {
 	for i, t := range ts {
 		out[i] = toInt64(t)
 	}
-	d.install(out, sig)
+	b.install(out, sig)
 	return nil
 }
 

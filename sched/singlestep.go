@@ -122,29 +122,9 @@ func (d *DPMSinglestep) SetCustomTimesteps(timesteps []float64) error {
 }
 
 func (d *DPMSinglestep) fromTimesteps(ts []float64, n int, custom bool) error {
-	var sig64 []float64
-	if conv, cts, ok := d.convertedSchedule(n, true); ok && !custom {
-		sig64, ts = conv, cts
-	} else {
-		sig64 = make([]float64, len(ts))
-		for i, t := range ts {
-			sig64[i] = npInterp(t, d.trainSig)
-		}
-	}
-	last, err := d.finalSigma()
-	if err != nil {
+	if err := d.installTimesteps(ts, n, custom, true); err != nil {
 		return err
 	}
-	sig := make([]float32, len(sig64)+1)
-	for i, v := range sig64 {
-		sig[i] = float32(v)
-	}
-	sig[len(sig64)] = last
-	out := make([]float64, len(ts))
-	for i, t := range ts {
-		out[i] = toInt64(t)
-	}
-	d.install(out, sig)
 	d.block = nil
 	// diffusers turns lower_order_final on (in its config, permanently)
 	// when the steps do not divide into blocks or the final sigma is zero.
