@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/sdxl-go/sdxl/backend/cpu"
+	"github.com/sdxl-go/sdxl/internal/golden"
 	"github.com/sdxl-go/sdxl/tensor"
 )
 
@@ -19,20 +20,6 @@ import (
 
 // newBackendFunc opens a backend with options (emulated or real).
 type newBackendFunc func(t *testing.T, o Options) *Backend
-
-// relErr is ‖got−want‖/‖want‖.
-func relErr(got, want []float32) float64 {
-	var num, den float64
-	for i := range want {
-		d := float64(got[i]) - float64(want[i])
-		num += d * d
-		den += float64(want[i]) * float64(want[i])
-	}
-	if den == 0 {
-		return math.Sqrt(num)
-	}
-	return math.Sqrt(num / den)
-}
 
 // tolFor is the relative error allowed for an op's result in dtype dt
 // against the CPU backend (DESIGN.md §2: 1e-2 for reduced precision).
@@ -90,7 +77,7 @@ func compare(t *testing.T, name string, b *Backend, got *tensor.Tensor, want *te
 			return
 		}
 	}
-	e := relErr(g, w)
+	e := golden.RelErr(g, w)
 	t.Logf("%s: rel err %.3g", name, e)
 	if !(e <= tol) {
 		t.Errorf("%s: relative error %.3g > %.3g", name, e, tol)
