@@ -507,6 +507,18 @@ func (d *devState) ptr(m *devMem) (uint64, error) {
 	return m.ptr, nil
 }
 
+// ptr3 is ptr for an op's input, weight and bias (the last two may be nil).
+func (d *devState) ptr3(x, w, b *devMem) (xp, wp, bp uint64, err error) {
+	if xp, err = d.ptr(x); err != nil {
+		return
+	}
+	if wp, err = d.ptr(w); err != nil {
+		return
+	}
+	bp, err = d.ptr(b)
+	return
+}
+
 // temp allocates scratch memory of n bytes for the duration of a task.
 func (d *devState) temp(n int) (*devMem, error) {
 	m := &devMem{bytes: n}

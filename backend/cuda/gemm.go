@@ -184,15 +184,7 @@ func (b *Backend) Linear(x, w, bias *tensor.Tensor) *tensor.Tensor {
 	}
 	forceWide := b.forceWide
 	b.enqueue(op, x, func(d *devState) error {
-		xp, err := d.ptr(xm)
-		if err != nil {
-			return err
-		}
-		wp, err := d.ptr(wm)
-		if err != nil {
-			return err
-		}
-		bp, err := d.ptr(bm)
+		xp, wp, bp, err := d.ptr3(xm, wm, bm)
 		if err != nil {
 			return err
 		}
@@ -255,15 +247,7 @@ func (b *Backend) Conv2D(x, w, bias *tensor.Tensor, stride, padding int) *tensor
 	forceWide := b.forceWide
 	out, om := b.newTensor(dt, os)
 	b.enqueue(op, x, func(d *devState) error {
-		xp, err := d.ptr(xm)
-		if err != nil {
-			return err
-		}
-		wp, err := d.ptr(wm)
-		if err != nil {
-			return err
-		}
-		bp, err := d.ptr(bm)
+		xp, wp, bp, err := d.ptr3(xm, wm, bm)
 		if err != nil {
 			return err
 		}

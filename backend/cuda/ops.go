@@ -401,15 +401,7 @@ func (b *Backend) groupNorm(op string, x *tensor.Tensor, groups int, weight, bia
 		parts = b.groupNormParts(int64(N*groups), int64(C/groups)*S)
 	}
 	b.enqueue(op, x, func(d *devState) error {
-		xp, err := d.ptr(xm)
-		if err != nil {
-			return err
-		}
-		wp, err := d.ptr(wm)
-		if err != nil {
-			return err
-		}
-		bp, err := d.ptr(bm)
+		xp, wp, bp, err := d.ptr3(xm, wm, bm)
 		if err != nil {
 			return err
 		}
@@ -493,15 +485,7 @@ func (b *Backend) LayerNorm(x *tensor.Tensor, weight, bias *tensor.Tensor, eps f
 	}
 	out, om := b.newTensor(dt, x.Shape())
 	b.enqueue(op, x, func(d *devState) error {
-		xp, err := d.ptr(xm)
-		if err != nil {
-			return err
-		}
-		wp, err := d.ptr(wm)
-		if err != nil {
-			return err
-		}
-		bp, err := d.ptr(bm)
+		xp, wp, bp, err := d.ptr3(xm, wm, bm)
 		if err != nil {
 			return err
 		}
