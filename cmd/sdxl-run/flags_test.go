@@ -421,3 +421,21 @@ func TestCLIImageResize(t *testing.T) {
 		t.Errorf("exit %d, %q", code, stderr)
 	}
 }
+
+// TestCLILongPromptNote: without weighting, a prompt over 75 tokens is
+// truncated as in diffusers, and the user is told.
+func TestCLILongPromptNote(t *testing.T) {
+	dir := t.TempDir()
+	long := strings.Repeat("a red fox in the snow, ", 20)
+	code, _, stderr := runCLI(t, smallArgs(t, "--steps", "1", "--prompt", long, "--out", filepath.Join(dir, "x.png"))...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stderr, "note: --prompt is 140 tokens") {
+		t.Errorf("no truncation note: %q", stderr)
+	}
+	code, _, stderr = runCLI(t, smallArgs(t, "--steps", "1", "--prompt", long, "--prompt-weighting", "compel", "--out", filepath.Join(dir, "y.png"))...)
+	if code != 0 || strings.Contains(stderr, "tokens; like diffusers") {
+		t.Errorf("compel run: exit %d, %q", code, stderr)
+	}
+}

@@ -648,6 +648,21 @@ func (o *options) notes(p *sdxl.Pipeline, req *sdxl.Request, stderr io.Writer) e
 			fmt.Fprintln(stderr, "note: --aesthetic-score and --negative-aesthetic-score only condition a refiner (requires_aesthetics_score); this run ignores them")
 		}
 	}
+	if req.Weighting == sdxl.WeightingNone {
+		// diffusers truncates at 77 positions (BOS + 75 tokens + EOS) and
+		// only logs it; say so, since the cut words silently stop mattering.
+		for _, m := range []*sdxl.Model{p.Base, p.Refiner} {
+			if m == nil || m.Tok2 == nil {
+				continue
+			}
+			for flag, text := range map[string]string{"--prompt": req.Prompt, "--prompt-2": req.Prompt2, "--negative-prompt": o.negative.v, "--negative-prompt-2": o.negative2.v} {
+				if n := len(m.Tok2.Encode(text)); n > 75 {
+					fmt.Fprintf(stderr, "note: %s is %d tokens; like diffusers only the first 75 are used (--prompt-weighting compel encodes long prompts in 75-token chunks)\n", flag, n)
+				}
+			}
+			break
+		}
+	}
 	return nil
 }
 
