@@ -182,11 +182,8 @@ func (e *EulerDiscrete) SetTimesteps(n int) error {
 }
 
 func (e *EulerDiscrete) SetCustomTimesteps(timesteps []float64) error {
-	if len(timesteps) == 0 {
-		return fmt.Errorf("%s: empty custom timesteps", e.p.Class)
-	}
-	if e.p.UseKarrasSigmas || e.p.UseExponentialSigmas || e.p.UseBetaSigmas {
-		return fmt.Errorf("%s: custom timesteps cannot be combined with Karras, exponential or beta sigmas", e.p.Class)
+	if err := e.p.checkCustomTimesteps(timesteps); err != nil {
+		return err
 	}
 	if e.continuousV() {
 		return fmt.Errorf("%s: custom timesteps cannot be combined with timestep_type continuous and v_prediction", e.p.Class)

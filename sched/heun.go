@@ -43,11 +43,8 @@ func (h *Heun) SetTimesteps(n int) error {
 }
 
 func (h *Heun) SetCustomTimesteps(timesteps []float64) error {
-	if len(timesteps) == 0 {
-		return fmt.Errorf("%s: empty custom timesteps", h.p.Class)
-	}
-	if h.p.UseKarrasSigmas || h.p.UseExponentialSigmas || h.p.UseBetaSigmas {
-		return fmt.Errorf("%s: custom timesteps cannot be combined with Karras, exponential or beta sigmas", h.p.Class)
+	if err := h.p.checkCustomTimesteps(timesteps); err != nil {
+		return err
 	}
 	ts := make([]float64, len(timesteps))
 	for i, t := range timesteps {

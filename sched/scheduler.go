@@ -259,3 +259,16 @@ func predictionError(class, pt string, allowed string) error {
 func isInt(t float64, n int) bool {
 	return t == math.Trunc(t) && t >= 0 && t < float64(n)
 }
+
+// checkCustomTimesteps is the validation every set_timesteps(timesteps=...)
+// shares: a non-empty list, and no converted sigma schedule (Karras, Lu,
+// exponential, beta), which would replace the given timesteps.
+func (p *Params) checkCustomTimesteps(timesteps []float64) error {
+	if len(timesteps) == 0 {
+		return fmt.Errorf("%s: empty custom timesteps", p.Class)
+	}
+	if p.UseKarrasSigmas || p.UseLuLambdas || p.UseExponentialSigmas || p.UseBetaSigmas {
+		return fmt.Errorf("%s: custom timesteps cannot be combined with Karras, Lu, exponential or beta sigmas", p.Class)
+	}
+	return nil
+}

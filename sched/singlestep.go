@@ -108,11 +108,8 @@ func (d *DPMSinglestep) SetTimesteps(n int) error {
 }
 
 func (d *DPMSinglestep) SetCustomTimesteps(timesteps []float64) error {
-	if len(timesteps) == 0 {
-		return fmt.Errorf("%s: empty custom timesteps", d.p.Class)
-	}
-	if d.p.UseKarrasSigmas || d.p.UseExponentialSigmas || d.p.UseBetaSigmas {
-		return fmt.Errorf("%s: custom timesteps cannot be combined with Karras, exponential or beta sigmas", d.p.Class)
+	if err := d.p.checkCustomTimesteps(timesteps); err != nil {
+		return err
 	}
 	ts := make([]float64, len(timesteps))
 	for i, t := range timesteps {
