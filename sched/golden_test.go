@@ -1,8 +1,6 @@
 package sched
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
@@ -10,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/sdxl-go/sdxl/internal/golden"
+	"github.com/sdxl-go/sdxl/internal/jsonobj"
 	"github.com/sdxl-go/sdxl/sched/torchrand"
 )
 
@@ -42,8 +41,7 @@ type goldenParams struct {
 func loadGoldenParams(t *testing.T, f *golden.File) goldenParams {
 	t.Helper()
 	var gp goldenParams
-	dec := json.NewDecoder(bytes.NewReader(quoteNonFinite([]byte(f.Metadata["__params__"]))))
-	if err := dec.Decode(&gp); err != nil {
+	if err := jsonobj.Unmarshal([]byte(f.Metadata["__params__"]), &gp); err != nil {
 		t.Fatalf("%s: __params__: %v", schedGolden, err)
 	}
 	return gp
@@ -279,7 +277,7 @@ func checkDrawsFromSeed(t *testing.T, seed uint64, draws [][]float32) {
 // diffusers reports for the scheduler it built (its defaults included).
 func checkResolved(t *testing.T, p Params, want Config) {
 	t.Helper()
-	r := &reader{c: want, class: p.Class}
+	r := newReader(want, p.Class)
 	type cmp struct {
 		key  string
 		got  any
@@ -291,34 +289,34 @@ func checkResolved(t *testing.T, p Params, want Config) {
 			cs = append(cs, cmp{key, got, read()})
 		}
 	}
-	add("num_train_timesteps", p.NumTrainTimesteps, func() any { return r.int("num_train_timesteps", 0) })
-	add("beta_start", p.BetaStart, func() any { return r.float("beta_start", 0) })
-	add("beta_end", p.BetaEnd, func() any { return r.float("beta_end", 0) })
-	add("beta_schedule", p.BetaSchedule, func() any { return r.str("beta_schedule", "") })
-	add("prediction_type", p.PredictionType, func() any { return r.str("prediction_type", "") })
-	add("timestep_spacing", p.TimestepSpacing, func() any { return r.str("timestep_spacing", "") })
-	add("steps_offset", p.StepsOffset, func() any { return r.int("steps_offset", 0) })
-	add("use_karras_sigmas", p.UseKarrasSigmas, func() any { return r.bool("use_karras_sigmas", false) })
-	add("final_sigmas_type", p.FinalSigmasType, func() any { return r.str("final_sigmas_type", "") })
-	add("clip_sample", p.ClipSample, func() any { return r.bool("clip_sample", false) })
-	add("set_alpha_to_one", p.SetAlphaToOne, func() any { return r.bool("set_alpha_to_one", false) })
-	add("solver_order", p.SolverOrder, func() any { return r.int("solver_order", 0) })
-	add("algorithm_type", p.AlgorithmType, func() any { return r.str("algorithm_type", "") })
-	add("solver_type", p.SolverType, func() any { return r.str("solver_type", "") })
-	add("lower_order_final", p.LowerOrderFinal, func() any { return r.bool("lower_order_final", false) })
-	add("euler_at_final", p.EulerAtFinal, func() any { return r.bool("euler_at_final", false) })
-	add("lambda_min_clipped", p.LambdaMinClipped, func() any { return r.float("lambda_min_clipped", 0) })
-	add("skip_prk_steps", p.SkipPRKSteps, func() any { return r.bool("skip_prk_steps", false) })
-	add("predict_x0", p.PredictX0, func() any { return r.bool("predict_x0", false) })
-	add("sigma_data", p.SigmaData, func() any { return r.float("sigma_data", 0) })
-	add("rho", p.Rho, func() any { return r.float("rho", 0) })
-	add("timestep_type", p.TimestepType, func() any { return r.str("timestep_type", "") })
-	add("interpolation_type", p.InterpolationType, func() any { return r.str("interpolation_type", "") })
+	add("num_train_timesteps", p.NumTrainTimesteps, func() any { return r.Int("num_train_timesteps", 0) })
+	add("beta_start", p.BetaStart, func() any { return r.Float("beta_start", 0) })
+	add("beta_end", p.BetaEnd, func() any { return r.Float("beta_end", 0) })
+	add("beta_schedule", p.BetaSchedule, func() any { return r.Str("beta_schedule", "") })
+	add("prediction_type", p.PredictionType, func() any { return r.Str("prediction_type", "") })
+	add("timestep_spacing", p.TimestepSpacing, func() any { return r.Str("timestep_spacing", "") })
+	add("steps_offset", p.StepsOffset, func() any { return r.Int("steps_offset", 0) })
+	add("use_karras_sigmas", p.UseKarrasSigmas, func() any { return r.Bool("use_karras_sigmas", false) })
+	add("final_sigmas_type", p.FinalSigmasType, func() any { return r.Str("final_sigmas_type", "") })
+	add("clip_sample", p.ClipSample, func() any { return r.Bool("clip_sample", false) })
+	add("set_alpha_to_one", p.SetAlphaToOne, func() any { return r.Bool("set_alpha_to_one", false) })
+	add("solver_order", p.SolverOrder, func() any { return r.Int("solver_order", 0) })
+	add("algorithm_type", p.AlgorithmType, func() any { return r.Str("algorithm_type", "") })
+	add("solver_type", p.SolverType, func() any { return r.Str("solver_type", "") })
+	add("lower_order_final", p.LowerOrderFinal, func() any { return r.Bool("lower_order_final", false) })
+	add("euler_at_final", p.EulerAtFinal, func() any { return r.Bool("euler_at_final", false) })
+	add("lambda_min_clipped", p.LambdaMinClipped, func() any { return r.Float("lambda_min_clipped", 0) })
+	add("skip_prk_steps", p.SkipPRKSteps, func() any { return r.Bool("skip_prk_steps", false) })
+	add("predict_x0", p.PredictX0, func() any { return r.Bool("predict_x0", false) })
+	add("sigma_data", p.SigmaData, func() any { return r.Float("sigma_data", 0) })
+	add("rho", p.Rho, func() any { return r.Float("rho", 0) })
+	add("timestep_type", p.TimestepType, func() any { return r.Str("timestep_type", "") })
+	add("interpolation_type", p.InterpolationType, func() any { return r.Str("interpolation_type", "") })
 	if p.Class == "DDPMScheduler" {
-		add("variance_type", p.VarianceType, func() any { return r.str("variance_type", "") })
+		add("variance_type", p.VarianceType, func() any { return r.Str("variance_type", "") })
 	}
-	if r.err != nil {
-		t.Fatalf("golden config: %v", r.err)
+	if r.Err() != nil {
+		t.Fatalf("golden config: %v", r.Err())
 	}
 	for _, c := range cs {
 		if c.got != c.want {

@@ -6,154 +6,156 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/sdxl-go/sdxl/internal/jsonobj"
 )
 
 // class describes one supported diffusers scheduler class: how to resolve
 // its options (with its own defaults) and how to build it.
 type class struct {
-	read  func(r *reader, p *Params)
+	read  func(r *jsonobj.Object, p *Params)
 	build func(Params) (Scheduler, error)
 }
 
 // readBetaKeys reads the options every beta-based class shares.
-func readBetaKeys(r *reader, p *Params, start, end float64, prediction, spacing string) {
-	p.NumTrainTimesteps = r.int("num_train_timesteps", 1000)
-	p.BetaStart = r.float("beta_start", start)
-	p.BetaEnd = r.float("beta_end", end)
-	p.BetaSchedule = r.str("beta_schedule", "linear")
-	p.TrainedBetas = r.floats("trained_betas")
-	p.PredictionType = r.str("prediction_type", prediction)
+func readBetaKeys(r *jsonobj.Object, p *Params, start, end float64, prediction, spacing string) {
+	p.NumTrainTimesteps = r.Int("num_train_timesteps", 1000)
+	p.BetaStart = r.Float("beta_start", start)
+	p.BetaEnd = r.Float("beta_end", end)
+	p.BetaSchedule = r.Str("beta_schedule", "linear")
+	p.TrainedBetas = r.Floats("trained_betas")
+	p.PredictionType = r.Str("prediction_type", prediction)
 	if spacing == "" { // the class has no timestep_spacing option: always linspace
 		p.TimestepSpacing = "linspace"
 		return
 	}
-	p.TimestepSpacing = r.str("timestep_spacing", spacing)
-	p.StepsOffset = r.int("steps_offset", 0)
+	p.TimestepSpacing = r.Str("timestep_spacing", spacing)
+	p.StepsOffset = r.Int("steps_offset", 0)
 }
 
-func readSigmaKinds(r *reader, p *Params) {
-	p.UseKarrasSigmas = r.bool("use_karras_sigmas", false)
-	p.UseExponentialSigmas = r.bool("use_exponential_sigmas", false)
-	p.UseBetaSigmas = r.bool("use_beta_sigmas", false)
+func readSigmaKinds(r *jsonobj.Object, p *Params) {
+	p.UseKarrasSigmas = r.Bool("use_karras_sigmas", false)
+	p.UseExponentialSigmas = r.Bool("use_exponential_sigmas", false)
+	p.UseBetaSigmas = r.Bool("use_beta_sigmas", false)
 }
 
-func readThreshold(r *reader, p *Params) {
-	p.Thresholding = r.bool("thresholding", false)
-	p.DynamicThresholdingRatio = r.float("dynamic_thresholding_ratio", 0.995)
-	p.SampleMaxValue = r.float("sample_max_value", 1.0)
+func readThreshold(r *jsonobj.Object, p *Params) {
+	p.Thresholding = r.Bool("thresholding", false)
+	p.DynamicThresholdingRatio = r.Float("dynamic_thresholding_ratio", 0.995)
+	p.SampleMaxValue = r.Float("sample_max_value", 1.0)
 }
 
-func readSolver(r *reader, p *Params, algorithm, solver string, lowerOrderFinal bool) {
-	p.SolverOrder = r.int("solver_order", 2)
-	p.AlgorithmType = r.str("algorithm_type", algorithm)
-	p.SolverType = r.str("solver_type", solver)
-	p.LowerOrderFinal = r.bool("lower_order_final", lowerOrderFinal)
-	p.UseFlowSigmas = r.bool("use_flow_sigmas", false)
+func readSolver(r *jsonobj.Object, p *Params, algorithm, solver string, lowerOrderFinal bool) {
+	p.SolverOrder = r.Int("solver_order", 2)
+	p.AlgorithmType = r.Str("algorithm_type", algorithm)
+	p.SolverType = r.Str("solver_type", solver)
+	p.LowerOrderFinal = r.Bool("lower_order_final", lowerOrderFinal)
+	p.UseFlowSigmas = r.Bool("use_flow_sigmas", false)
 }
 
 // classes maps every supported diffusers class name to its resolver and
 // constructor. Defaults are those of the class's __init__ in diffusers
 // 0.40.
 var classes = map[string]class{
-	"EulerDiscreteScheduler": {func(r *reader, p *Params) {
+	"EulerDiscreteScheduler": {func(r *jsonobj.Object, p *Params) {
 		readBetaKeys(r, p, 0.0001, 0.02, "epsilon", "linspace")
 		readSigmaKinds(r, p)
-		p.InterpolationType = r.str("interpolation_type", "linear")
-		p.TimestepType = r.str("timestep_type", "discrete", "discrete", "continuous")
-		p.RescaleBetasZeroSNR = r.bool("rescale_betas_zero_snr", false)
-		p.FinalSigmasType = r.str("final_sigmas_type", "zero")
+		p.InterpolationType = r.Str("interpolation_type", "linear")
+		p.TimestepType = r.Str("timestep_type", "discrete", "discrete", "continuous")
+		p.RescaleBetasZeroSNR = r.Bool("rescale_betas_zero_snr", false)
+		p.FinalSigmasType = r.Str("final_sigmas_type", "zero")
 	}, newEulerDiscrete},
-	"EulerAncestralDiscreteScheduler": {func(r *reader, p *Params) {
+	"EulerAncestralDiscreteScheduler": {func(r *jsonobj.Object, p *Params) {
 		readBetaKeys(r, p, 0.0001, 0.02, "epsilon", "linspace")
-		p.RescaleBetasZeroSNR = r.bool("rescale_betas_zero_snr", false)
+		p.RescaleBetasZeroSNR = r.Bool("rescale_betas_zero_snr", false)
 	}, newEulerAncestral},
-	"HeunDiscreteScheduler": {func(r *reader, p *Params) {
+	"HeunDiscreteScheduler": {func(r *jsonobj.Object, p *Params) {
 		readBetaKeys(r, p, 0.00085, 0.012, "epsilon", "linspace")
 		readSigmaKinds(r, p)
-		p.ClipSample = r.bool("clip_sample", false)
-		p.ClipSampleRange = r.float("clip_sample_range", 1.0)
+		p.ClipSample = r.Bool("clip_sample", false)
+		p.ClipSampleRange = r.Float("clip_sample_range", 1.0)
 	}, newHeun},
-	"DDIMScheduler": {func(r *reader, p *Params) {
+	"DDIMScheduler": {func(r *jsonobj.Object, p *Params) {
 		readBetaKeys(r, p, 0.0001, 0.02, "epsilon", "leading")
-		p.ClipSample = r.bool("clip_sample", true)
-		p.SetAlphaToOne = r.bool("set_alpha_to_one", true)
+		p.ClipSample = r.Bool("clip_sample", true)
+		p.SetAlphaToOne = r.Bool("set_alpha_to_one", true)
 		readThreshold(r, p)
-		p.ClipSampleRange = r.float("clip_sample_range", 1.0)
-		p.RescaleBetasZeroSNR = r.bool("rescale_betas_zero_snr", false)
-		p.Eta = r.float("eta", 0)
+		p.ClipSampleRange = r.Float("clip_sample_range", 1.0)
+		p.RescaleBetasZeroSNR = r.Bool("rescale_betas_zero_snr", false)
+		p.Eta = r.Float("eta", 0)
 	}, newDDIM},
-	"DDPMScheduler": {func(r *reader, p *Params) {
+	"DDPMScheduler": {func(r *jsonobj.Object, p *Params) {
 		readBetaKeys(r, p, 0.0001, 0.02, "epsilon", "leading")
-		p.VarianceType = r.str("variance_type", "fixed_small")
-		p.ClipSample = r.bool("clip_sample", true)
+		p.VarianceType = r.Str("variance_type", "fixed_small")
+		p.ClipSample = r.Bool("clip_sample", true)
 		readThreshold(r, p)
-		p.ClipSampleRange = r.float("clip_sample_range", 1.0)
-		p.RescaleBetasZeroSNR = r.bool("rescale_betas_zero_snr", false)
+		p.ClipSampleRange = r.Float("clip_sample_range", 1.0)
+		p.RescaleBetasZeroSNR = r.Bool("rescale_betas_zero_snr", false)
 	}, newDDPM},
-	"PNDMScheduler": {func(r *reader, p *Params) {
+	"PNDMScheduler": {func(r *jsonobj.Object, p *Params) {
 		readBetaKeys(r, p, 0.0001, 0.02, "epsilon", "leading")
-		p.SkipPRKSteps = r.bool("skip_prk_steps", false)
-		p.SetAlphaToOne = r.bool("set_alpha_to_one", false)
+		p.SkipPRKSteps = r.Bool("skip_prk_steps", false)
+		p.SetAlphaToOne = r.Bool("set_alpha_to_one", false)
 	}, newPNDM},
-	"LMSDiscreteScheduler": {func(r *reader, p *Params) {
+	"LMSDiscreteScheduler": {func(r *jsonobj.Object, p *Params) {
 		readBetaKeys(r, p, 0.0001, 0.02, "epsilon", "linspace")
 		readSigmaKinds(r, p)
 	}, newLMS},
-	"DPMSolverMultistepScheduler": {func(r *reader, p *Params) {
+	"DPMSolverMultistepScheduler": {func(r *jsonobj.Object, p *Params) {
 		readBetaKeys(r, p, 0.0001, 0.02, "epsilon", "linspace")
 		readSolver(r, p, "dpmsolver++", "midpoint", true)
 		readThreshold(r, p)
 		readSigmaKinds(r, p)
-		p.EulerAtFinal = r.bool("euler_at_final", false)
-		p.UseLuLambdas = r.bool("use_lu_lambdas", false)
-		p.FinalSigmasType = r.str("final_sigmas_type", "zero")
-		p.LambdaMinClipped = r.float("lambda_min_clipped", math.Inf(-1))
-		p.VarianceType = r.str("variance_type", "")
-		p.RescaleBetasZeroSNR = r.bool("rescale_betas_zero_snr", false)
+		p.EulerAtFinal = r.Bool("euler_at_final", false)
+		p.UseLuLambdas = r.Bool("use_lu_lambdas", false)
+		p.FinalSigmasType = r.Str("final_sigmas_type", "zero")
+		p.LambdaMinClipped = r.Float("lambda_min_clipped", math.Inf(-1))
+		p.VarianceType = r.Str("variance_type", "")
+		p.RescaleBetasZeroSNR = r.Bool("rescale_betas_zero_snr", false)
 	}, newDPMMultistep},
-	"DPMSolverSinglestepScheduler": {func(r *reader, p *Params) {
+	"DPMSolverSinglestepScheduler": {func(r *jsonobj.Object, p *Params) {
 		readBetaKeys(r, p, 0.0001, 0.02, "epsilon", "")
 		readSolver(r, p, "dpmsolver++", "midpoint", false)
 		readThreshold(r, p)
 		readSigmaKinds(r, p)
-		p.FinalSigmasType = r.str("final_sigmas_type", "zero")
-		p.LambdaMinClipped = r.float("lambda_min_clipped", math.Inf(-1))
-		p.VarianceType = r.str("variance_type", "")
+		p.FinalSigmasType = r.Str("final_sigmas_type", "zero")
+		p.LambdaMinClipped = r.Float("lambda_min_clipped", math.Inf(-1))
+		p.VarianceType = r.Str("variance_type", "")
 	}, newDPMSinglestep},
-	"KDPM2DiscreteScheduler": {func(r *reader, p *Params) {
+	"KDPM2DiscreteScheduler": {func(r *jsonobj.Object, p *Params) {
 		readBetaKeys(r, p, 0.00085, 0.012, "epsilon", "linspace")
 		readSigmaKinds(r, p)
 	}, newKDPM2},
-	"KDPM2AncestralDiscreteScheduler": {func(r *reader, p *Params) {
+	"KDPM2AncestralDiscreteScheduler": {func(r *jsonobj.Object, p *Params) {
 		readBetaKeys(r, p, 0.00085, 0.012, "epsilon", "linspace")
 		readSigmaKinds(r, p)
 	}, newKDPM2Ancestral},
-	"DEISMultistepScheduler": {func(r *reader, p *Params) {
+	"DEISMultistepScheduler": {func(r *jsonobj.Object, p *Params) {
 		readBetaKeys(r, p, 0.0001, 0.02, "epsilon", "linspace")
 		readSolver(r, p, "deis", "logrho", true)
 		readThreshold(r, p)
 		readSigmaKinds(r, p)
 	}, newDEIS},
-	"UniPCMultistepScheduler": {func(r *reader, p *Params) {
+	"UniPCMultistepScheduler": {func(r *jsonobj.Object, p *Params) {
 		readBetaKeys(r, p, 0.0001, 0.02, "epsilon", "linspace")
 		readSolver(r, p, "", "bh2", true)
 		readThreshold(r, p)
 		readSigmaKinds(r, p)
-		p.PredictX0 = r.bool("predict_x0", true)
-		p.DisableCorrector = r.ints("disable_corrector")
-		p.FinalSigmasType = r.str("final_sigmas_type", "zero")
-		p.RescaleBetasZeroSNR = r.bool("rescale_betas_zero_snr", false)
+		p.PredictX0 = r.Bool("predict_x0", true)
+		p.DisableCorrector = r.Ints("disable_corrector", nil)
+		p.FinalSigmasType = r.Str("final_sigmas_type", "zero")
+		p.RescaleBetasZeroSNR = r.Bool("rescale_betas_zero_snr", false)
 	}, newUniPC},
-	"EDMEulerScheduler": {func(r *reader, p *Params) {
-		p.NumTrainTimesteps = r.int("num_train_timesteps", 1000)
-		p.PredictionType = r.str("prediction_type", "epsilon")
-		p.SigmaData = r.float("sigma_data", 0.5)
-		p.SigmaSchedule = r.str("sigma_schedule", "karras", "karras", "exponential")
-		p.Rho = r.float("rho", 7.0)
-		p.FinalSigmasType = r.str("final_sigmas_type", "zero")
+	"EDMEulerScheduler": {func(r *jsonobj.Object, p *Params) {
+		p.NumTrainTimesteps = r.Int("num_train_timesteps", 1000)
+		p.PredictionType = r.Str("prediction_type", "epsilon")
+		p.SigmaData = r.Float("sigma_data", 0.5)
+		p.SigmaSchedule = r.Str("sigma_schedule", "karras", "karras", "exponential")
+		p.Rho = r.Float("rho", 7.0)
+		p.FinalSigmasType = r.Str("final_sigmas_type", "zero")
 		// EDM's sigma_min/sigma_max are its schedule's ends, with defaults
 		// (a null from another class's config means the default too).
-		lo, hi := r.float("sigma_min", 0.002), r.float("sigma_max", 80.0)
+		lo, hi := r.Float("sigma_min", 0.002), r.Float("sigma_max", 80.0)
 		p.SigmaMin, p.SigmaMax = &lo, &hi
 		p.TimestepSpacing = "linspace"
 	}, newEDMEuler},
@@ -169,19 +171,19 @@ func Resolve(className string, cfg Config) (Params, error) {
 	if !ok {
 		return Params{}, fmt.Errorf("unknown scheduler class %q (known: %s)", className, strings.Join(ClassNames(), ", "))
 	}
-	r := &reader{c: cfg.effective(), class: className}
+	r := newReader(cfg.effective(), className)
 	p := Params{Class: className}
 	if className != "EDMEulerScheduler" {
-		p.SigmaMin, p.SigmaMax = r.optFloat("sigma_min"), r.optFloat("sigma_max")
+		p.SigmaMin, p.SigmaMax = r.OptFloat("sigma_min", nil), r.OptFloat("sigma_max", nil)
 	}
 	c.read(r, &p)
-	if r.err != nil {
-		return Params{}, r.err
+	if r.Err() != nil {
+		return Params{}, r.Err()
 	}
 	if p.NumTrainTimesteps < 2 || p.NumTrainTimesteps > maxTrainTimesteps {
 		return Params{}, fmt.Errorf("%s: num_train_timesteps = %d, want 2 to %d", className, p.NumTrainTimesteps, maxTrainTimesteps)
 	}
-	p.Keys = r.keys
+	p.Keys = r.Read()
 	return p, nil
 }
 

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"slices"
+
+	"github.com/sdxl-go/sdxl/internal/jsonobj"
 )
 
 // TextEncoderConfig is text_encoder*/config.json (transformers
@@ -49,79 +51,102 @@ func ReadTextEncoderConfig(path string) (*TextEncoderConfig, error) {
 // accepted too: its text_config is used, as CLIPTextConfig.from_pretrained
 // does.
 func ParseTextEncoderConfig(name string, data []byte) (*TextEncoderConfig, error) {
-	o, err := parseObject(name, data)
+	o, err := jsonobj.Parse(name, data)
 	if err != nil {
 		return nil, err
 	}
-	if mt := o.str("model_type", ""); mt == "clip" {
-		tc, present, null := o.get("text_config")
+	return parseTextEncoder(o)
+}
+
+func parseTextEncoder(o *jsonobj.Object) (*TextEncoderConfig, error) {
+	name := o.Name()
+	if mt := o.Str("model_type", ""); mt == "clip" {
+		tc, present, null := o.Get("text_config")
 		if !present || null {
 			return nil, fmt.Errorf("%s: a CLIPConfig (model_type \"clip\") without text_config", name)
 		}
-		return ParseTextEncoderConfig(name+" text_config", tc)
+		m, ok := tc.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("%s: text_config must be an object, got %s", name, jsonobj.Describe(tc))
+		}
+		return parseTextEncoder(jsonobj.New(name+" text_config", m))
 	}
 	c := &TextEncoderConfig{
-		Architectures:         o.strs("architectures", nil),
-		ModelType:             o.str("model_type", "clip_text_model"),
-		VocabSize:             o.int("vocab_size", 49408),
-		HiddenSize:            o.int("hidden_size", 512),
-		IntermediateSize:      o.int("intermediate_size", 2048),
-		ProjectionDim:         o.int("projection_dim", 512),
-		NumHiddenLayers:       o.int("num_hidden_layers", 12),
-		NumAttentionHeads:     o.int("num_attention_heads", 8),
-		MaxPositionEmbeddings: o.int("max_position_embeddings", 77),
-		HiddenAct:             o.reqStr("hidden_act", "quick_gelu"),
-		LayerNormEps:          o.float("layer_norm_eps", 1e-5),
-		AttentionDropout:      o.float("attention_dropout", 0),
-		InitializerRange:      o.float("initializer_range", 0.02),
-		InitializerFactor:     o.float("initializer_factor", 1),
+		Architectures:         o.Strs("architectures", nil),
+		ModelType:             o.Str("model_type", "clip_text_model"),
+		VocabSize:             o.Int("vocab_size", 49408),
+		HiddenSize:            o.Int("hidden_size", 512),
+		IntermediateSize:      o.Int("intermediate_size", 2048),
+		ProjectionDim:         o.Int("projection_dim", 512),
+		NumHiddenLayers:       o.Int("num_hidden_layers", 12),
+		NumAttentionHeads:     o.Int("num_attention_heads", 8),
+		MaxPositionEmbeddings: o.Int("max_position_embeddings", 77),
+		HiddenAct:             o.ReqStr("hidden_act", "quick_gelu"),
+		LayerNormEps:          o.Float("layer_norm_eps", 1e-5),
+		AttentionDropout:      o.Float("attention_dropout", 0),
+		InitializerRange:      o.Float("initializer_range", 0.02),
+		InitializerFactor:     o.Float("initializer_factor", 1),
 		// The token ids may be null in transformers; CLIP needs all three
 		// (padding, the BOS/EOS pooling rule), so null is an error here.
-		PadTokenID: o.int("pad_token_id", 1),
-		BOSTokenID: o.int("bos_token_id", 49406),
-		EOSTokenID: o.int("eos_token_id", 49407),
-		DType:      o.str("dtype", ""),
+		PadTokenID: o.Int("pad_token_id", 1),
+		BOSTokenID: o.Int("bos_token_id", 49406),
+		EOSTokenID: o.Int("eos_token_id", 49407),
+		DType:      o.Str("dtype", ""),
 	}
 	if c.DType == "" {
-		c.DType = o.str("torch_dtype", "")
+		c.DType = o.Str("torch_dtype", "")
 	} else {
-		o.get("torch_dtype")
+		o.Get("torch_dtype")
 	}
-	if _, present, null := o.get("architectures"); present && null {
+	if _, present, null := o.Get("architectures"); present && null {
 		c.Architectures = nil
 	}
 	// Bookkeeping keys that every saved config carries.
 	for _, k := range []string{"transformers_version", "dropout", "output_attentions", "output_hidden_states", "return_dict"} {
-		o.get(k)
+		o.Get(k)
 	}
-	if o.err != nil {
-		return nil, o.err
+	if o.Err() != nil {
+		return nil, o.Err()
 	}
-	c.Unused = o.unused()
+	c.Unused = o.Unused()
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %v", name, err)
 	}
 	return c, nil
 }
 
-// Validate checks the sizes and the activation, as CLIP's modules would.
+// Validate checks the sizes, the numbers and the activation, as CLIP's
+// modules would, and this package's limits (MaxTextLayers, MaxWidth,
+// MaxVocab, MaxPositions).
 func (c *TextEncoderConfig) Validate() error {
-	for _, f := range []struct {
-		key string
-		v   int
-	}{{"vocab_size", c.VocabSize}, {"hidden_size", c.HiddenSize}, {"intermediate_size", c.IntermediateSize},
-		{"projection_dim", c.ProjectionDim}, {"num_hidden_layers", c.NumHiddenLayers},
-		{"num_attention_heads", c.NumAttentionHeads}, {"max_position_embeddings", c.MaxPositionEmbeddings}} {
-		if f.v <= 0 {
-			return fmt.Errorf("%s = %d, want > 0", f.key, f.v)
-		}
+	if err := checkRanges(1, MaxWidth, intField{"hidden_size", c.HiddenSize}, intField{"intermediate_size", c.IntermediateSize},
+		intField{"projection_dim", c.ProjectionDim}, intField{"num_attention_heads", c.NumAttentionHeads}); err != nil {
+		return err
+	}
+	if err := inRange("num_hidden_layers", c.NumHiddenLayers, 1, MaxTextLayers); err != nil {
+		return err
+	}
+	if err := inRange("vocab_size", c.VocabSize, 1, MaxVocab); err != nil {
+		return err
+	}
+	if err := inRange("max_position_embeddings", c.MaxPositionEmbeddings, 1, MaxPositions); err != nil {
+		return err
+	}
+	// The token ids index the embedding table (pad, the BOS/EOS pooling
+	// rule).
+	if err := checkRanges(0, c.VocabSize-1, intField{"pad_token_id", c.PadTokenID}, intField{"bos_token_id", c.BOSTokenID},
+		intField{"eos_token_id", c.EOSTokenID}); err != nil {
+		return err
 	}
 	if c.HiddenSize%c.NumAttentionHeads != 0 {
 		// CLIPAttention raises the same.
 		return fmt.Errorf("hidden_size %d is not divisible by num_attention_heads %d", c.HiddenSize, c.NumAttentionHeads)
 	}
-	if !(c.LayerNormEps > 0) {
-		return fmt.Errorf("layer_norm_eps = %g, want > 0", c.LayerNormEps)
+	if err := positive("layer_norm_eps", c.LayerNormEps); err != nil {
+		return err
+	}
+	if err := allFinite(floatField{"attention_dropout", c.AttentionDropout}, floatField{"initializer_range", c.InitializerRange}, floatField{"initializer_factor", c.InitializerFactor}); err != nil {
+		return err
 	}
 	switch c.HiddenAct {
 	case "quick_gelu", "gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu", "swish", "gelu_fast", "gelu_python":

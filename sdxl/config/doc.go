@@ -8,14 +8,17 @@
 // Configs are typed structs with the Python constructors' defaults for
 // absent keys, a JSON null read as Python's None, and every int-or-list
 // field normalised to one value per block; errors name the file and the
-// key. Unknown keys are kept in Unused rather than refused, since diffusers
-// ignores them too. The scheduler config belongs to package sched; this
+// key. Every value is validated (Validate) before a config is returned,
+// against what the constructors accept and this package's limits
+// (MaxBlocks, MaxWidth, ...), so a model built from a config never meets a
+// negative size or an absurd count. Unknown keys are kept in Unused rather
+// than refused, since diffusers ignores them too. The scheduler config belongs to package sched; this
 // package only locates it (ModelDir.SchedulerConfigPath).
 //
 // The released SDXL 1.0 base and refiner configs are embedded (RealModelDir,
-// SDXLBaseUNet, ...) for single-file checkpoints and benchmarks, and
-// ParamShapes derives every state-dict key and shape from a config, which
-// the tests check against the full-size key lists and the golden weights.
+// SDXLBaseUNet, ...) for single-file checkpoints and benchmarks. The models
+// built from them (packages unet, vae, clip) are checked key by key against
+// the full-size key lists there.
 //
 //	d, err := config.OpenModelDir("models/sdxl-base")
 //	unet, err := d.UNetConfig()

@@ -13,6 +13,7 @@ import (
 	"github.com/sdxl-go/sdxl/nn"
 	"github.com/sdxl-go/sdxl/safetensors"
 	"github.com/sdxl-go/sdxl/sdxl/config"
+	"github.com/sdxl-go/sdxl/sdxl/vae"
 )
 
 // copyTinyBase copies the tiny base pipeline into a writable temp folder.
@@ -300,9 +301,12 @@ func TestOpenWeightsIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, _ := cfg.ParamShapes()
-	if ws.Len() != len(want) {
-		t.Errorf("%d tensors, config gives %d", ws.Len(), len(want))
+	v, err := vae.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := len(nn.Params(v, "")); ws.Len() != want {
+		t.Errorf("%d tensors, config gives %d", ws.Len(), want)
 	}
 	if dt, ok := ws.DType("decoder.conv_out.weight"); !ok || dt != safetensors.F16 {
 		t.Errorf("dtype %s %v", dt, ok)

@@ -1,9 +1,11 @@
 package config
 
 import (
-	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
+
+	"github.com/sdxl-go/sdxl/internal/jsonobj"
 )
 
 // Component is one [library, class] entry of model_index.json, e.g.
@@ -42,54 +44,72 @@ type ModelIndex struct {
 
 // ParseModelIndex parses model_index.json; name identifies it in errors.
 func ParseModelIndex(name string, data []byte) (*ModelIndex, error) {
-	o, err := parseObject(name, data)
+	o, err := jsonobj.Parse(name, data)
 	if err != nil {
 		return nil, err
 	}
 	m := &ModelIndex{Components: map[string]Component{}}
-	m.ClassName = o.str("_class_name", "")
-	m.DiffusersVersion = o.str("_diffusers_version", "")
-	m.ForceZerosForEmptyPrompt = o.bool("force_zeros_for_empty_prompt", true)
-	m.RequiresAestheticsScore = o.bool("requires_aesthetics_score", false)
-	m.AddWatermarker = o.optBool("add_watermarker", nil)
-	if o.err != nil {
-		return nil, o.err
+	m.ClassName = o.Str("_class_name", "")
+	m.DiffusersVersion = o.Str("_diffusers_version", "")
+	m.ForceZerosForEmptyPrompt = o.Bool("force_zeros_for_empty_prompt", true)
+	m.RequiresAestheticsScore = o.Bool("requires_aesthetics_score", false)
+	m.AddWatermarker = o.OptBool("add_watermarker", nil)
+	if o.Err() != nil {
+		return nil, o.Err()
 	}
 	if m.ClassName == "" {
 		return nil, fmt.Errorf("%s: no _class_name (not a diffusers pipeline index)", name)
 	}
-	keys := make([]string, 0, len(o.raw))
-	for k := range o.raw {
-		keys = append(keys, k)
+	read := map[string]bool{}
+	for _, k := range o.Read() {
+		read[k] = true
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if o.used[k] || len(k) > 0 && k[0] == '_' {
+	for _, k := range o.Keys() {
+		if read[k] || strings.HasPrefix(k, "_") {
 			continue
 		}
-		v := o.raw[k]
-		if !isList(v) {
+		if v, _ := o.Peek(k); !jsonobj.IsList(v) {
 			continue // a pipeline argument this package does not know
 		}
-		var pair []*string
-		if err := json.Unmarshal(v, &pair); err != nil || len(pair) != 2 {
-			return nil, fmt.Errorf("%s: %s: want [library, class] (strings or nulls), got %s", name, k, describe(v))
-		}
-		if (pair[0] == nil) != (pair[1] == nil) {
-			return nil, fmt.Errorf("%s: %s: library and class must both be set or both null, got %s", name, k, describe(v))
-		}
-		c := Component{Name: k}
-		if pair[0] != nil {
-			c.Library, c.Class = *pair[0], *pair[1]
-			if c.Library == "" || c.Class == "" {
-				return nil, fmt.Errorf("%s: %s: empty library or class name in %s", name, k, describe(v))
-			}
+		v, _, _ := o.Get(k)
+		c, err := component(k, v)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s: %v", name, k, err)
 		}
 		m.Components[k] = c
-		o.used[k] = true
 	}
-	m.Unused = o.unused()
+	m.Unused = o.Unused()
 	return m, nil
+}
+
+// component reads one [library, class] entry.
+func component(key string, v any) (Component, error) {
+	pair, _ := jsonobj.AsList(v)
+	var s [2]*string
+	ok := len(pair) == 2
+	for i := 0; ok && i < 2; i++ {
+		switch x := pair[i].(type) {
+		case nil:
+		case string:
+			s[i] = &x
+		default:
+			ok = false
+		}
+	}
+	if !ok {
+		return Component{}, fmt.Errorf("want [library, class] (strings or nulls), got %s", jsonobj.Describe(v))
+	}
+	if (s[0] == nil) != (s[1] == nil) {
+		return Component{}, fmt.Errorf("library and class must both be set or both null, got %s", jsonobj.Describe(v))
+	}
+	c := Component{Name: key}
+	if s[0] != nil {
+		c.Library, c.Class = *s[0], *s[1]
+		if c.Library == "" || c.Class == "" {
+			return Component{}, fmt.Errorf("empty library or class name in %s", jsonobj.Describe(v))
+		}
+	}
+	return c, nil
 }
 
 // Component returns the named entry; ok is false when model_index.json has

@@ -3,6 +3,8 @@ package config
 import (
 	"fmt"
 	"os"
+
+	"github.com/sdxl-go/sdxl/internal/jsonobj"
 )
 
 // VAEConfig is vae/config.json (diffusers AutoencoderKL) with the
@@ -47,41 +49,41 @@ func ReadVAEConfig(path string) (*VAEConfig, error) {
 // ParseVAEConfig parses and validates an AutoencoderKL config; name
 // identifies it in errors.
 func ParseVAEConfig(name string, data []byte) (*VAEConfig, error) {
-	o, err := parseObject(name, data)
+	o, err := jsonobj.Parse(name, data)
 	if err != nil {
 		return nil, err
 	}
 	c := &VAEConfig{
-		InChannels:       o.int("in_channels", 3),
-		OutChannels:      o.int("out_channels", 3),
-		DownBlockTypes:   o.strs("down_block_types", []string{"DownEncoderBlock2D"}),
-		UpBlockTypes:     o.strs("up_block_types", []string{"UpDecoderBlock2D"}),
-		BlockOutChannels: o.ints("block_out_channels", []int{64}),
-		LayersPerBlock:   o.int("layers_per_block", 1),
-		ActFn:            o.reqStr("act_fn", "silu"),
-		LatentChannels:   o.int("latent_channels", 4),
-		NormNumGroups:    o.int("norm_num_groups", 32),
-		ScalingFactor:    o.float("scaling_factor", 0.18215),
-		ShiftFactor:      o.optFloat("shift_factor", nil),
-		LatentsMean:      o.floats("latents_mean"),
-		LatentsStd:       o.floats("latents_std"),
+		InChannels:       o.Int("in_channels", 3),
+		OutChannels:      o.Int("out_channels", 3),
+		DownBlockTypes:   o.Strs("down_block_types", []string{"DownEncoderBlock2D"}),
+		UpBlockTypes:     o.Strs("up_block_types", []string{"UpDecoderBlock2D"}),
+		BlockOutChannels: o.Ints("block_out_channels", []int{64}),
+		LayersPerBlock:   o.Int("layers_per_block", 1),
+		ActFn:            o.ReqStr("act_fn", "silu"),
+		LatentChannels:   o.Int("latent_channels", 4),
+		NormNumGroups:    o.Int("norm_num_groups", 32),
+		ScalingFactor:    o.Float("scaling_factor", 0.18215),
+		ShiftFactor:      o.OptFloat("shift_factor", nil),
+		LatentsMean:      o.Floats("latents_mean"),
+		LatentsStd:       o.Floats("latents_std"),
 		// force_upcast, use_quant_conv, use_post_quant_conv and
 		// mid_block_add_attention are used through truth tests, so null
 		// reads as false.
-		ForceUpcast:          o.bool("force_upcast", true),
-		UseQuantConv:         o.bool("use_quant_conv", true),
-		UsePostQuantConv:     o.bool("use_post_quant_conv", true),
-		MidBlockAddAttention: o.bool("mid_block_add_attention", true),
+		ForceUpcast:          o.Bool("force_upcast", true),
+		UseQuantConv:         o.Bool("use_quant_conv", true),
+		UsePostQuantConv:     o.Bool("use_post_quant_conv", true),
+		MidBlockAddAttention: o.Bool("mid_block_add_attention", true),
 	}
-	if _, present, _ := o.get("sample_size"); present {
-		c.SampleSize = o.size2("sample_size")
+	if _, present, _ := o.Get("sample_size"); present {
+		c.SampleSize = size2(o, "sample_size")
 	} else {
 		c.SampleSize = &Size2{32, 32}
 	}
-	if o.err != nil {
-		return nil, o.err
+	if o.Err() != nil {
+		return nil, o.Err()
 	}
-	c.Unused = o.unused()
+	c.Unused = o.Unused()
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %v", name, err)
 	}
@@ -94,6 +96,8 @@ func (c *VAEConfig) Validate() error {
 	switch {
 	case n == 0:
 		return fmt.Errorf("block_out_channels is empty")
+	case n > MaxBlocks:
+		return fmt.Errorf("%d block_out_channels, want at most %d", n, MaxBlocks)
 	case len(c.DownBlockTypes) != n || len(c.UpBlockTypes) != n:
 		// The encoder indexes block_out_channels by down block and the
 		// decoder by up block; other lengths give a different model.
@@ -109,33 +113,56 @@ func (c *VAEConfig) Validate() error {
 			return fmt.Errorf("up_block_types[%d]: unknown block type %q", i, t)
 		}
 	}
-	for _, f := range []struct {
-		key string
-		v   int
-	}{{"in_channels", c.InChannels}, {"out_channels", c.OutChannels}, {"layers_per_block", c.LayersPerBlock},
-		{"latent_channels", c.LatentChannels}, {"norm_num_groups", c.NormNumGroups}} {
-		if f.v <= 0 {
-			return fmt.Errorf("%s = %d, want > 0", f.key, f.v)
-		}
+	if err := checkRanges(1, MaxWidth, intField{"in_channels", c.InChannels}, intField{"out_channels", c.OutChannels},
+		intField{"latent_channels", c.LatentChannels}, intField{"norm_num_groups", c.NormNumGroups}); err != nil {
+		return err
+	}
+	if err := inRange("layers_per_block", c.LayersPerBlock, 1, MaxLayersPerBlock); err != nil {
+		return err
 	}
 	for i, ch := range c.BlockOutChannels {
-		if ch <= 0 || ch%c.NormNumGroups != 0 {
-			return fmt.Errorf("block_out_channels[%d] = %d, want a positive multiple of norm_num_groups %d", i, ch, c.NormNumGroups)
+		if ch <= 0 || ch > MaxWidth || ch%c.NormNumGroups != 0 {
+			return fmt.Errorf("block_out_channels[%d] = %d, want a positive multiple of norm_num_groups %d up to %d", i, ch, c.NormNumGroups, MaxWidth)
 		}
 	}
-	if !(c.ScalingFactor > 0) {
-		return fmt.Errorf("scaling_factor = %g, want > 0", c.ScalingFactor)
+	if c.SampleSize != nil {
+		if err := checkRanges(1, MaxSampleSize, intField{"sample_size height", c.SampleSize.H}, intField{"sample_size width", c.SampleSize.W}); err != nil {
+			return err
+		}
+	}
+	return c.validateScaling()
+}
+
+// validateScaling checks the latent scaling numbers: a NaN or zero there
+// would give an all-black image, not an error.
+func (c *VAEConfig) validateScaling() error {
+	if err := positive("scaling_factor", c.ScalingFactor); err != nil {
+		return err
+	}
+	if c.ShiftFactor != nil {
+		if err := finite("shift_factor", *c.ShiftFactor); err != nil {
+			return err
+		}
 	}
 	if (c.LatentsMean == nil) != (c.LatentsStd == nil) ||
 		c.LatentsMean != nil && (len(c.LatentsMean) != c.LatentChannels || len(c.LatentsStd) != c.LatentChannels) {
 		return fmt.Errorf("latents_mean (%d values) and latents_std (%d values) must both be null or have latent_channels = %d values",
 			len(c.LatentsMean), len(c.LatentsStd), c.LatentChannels)
 	}
+	for i := range c.LatentsMean {
+		if err := finite(fmt.Sprintf("latents_mean[%d]", i), c.LatentsMean[i]); err != nil {
+			return err
+		}
+		if err := positive(fmt.Sprintf("latents_std[%d]", i), c.LatentsStd[i]); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
-// NonSDXL lists settings outside what the SDXL VAE uses (see
-// UNetConfig.NonSDXL).
+// NonSDXL lists settings outside what the SDXL VAE uses: an engine
+// implementing only SDXL's blocks refuses a config for which it is
+// non-empty rather than build a different model.
 func (c *VAEConfig) NonSDXL() []string {
 	var out []string
 	for i, t := range c.DownBlockTypes {
