@@ -50,7 +50,7 @@ func (b *Backend) Attention(q, k, v, mask *tensor.Tensor, scale float32) *tensor
 
 	// At least attnMinRows query rows per tile, so that streaming the packed
 	// K and V through the cache is amortised over enough rows.
-	rows := min(Lq, max(attnMinRows, attnTileElems/max(1, Lk)/gemmMR*gemmMR))
+	rows := min(Lq, max(attnMinRows, attnTileElems/max(1, Lk)/b.mk.mr*b.mk.mr))
 	tiles := (Lq + rows - 1) / rows
 	b.parallelItems(BH*tiles, func(item int) {
 		bh, t := item/tiles, item%tiles
@@ -64,14 +64,14 @@ func (b *Backend) Attention(q, k, v, mask *tensor.Tensor, scale float32) *tensor
 		for i := range nr {
 			row := s[i*Lk : (i+1)*Lk]
 			if ms == nil {
-				softmaxScaledRow(row, scale)
+				b.v.softmaxScaledRow(row, scale)
 				continue
 			}
 			mo := bi*mst[0] + hi*mst[1] + (r0+i)*mst[2]
 			for j := range row {
 				row[j] = row[j]*scale + ms[mo+j*mst[3]]
 			}
-			softmaxRow(row, row)
+			b.v.softmaxRow(row, row)
 		}
 		b.gemm(1, gemmArgs{m: nr, a: s, lda: Lk, b: vp[bh], c: out[(bh*Lq+r0)*Dv:], ldc: Dv})
 	})
@@ -92,7 +92,7 @@ func (b *Backend) Softmax(x *tensor.Tensor) *tensor.Tensor {
 	}
 	b.parallel(rows, max(1, 4096/max(1, D)), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
-			softmaxRow(out[r*D:(r+1)*D], xs[r*D:(r+1)*D])
+			b.v.softmaxRow(out[r*D:(r+1)*D], xs[r*D:(r+1)*D])
 		}
 	})
 	return b.wrap(x.DType(), x.Shape(), out)
@@ -101,32 +101,32 @@ func (b *Backend) Softmax(x *tensor.Tensor) *tensor.Tensor {
 // softmaxScaledRow replaces row by softmax(row·scale) for scale > 0 (the
 // maximum of row·scale is scale·max(row)); for other scales it scales
 // first.
-func softmaxScaledRow(row []float32, scale float32) {
+func (v isa) softmaxScaledRow(row []float32, scale float32) {
 	if !(scale > 0) {
 		for j := range row {
 			row[j] *= scale
 		}
-		softmaxRow(row, row)
+		v.softmaxRow(row, row)
 		return
 	}
-	m := maxf(row)
-	normalize(row, expSum(row, scale, m*scale))
+	m := v.maxf(row)
+	v.normalize(row, v.expSum(row, scale, m*scale))
 }
 
 // softmaxRow writes softmax(src) to dst (which may alias src): the maximum
 // subtracted, the exponentials summed in float64.
-func softmaxRow(dst, src []float32) {
+func (v isa) softmaxRow(dst, src []float32) {
 	if len(src) == 0 {
 		return
 	}
-	m := maxf(src)
+	m := v.maxf(src)
 	copy(dst, src)
-	normalize(dst, expSum(dst, 1, m))
+	v.normalize(dst, v.expSum(dst, 1, m))
 }
 
 // normalize divides row by sum: it multiplies by the float32 reciprocal,
 // like torch's vectorised softmax (one rounding more than a division, far
 // below the 1e-5 the models need).
-func normalize(row []float32, sum float64) {
-	scalef(row, float32(1/sum))
+func (v isa) normalize(row []float32, sum float64) {
+	v.scalef(row, float32(1/sum))
 }

@@ -31,7 +31,7 @@ func (b *Backend) Conv2D(x, w, bias *tensor.Tensor, stride, padding int) *tensor
 	}
 
 	// The weights are the A operand of every tile: pack them once.
-	abuf := b.pools.b.get(packedASize(O, ckk))
+	abuf := b.pools.b.get(packedASize(b.mk.mr, O, ckk))
 	defer b.pools.b.put(abuf)
 	wp := b.packAllA(b.threads, *abuf, false, O, ckk, ws, ckk)
 

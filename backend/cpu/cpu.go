@@ -7,9 +7,26 @@
 //
 // Ops run on goroutines bounded by the backend's thread count over
 // independent work (GEMM blocks, batch items, rows, groups). GEMMs go
-// through the package's packed, register-tiled SGEMM (gemm.go), whose
-// micro-kernel is Go assembly (AVX2+FMA) on amd64 machines that have it
-// and portable Go elsewhere or with the purego build tag.
+// through the package's packed, register-tiled SGEMM (gemm.go).
+//
+// # Kernels
+//
+// The hot loops exist at three instruction-set levels (Kernel): portable
+// Go ("generic", also what the purego build tag and non-amd64 machines
+// run), AVX2+FMA ("avx2": a 6×16 ymm micro-kernel) and AVX-512F
+// ("avx512": a 14×32 zmm micro-kernel, the elementwise loops staying
+// AVX2). A backend uses the best level that CPUID and the OS (XCR0 saving
+// the ymm, or opmask and zmm, state) allow, unless Options.Kernel or the
+// SDXL_CPU_KERNEL environment variable (read once, when the backend is
+// built) names another:
+//
+//	SDXL_CPU_KERNEL=avx2 go test ./...   # the backend as before AVX-512
+//
+// The avx2 and avx512 GEMMs are bit-identical (the same fused
+// multiply-adds in the same order); generic rounds each product before
+// adding, and its exp, GELU and SiLU use math.Exp and math.Erfc, so its
+// results differ in the last bits. Forcing avx2 reproduces results from
+// before the AVX-512 kernel existed bit for bit.
 package cpu
 
 import (
@@ -27,6 +44,8 @@ import (
 // goroutines.
 type Backend struct {
 	threads int
+	mk      *microKernel // the GEMM micro-kernel
+	v       isa          // the level of the vectorised loops (mk.isa)
 	pools   *gemmPools
 	// poison makes every new output allocation start as NaN, so that a test
 	// notices an op that forgets to write part of its output.
@@ -40,23 +59,48 @@ type Options struct {
 	// PoisonAllocations fills every op's output buffer with NaN before the
 	// op writes it (a debug aid for conformance tests; slower).
 	PoisonAllocations bool
+	// Kernel selects the instruction set of the hot loops; "" means the
+	// SDXL_CPU_KERNEL environment variable, or the best this machine
+	// supports when that is unset or "auto".
+	Kernel Kernel
 }
 
-// New returns a CPU backend using GOMAXPROCS threads.
+// New returns a CPU backend using GOMAXPROCS threads. It panics when
+// SDXL_CPU_KERNEL names an unknown or unsupported kernel (Open returns
+// that as an error).
 func New() *Backend { return NewWithOptions(Options{}) }
 
 // NewWithThreads returns a CPU backend whose ops use at most n goroutines
-// (n <= 0 means GOMAXPROCS).
+// (n <= 0 means GOMAXPROCS); it panics where New does.
 func NewWithThreads(n int) *Backend { return NewWithOptions(Options{Threads: n}) }
 
-// NewWithOptions returns a CPU backend configured by o.
+// NewWithOptions returns a CPU backend configured by o. It panics when
+// the kernel is unknown or unsupported; use Open to get that as an error.
 func NewWithOptions(o Options) *Backend {
+	b, err := Open(o)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// Open returns a CPU backend configured by o, or an error naming the
+// option or environment variable when the requested kernel is unknown or
+// this machine cannot run it.
+func Open(o Options) (*Backend, error) {
+	mk, err := resolveKernel(o.Kernel)
+	if err != nil {
+		return nil, err
+	}
 	t := o.Threads
 	if t <= 0 {
 		t = runtime.GOMAXPROCS(0)
 	}
-	return &Backend{threads: t, pools: newGemmPools(), poison: o.PoisonAllocations}
+	return &Backend{threads: t, mk: mk, v: mk.isa, pools: newGemmPools(), poison: o.PoisonAllocations}, nil
 }
+
+// Kernel is the instruction set this backend's hot loops run on.
+func (b *Backend) Kernel() Kernel { return b.mk.name }
 
 var _ tensor.Backend = (*Backend)(nil)
 var _ tensor.GroupNormSiLUer = (*Backend)(nil)

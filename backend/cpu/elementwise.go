@@ -16,13 +16,13 @@ func (b *Backend) unary(op string, x *tensor.Tensor, f func(dst, src []float32))
 
 // SiLU implements tensor.Backend.
 func (b *Backend) SiLU(x *tensor.Tensor) *tensor.Tensor {
-	return b.unary("SiLU", x, silu)
+	return b.unary("SiLU", x, b.v.silu)
 }
 
 // silu writes src·sigmoid(src) = src/(1+e^(−src)) to dst (which may be
 // src) in float32, like torch: vectorised on amd64, math.Exp elsewhere.
-func silu(dst, src []float32) {
-	for i := siluVec(dst, src); i < len(src); i++ {
+func (v isa) silu(dst, src []float32) {
+	for i := siluVec(v, dst, src); i < len(src); i++ {
 		v := src[i]
 		dst[i] = v / (1 + float32(math.Exp(-float64(v))))
 	}
@@ -31,8 +31,8 @@ func silu(dst, src []float32) {
 // geluRow writes the exact (erf) GELU of src to dst: an AVX2 polynomial on
 // amd64 (relative error about 2e-7 where it matters, see geluAVX2), with
 // math.Erfc in float64 for the tail and on other machines.
-func geluRow(dst, src []float32) {
-	for i := geluVec(dst, src); i < len(src); i++ {
+func (v isa) geluRow(dst, src []float32) {
+	for i := geluVec(v, dst, src); i < len(src); i++ {
 		// 1+erf(z) = erfc(−z), which keeps its relative accuracy in the
 		// negative tail where 1+erf(z) cancels.
 		x := float64(src[i])
@@ -42,14 +42,14 @@ func geluRow(dst, src []float32) {
 
 // GELU implements tensor.Backend (the erf form, like torch's default).
 func (b *Backend) GELU(x *tensor.Tensor) *tensor.Tensor {
-	return b.unary("GELU", x, geluRow)
+	return b.unary("GELU", x, b.v.geluRow)
 }
 
 // QuickGELU implements tensor.Backend: x*sigmoid(1.702x) (CLIP ViT-L).
 func (b *Backend) QuickGELU(x *tensor.Tensor) *tensor.Tensor {
 	return b.unary("QuickGELU", x, func(dst, src []float32) {
 		copy(dst, src)
-		expSum(dst, -1.702, 0) // e^(−1.702x)
+		b.v.expSum(dst, -1.702, 0) // e^(−1.702x)
 		for i, v := range src {
 			dst[i] = v / (1 + dst[i])
 		}
@@ -72,7 +72,7 @@ func (b *Backend) GEGLU(x *tensor.Tensor) *tensor.Tensor {
 			a := xs[2*r*D : 2*r*D+D]
 			g := xs[2*r*D+D : 2*(r+1)*D]
 			dst := out[r*D : (r+1)*D]
-			geluRow(dst, g)
+			b.v.geluRow(dst, g)
 			for i, v := range a {
 				dst[i] *= v
 			}

@@ -23,11 +23,16 @@ import (
 // depend on the thread count or on how M and N are split. Packing pads
 // edges with zeros so the kernel always computes whole tiles; partial tiles
 // go through a small buffer.
+//
+// The micro-kernel (see microKernel) is chosen per backend: mr (rows of an
+// A micro-panel) and mc depend on it, while B's panel width nr and kc do
+// not, so packed B operands serve every kernel and every kernel sums in
+// the same order.
 const (
-	gemmMR = 6   // rows of a micro-tile
-	gemmNR = 16  // columns of a micro-tile (two 8-float vectors)
+	gemmMR = 6   // rows of a micro-tile of the 6×16 kernels (generic, AVX2)
+	gemmNR = 16  // columns of a B micro-panel (two ymm or one zmm vector)
 	gemmKC = 256 // inner-dimension block: mr×kc of A and kc×nr of B stay in L1
-	gemmMC = 144 // rows of C per work item (a multiple of mr): mc×kc of A stays in L2
+	gemmMC = 144 // rows of C per work item for the 6×16 kernels: mc×kc of A stays in L2
 )
 
 // packedB is op(B) (k×n) stored as ceil(n/nr) micro-panels of k×nr
@@ -65,7 +70,7 @@ func (b *Backend) packB(threads int, dst []float32, transB bool, k, n int, src [
 			}
 			k0 := 0
 			if cols == gemmNR {
-				k0 = packTransVec(p, src[j0*ldb:], ldb, k)
+				k0 = packTransVec(b.mk.isa, p, src[j0*ldb:], ldb, k)
 			} else {
 				clear(p)
 			}
@@ -107,29 +112,32 @@ func (b *Backend) withThreads(n int) *Backend {
 // are data[i*k*mr+pc*mr:][:kb*mr]. A GEMM packs A block by block unless
 // the caller packed it whole (conv weights, reused for every tile).
 type packedA struct {
-	m, k int
-	data []float32
+	m, k, mr int
+	data     []float32
 }
 
-func packedASize(m, k int) int { return (m + gemmMR - 1) / gemmMR * gemmMR * k }
+func packedASize(mr, m, k int) int { return (m + mr - 1) / mr * mr * k }
 
-// packAllA packs op(A) (m×k; A is k×m when transA) into dst, which must
-// hold packedASize(m, k) values, using up to threads goroutines.
+// packAllA packs op(A) (m×k; A is k×m when transA) for b's kernel into
+// dst, which must hold packedASize(b.mk.mr, m, k) values, using up to
+// threads goroutines.
 func (b *Backend) packAllA(threads int, dst []float32, transA bool, m, k int, src []float32, lda int) *packedA {
-	g := gemmArgs{transA: transA, a: src, lda: lda}
-	panels := (m + gemmMR - 1) / gemmMR
-	dst = dst[:panels*gemmMR*k]
-	b.withThreads(threads).parallel(panels, max(1, (1<<16)/max(1, k*gemmMR)), func(lo, hi int) {
-		ic := lo * gemmMR
-		packA(dst[ic*k:], g, ic, 0, min(m, hi*gemmMR)-ic, k)
+	mr := b.mk.mr
+	g := gemmArgs{mk: b.mk, transA: transA, a: src, lda: lda}
+	panels := (m + mr - 1) / mr
+	dst = dst[:panels*mr*k]
+	b.withThreads(threads).parallel(panels, max(1, (1<<16)/max(1, k*mr)), func(lo, hi int) {
+		ic := lo * mr
+		packA(dst[ic*k:], g, ic, 0, min(m, hi*mr)-ic, k)
 	})
-	return &packedA{m: m, k: k, data: dst}
+	return &packedA{m: m, k: k, mr: mr, data: dst}
 }
 
 // gemmArgs describes one product C = op(A)·B (+ C when acc) with B
 // already packed, and A too when pa is set (then a, lda and transA are
 // unused and m must equal pa.m).
 type gemmArgs struct {
+	mk     *microKernel // set by Backend.gemm
 	transA bool
 	m      int
 	a      []float32
@@ -201,6 +209,11 @@ func (b *Backend) sgemmBias(threads int, transA, transB bool, m, n, k int, a []f
 
 // gemm runs C = op(A)·B (+ C) on up to threads goroutines.
 func (b *Backend) gemm(threads int, g gemmArgs) {
+	g.mk = b.mk
+	mr, mc := g.mk.mr, g.mk.mc
+	if g.pa != nil && g.pa.mr != mr {
+		panic("cpu: gemm: A packed for another micro-kernel")
+	}
 	m, n, k := g.m, g.b.n, g.b.k
 	if m == 0 || n == 0 {
 		return
@@ -216,11 +229,14 @@ func (b *Backend) gemm(threads int, g gemmArgs) {
 		}
 		return
 	}
-	mBlocks := (m + gemmMC - 1) / gemmMC
+	mBlocks := (m + mc - 1) / mc
 	panels := (n + gemmNR - 1) / gemmNR
 	// Split the panels so that there are about 4 jobs per thread (for
 	// balance), but keep at least 4 panels (64 columns) per job so that
-	// re-packing A per job stays cheap.
+	// re-packing A per job stays cheap. Parts start on a multiple of the
+	// kernel's panel step, so wide tiles are not split.
+	step := g.mk.panelStep()
+	units := (panels + step - 1) / step
 	nParts := 1
 	if threads > 1 {
 		nParts = max(1, min((4*threads+mBlocks-1)/mBlocks, panels/4))
@@ -231,30 +247,30 @@ func (b *Backend) gemm(threads int, g gemmArgs) {
 	// packed) and the C tile stays in cache between kc steps.
 	run := func(job int, abuf []float32) {
 		ib, part := job/nParts, job%nParts
-		ic := ib * gemmMC
-		mb := min(gemmMC, m-ic)
-		p0, p1 := part*panels/nParts, (part+1)*panels/nParts
+		ic := ib * mc
+		mb := min(mc, m-ic)
+		p0, p1 := step*(part*units/nParts), min(panels, step*((part+1)*units/nParts))
 		for pc := 0; pc < k; pc += gemmKC {
 			kb := min(gemmKC, k-pc)
 			acc := g.acc || pc > 0
 			if g.pa != nil {
-				macroKernel(g, g.pa.data[ic*k+pc*gemmMR:], k*gemmMR, ic, pc, mb, kb, p0, p1, acc)
+				macroKernel(g, g.pa.data[ic*k+pc*mr:], k*mr, ic, pc, mb, kb, p0, p1, acc)
 				continue
 			}
-			apack := abuf[:(mb+gemmMR-1)/gemmMR*gemmMR*kb]
+			apack := abuf[:(mb+mr-1)/mr*mr*kb]
 			packA(apack, g, ic, pc, mb, kb)
-			macroKernel(g, apack, kb*gemmMR, ic, pc, mb, kb, p0, p1, acc)
+			macroKernel(g, apack, kb*mr, ic, pc, mb, kb, p0, p1, acc)
 		}
 	}
-	b.runJobs(min(threads, jobs), jobs, run)
+	b.runJobs(min(threads, jobs), jobs, mc, run)
 }
 
 // runJobs runs jobs [0, n) on workers goroutines (the caller being one),
 // each with its own A packing buffer.
-func (b *Backend) runJobs(workers, n int, run func(job int, abuf []float32)) {
+func (b *Backend) runJobs(workers, n, mc int, run func(job int, abuf []float32)) {
 	var next atomic.Int64
 	work := func() {
-		ab := b.pools.a.get(gemmMC * gemmKC)
+		ab := b.pools.a.get(mc * gemmKC)
 		defer b.pools.a.put(ab)
 		for j := int(next.Add(1) - 1); j < n; j = int(next.Add(1) - 1) {
 			run(j, *ab)
@@ -276,26 +292,27 @@ func (b *Backend) runJobs(workers, n int, run func(job int, abuf []float32)) {
 	wg.Wait()
 }
 
-// packA packs op(A)[ic:ic+mb, pc:pc+kb] as mr-row micro-panels, each
-// stored k-major (mr values per k step), zero-padded to a multiple of mr
-// rows.
+// packA packs op(A)[ic:ic+mb, pc:pc+kb] as mr-row micro-panels (mr of
+// g's kernel), each stored k-major (mr values per k step), zero-padded to
+// a multiple of mr rows.
 func packA(dst []float32, g gemmArgs, ic, pc, mb, kb int) {
-	for r0 := 0; r0 < mb; r0 += gemmMR {
-		rows := min(gemmMR, mb-r0)
-		p := dst[r0*kb : (r0+gemmMR)*kb]
+	mr := g.mk.mr
+	for r0 := 0; r0 < mb; r0 += mr {
+		rows := min(mr, mb-r0)
+		p := dst[r0*kb : (r0+mr)*kb]
 		if g.transA {
 			// op(A)[i, p] = a[p*lda + i]: each k step is a contiguous run.
 			for kk := range kb {
 				src := g.a[(pc+kk)*g.lda+ic+r0:]
-				d := p[kk*gemmMR : kk*gemmMR+gemmMR]
+				d := p[kk*mr : kk*mr+mr]
 				copy(d[:rows], src[:rows])
 				clear(d[rows:])
 			}
 			continue
 		}
 		k0 := 0
-		if rows == gemmMR {
-			k0 = packRowsVec(p, g.a[(ic+r0)*g.lda+pc:], g.lda, kb)
+		if rows == mr {
+			k0 = packRowsVec(g.mk.isa, mr, p, g.a[(ic+r0)*g.lda+pc:], g.lda, kb)
 		} else {
 			clear(p)
 		}
@@ -304,9 +321,9 @@ func packA(dst []float32, g gemmArgs, ic, pc, mb, kb int) {
 				break
 			}
 			src := g.a[(ic+r0+r)*g.lda+pc+k0 : (ic+r0+r)*g.lda+pc+kb]
-			d := p[k0*gemmMR+r:]
+			d := p[k0*mr+r:]
 			for kk, v := range src {
-				d[kk*gemmMR] = v
+				d[kk*mr] = v
 			}
 		}
 	}
@@ -314,28 +331,36 @@ func packA(dst []float32, g gemmArgs, ic, pc, mb, kb int) {
 
 // macroKernel multiplies a packed mb×kb block of A (rows ic.., inner
 // steps pc..; its i-th micro-panel at ap[i*astride:]) by micro-panels
-// [p0, p1) of B into C.
+// [p0, p1) of B into C, two panels per call where the kernel has a wide
+// tile and both are full.
 func macroKernel(g gemmArgs, ap []float32, astride, ic, pc, mb, kb, p0, p1 int, acc bool) {
-	var tmp [gemmMR * gemmNR]float32
+	mk := g.mk
+	mr := mk.mr
 	n, k := g.b.n, g.b.k
-	for jp := p0; jp < p1; jp++ {
+	var tmp [maxMR * 2 * gemmNR]float32
+	for jp := p0; jp < p1; {
 		j0 := jp * gemmNR
-		cols := min(gemmNR, n-j0)
+		two := mk.two != nil && jp+1 < p1 && j0+2*gemmNR <= n
+		width := gemmNR
+		if two {
+			width = 2 * gemmNR
+		}
+		cols := min(width, n-j0)
 		bpan := g.b.data[j0*k+pc*gemmNR:][:kb*gemmNR]
-		for i0 := 0; i0 < mb; i0 += gemmMR {
-			rows := min(gemmMR, mb-i0)
-			apan := ap[i0/gemmMR*astride:][:kb*gemmMR]
+		for i0 := 0; i0 < mb; i0 += mr {
+			rows := min(mr, mb-i0)
+			apan := ap[i0/mr*astride:][:kb*mr]
 			coff := (ic+i0)*g.ldc + j0
-			if rows == gemmMR && cols == gemmNR {
-				// The kernel writes 6 runs of 16 values ldc apart:
+			if rows == mr && cols == width {
+				// The kernel writes mr runs of width values ldc apart:
 				// bounds-check the last one before passing raw pointers.
-				_ = g.c[coff+(gemmMR-1)*g.ldc+gemmNR-1]
-				kernel(kb, &apan[0], &bpan[0], &g.c[coff], g.ldc, acc)
+				_ = g.c[coff+(mr-1)*g.ldc+width-1]
+				mk.call(two, kb, &apan[0], &bpan[0], &g.c[coff], g.ldc, k*gemmNR, acc)
 			} else {
-				kernel(kb, &apan[0], &bpan[0], &tmp[0], gemmNR, false)
+				mk.call(two, kb, &apan[0], &bpan[0], &tmp[0], width, k*gemmNR, false)
 				for r := range rows {
 					dst := g.c[coff+r*g.ldc : coff+r*g.ldc+cols]
-					src := tmp[r*gemmNR : r*gemmNR+cols]
+					src := tmp[r*width : r*width+cols]
 					if acc {
 						for i, v := range src {
 							dst[i] += v
@@ -356,7 +381,22 @@ func macroKernel(g gemmArgs, ap []float32, astride, ic, pc, mb, kb, p0, p1 int, 
 				}
 			}
 		}
+		jp += width / gemmNR
 	}
+}
+
+// maxMR bounds mr over all micro-kernels (the size of macroKernel's edge
+// buffer).
+const maxMR = 14
+
+// call runs the two-panel tile when two is set (bstride floats between
+// the panels), the one-panel tile otherwise.
+func (mk *microKernel) call(two bool, k int, a, b, c *float32, ldc, bstride int, acc bool) {
+	if two {
+		mk.two(k, a, b, c, ldc, bstride, acc)
+		return
+	}
+	mk.one(k, a, b, c, ldc, acc)
 }
 
 // kernelGo is the portable micro-kernel: C[6×16] (=|+=) A-panel·B-panel

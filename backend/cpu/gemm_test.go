@@ -8,18 +8,23 @@ import (
 )
 
 // TestGEMM checks the packed SGEMM directly (beyond the conformance
-// suite's MatMul cases): every transpose combination, sizes around the
-// micro-tile (6×16) and the cache blocks (kc=256, mc=144),
-// leading dimensions larger than the matrices, accumulation onto C, and
-// NaN in C's previous contents being ignored when not accumulating.
+// suite's MatMul cases) with every kernel: every transpose combination,
+// sizes around the micro-tiles (6×16, 14×32) and the cache blocks (kc=256,
+// mc=144 or 168), leading dimensions larger than the matrices,
+// accumulation onto C, and NaN in C's previous contents being ignored when
+// not accumulating.
 func TestGEMM(t *testing.T) {
+	forEachKernel(t, Options{}, testGEMM)
+}
+
+func testGEMM(t *testing.T, b *Backend) {
 	r := rand.New(rand.NewPCG(3, 4))
 	sizes := [][3]int{
 		{1, 1, 1}, {5, 15, 3}, {6, 16, 7}, {7, 17, 257}, {13, 33, 256},
 		{145, 31, 513}, {290, 5, 40}, {7, 3100, 300}, {150, 70, 1},
-		{12, 32, 8}, {12, 32, 16}, {18, 48, 9},
+		{12, 32, 8}, {12, 32, 16}, {18, 48, 9}, {14, 32, 9}, {15, 64, 5},
+		{29, 47, 20}, {170, 50, 70}, {28, 96, 260},
 	}
-	b := New()
 	var worst float64
 	for _, sz := range sizes {
 		m, n, k := sz[0], sz[1], sz[2]
@@ -110,30 +115,106 @@ func randSlice(r *rand.Rand, n int) []float32 {
 	return s
 }
 
-// TestKernelMatchesGo checks that the machine's micro-kernel (assembly on
-// amd64) and the portable Go kernel agree to float32 rounding (the
-// assembly fuses multiply-adds, so the bits may differ slightly).
+// TestKernelMatchesGo checks every micro-kernel tile of this machine
+// against the portable Go kernel, 16 columns at a time: they agree to
+// float32 rounding (the assembly fuses multiply-adds, so the bits may
+// differ slightly). Columns of C beyond the tile stay untouched.
 func TestKernelMatchesGo(t *testing.T) {
-	r := rand.New(rand.NewPCG(5, 6))
-	for _, k := range []int{0, 1, 2, 7, 256} {
-		for _, acc := range []bool{false, true} {
-			a := randSlice(r, k*gemmMR)
-			bp := randSlice(r, k*gemmNR)
-			const ldc = gemmNR + 5
-			c1 := randSlice(r, gemmMR*ldc)
-			c2 := append([]float32(nil), c1...)
-			aa, bb := &a, &bp
-			if k == 0 {
-				z1, z2 := make([]float32, 1), make([]float32, 1)
-				aa, bb = &z1, &z2
+	forEachKernel(t, Options{}, func(t *testing.T, b *Backend) {
+		mk := b.mk
+		r := rand.New(rand.NewPCG(5, 6))
+		for _, k := range []int{0, 1, 2, 7, 256} {
+			for _, acc := range []bool{false, true} {
+				for _, two := range []bool{false, true} {
+					if two && mk.two == nil {
+						continue
+					}
+					panels := 1
+					if two {
+						panels = 2
+					}
+					checkTile(t, r, mk, k, panels, acc)
+				}
 			}
-			kernel(k, &(*aa)[0], &(*bb)[0], &c1[0], ldc, acc)
-			kernelGo(k, &(*aa)[0], &(*bb)[0], &c2[0], ldc, acc)
-			for i := range c1 {
-				if d := math.Abs(float64(c1[i] - c2[i])); d > 1e-5*float64(k+1) {
-					t.Fatalf("k=%d acc=%v: element %d: kernel %v, Go %v", k, acc, i, c1[i], c2[i])
+		}
+	})
+}
+
+// checkTile compares one call of mk's tile (panels B panels wide) with
+// kernelGo applied to each 6-row, 16-column piece.
+func checkTile(t *testing.T, r *rand.Rand, mk *microKernel, k, panels int, acc bool) {
+	t.Helper()
+	mr, width := mk.mr, panels*gemmNR
+	kk := max(k, 1) // k == 0 still needs valid pointers
+	a := randSlice(r, kk*mr)
+	bp := randSlice(r, panels*kk*gemmNR)
+	ldc := width + 5
+	c1 := randSlice(r, mr*ldc)
+	c2 := append([]float32(nil), c1...)
+	mk.call(panels == 2, k, &a[0], &bp[0], &c1[0], ldc, kk*gemmNR, acc)
+	// The reference: rows in groups of 6 (A repacked), 16 columns a panel.
+	for r0 := 0; r0 < mr; r0 += gemmMR {
+		sub := make([]float32, kk*gemmMR)
+		for p := range k {
+			for i := range min(gemmMR, mr-r0) {
+				sub[p*gemmMR+i] = a[p*mr+r0+i]
+			}
+		}
+		var tile [gemmMR * 21]float32
+		for p := range panels {
+			kernelGo(k, &sub[0], &bp[p*kk*gemmNR], &tile[0], 21, false)
+			for i := range min(gemmMR, mr-r0) {
+				for j := range gemmNR {
+					v := tile[i*21+j]
+					if acc {
+						v += c2[(r0+i)*ldc+p*gemmNR+j]
+					}
+					c2[(r0+i)*ldc+p*gemmNR+j] = v
 				}
 			}
 		}
 	}
+	for i := range c1 {
+		if d := math.Abs(float64(c1[i] - c2[i])); d > 1e-5*float64(k+1) {
+			t.Fatalf("%s k=%d panels=%d acc=%v: element %d (row %d, col %d): kernel %v, Go %v", mk.name, k, panels, acc, i, i/ldc, i%ldc, c1[i], c2[i])
+		}
+		if i%ldc >= width && c1[i] != c2[i] {
+			t.Fatalf("%s: wrote C beyond the tile at row %d col %d", mk.name, i/ldc, i%ldc)
+		}
+	}
+}
+
+// TestFusedKernelsBitIdentical checks the promise of the package doc: the
+// assembly GEMMs (avx2, avx512) give the same bits, whatever their tiles,
+// on products with edges in every direction and several kc blocks.
+func TestFusedKernelsBitIdentical(t *testing.T) {
+	var fused []*Backend
+	for _, k := range Kernels() {
+		if k != KernelGeneric {
+			fused = append(fused, NewWithOptions(Options{Kernel: k}))
+		}
+	}
+	if len(fused) < 2 {
+		t.Skipf("only %v on this machine: nothing to compare", Kernels())
+	}
+	r := rand.New(rand.NewPCG(11, 12))
+	for _, sz := range [][3]int{{173, 77, 600}, {14, 32, 256}, {300, 333, 40}, {5, 40, 513}} {
+		m, n, k := sz[0], sz[1], sz[2]
+		a, bm := randSlice(r, m*k), randSlice(r, k*n)
+		var ref []float32
+		for i, b := range fused {
+			c := make([]float32, m*n)
+			b.sgemm(false, true, m, n, k, a, k, bm, k, c, n, false)
+			if i == 0 {
+				ref = c
+				continue
+			}
+			for j := range c {
+				if math.Float32bits(c[j]) != math.Float32bits(ref[j]) {
+					t.Fatalf("%dx%dx%d: %s and %s differ at %d: %v vs %v", m, n, k, fused[0].Kernel(), b.Kernel(), j, ref[j], c[j])
+				}
+			}
+		}
+	}
+	t.Logf("bit-identical: %v", Kernels()[1:])
 }

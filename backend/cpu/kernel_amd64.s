@@ -695,6 +695,73 @@ done:
 	VZEROUPPER
 	RET
 
+// func packRows14AVX2(dst, src *float32, lda, k8 int)
+//
+// packRowsAVX2 for a 14-row micro-panel (the AVX-512 kernel's): rows 0-7
+// and rows 8-13 (two zero rows added) are transposed 8×8 at a time and
+// dst receives k8 steps of 14 values, dst[kk*14+r] = src[r*lda+kk].
+TEXT ·packRows14AVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ lda+16(FP), BX
+	SHLQ $2, BX
+	MOVQ k8+24(FP), CX
+	SHRQ $3, CX
+	JE   done
+	LEAQ (BX)(BX*2), DX // 3·lda bytes
+
+loop:
+	// Rows 0-7.
+	MOVQ    SI, R8
+	VMOVUPS (R8), Y0
+	VMOVUPS (R8)(BX*1), Y1
+	VMOVUPS (R8)(BX*2), Y2
+	VMOVUPS (R8)(DX*1), Y3
+	LEAQ    (R8)(BX*4), R8
+	VMOVUPS (R8), Y4
+	VMOVUPS (R8)(BX*1), Y5
+	VMOVUPS (R8)(BX*2), Y6
+	VMOVUPS (R8)(DX*1), Y7
+	TRANSPOSE8
+	VMOVUPS Y8, (DI)
+	VMOVUPS Y9, 56(DI)
+	VMOVUPS Y10, 112(DI)
+	VMOVUPS Y11, 168(DI)
+	VMOVUPS Y12, 224(DI)
+	VMOVUPS Y13, 280(DI)
+	VMOVUPS Y14, 336(DI)
+	VMOVUPS Y15, 392(DI)
+
+	// Rows 8-13.
+	LEAQ    (R8)(BX*4), R8
+	VMOVUPS (R8), Y0
+	VMOVUPS (R8)(BX*1), Y1
+	VMOVUPS (R8)(BX*2), Y2
+	VMOVUPS (R8)(DX*1), Y3
+	LEAQ    (R8)(BX*4), R8
+	VMOVUPS (R8), Y4
+	VMOVUPS (R8)(BX*1), Y5
+	VXORPS  Y6, Y6, Y6
+	VXORPS  Y7, Y7, Y7
+	TRANSPOSE8
+	STORE6(Y8, X8, 32)
+	STORE6(Y9, X9, 88)
+	STORE6(Y10, X10, 144)
+	STORE6(Y11, X11, 200)
+	STORE6(Y12, X12, 256)
+	STORE6(Y13, X13, 312)
+	STORE6(Y14, X14, 368)
+	STORE6(Y15, X15, 424)
+
+	ADDQ $32, SI
+	ADDQ $448, DI
+	DECQ CX
+	JNZ  loop
+
+done:
+	VZEROUPPER
+	RET
+
 // func sumAVX2(x *float32, n int) float64
 //
 // Σ x[0:n] in float64 (two 4-lane accumulators), n a multiple of 8.

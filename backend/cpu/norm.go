@@ -44,7 +44,7 @@ func (b *Backend) groupNorm(op string, x *tensor.Tensor, groups int, weight, bia
 		n, g := item/groups, item%groups
 		off := (n*C + g*cpg) * S
 		seg := xs[off : off+cpg*S]
-		mean, rstd := moments(seg, float64(eps))
+		mean, rstd := b.v.moments(seg, float64(eps))
 		for ci := range cpg {
 			c := g*cpg + ci
 			// y = x*scale + shift with scale = rstd*w, shift = b - mean*scale
@@ -58,9 +58,9 @@ func (b *Backend) groupNorm(op string, x *tensor.Tensor, groups int, weight, bia
 			}
 			src := seg[ci*S : (ci+1)*S]
 			dst := out[off+ci*S : off+(ci+1)*S]
-			affine(dst, src, scale, shift)
+			b.v.affine(dst, src, scale, shift)
 			if withSiLU {
-				silu(dst, dst)
+				b.v.silu(dst, dst)
 			}
 		}
 	})
@@ -69,16 +69,16 @@ func (b *Backend) groupNorm(op string, x *tensor.Tensor, groups int, weight, bia
 
 // moments returns the mean and 1/sqrt(var+eps) of s (biased variance),
 // accumulated in float64 in two passes (vectorised on amd64).
-func moments(s []float32, eps float64) (mean, rstd float64) {
+func (v isa) moments(s []float32, eps float64) (mean, rstd float64) {
 	if len(s) == 0 {
 		return 0, 1 / math.Sqrt(eps)
 	}
-	done, sum := sumVec(s)
+	done, sum := sumVec(v, s)
 	for _, v := range s[done:] {
 		sum += float64(v)
 	}
 	mean = sum / float64(len(s))
-	done, sq := sqDevVec(s, mean)
+	done, sq := sqDevVec(v, s, mean)
 	for _, v := range s[done:] {
 		d := float64(v) - mean
 		sq += d * d
@@ -88,8 +88,8 @@ func moments(s []float32, eps float64) (mean, rstd float64) {
 
 // affine writes dst = src*scale + shift, computed in float64 and rounded
 // once.
-func affine(dst, src []float32, scale, shift float64) {
-	for i := affineVec(dst, src, scale, shift); i < len(src); i++ {
+func (v isa) affine(dst, src []float32, scale, shift float64) {
+	for i := affineVec(v, dst, src, scale, shift); i < len(src); i++ {
 		dst[i] = float32(float64(src[i])*scale + shift)
 	}
 }
@@ -116,7 +116,7 @@ func (b *Backend) LayerNorm(x *tensor.Tensor, weight, bias *tensor.Tensor, eps f
 		for r := lo; r < hi; r++ {
 			src := xs[r*D : (r+1)*D]
 			dst := out[r*D : (r+1)*D]
-			mean, rstd := moments(src, float64(eps))
+			mean, rstd := b.v.moments(src, float64(eps))
 			for i, v := range src {
 				y := (float64(v) - mean) * rstd
 				if ws != nil {

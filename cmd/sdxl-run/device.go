@@ -32,7 +32,11 @@ func openDevice(name, dtype string) (*device, error) {
 	}
 	switch name {
 	case "cpu":
-		d.b = cpu.New()
+		c, err := cpu.Open(cpu.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("--device cpu: %v", err)
+		}
+		d.b = c
 	case "cuda":
 		c, err := cuda.New(0)
 		if err != nil {

@@ -1,0 +1,314 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// The AVX-512F micro-kernels. Row r of the C tile lives in Z(2r) (columns
+// 0-15, from the first B panel) and Z(2r+1) (columns 16-31, from the
+// second); Z28/Z29 hold one k step of the two B panels and Z30/Z31 the
+// broadcast A values. Each C element is the same chain of fused
+// multiply-adds as in kernelAVX2, so both kernels give identical bits.
+
+// ROW2 accumulates row r (A value at off(SI)) of the 14×32 tile.
+#define ROW2(off, T, C0, C1) \
+	VBROADCASTSS off(SI), T \
+	VFMADD231PS  Z28, T, C0 \
+	VFMADD231PS  Z29, T, C1
+
+// ROW1 accumulates row r of the 14×16 tile.
+#define ROW1(off, T, C0) \
+	VBROADCASTSS off(SI), T \
+	VFMADD231PS  Z28, T, C0
+
+// ADD2 adds C's row at DI to the two accumulators, stores them and moves
+// DI to the next row; PUT2 only stores.
+#define ADD2(C0, C1) \
+	VADDPS  (DI), C0, C0 \
+	VADDPS  64(DI), C1, C1 \
+	VMOVUPS C0, (DI) \
+	VMOVUPS C1, 64(DI) \
+	ADDQ    R8, DI
+
+#define PUT2(C0, C1) \
+	VMOVUPS C0, (DI) \
+	VMOVUPS C1, 64(DI) \
+	ADDQ    R8, DI
+
+#define ADD1(C0) \
+	VADDPS  (DI), C0, C0 \
+	VMOVUPS C0, (DI) \
+	ADDQ    R8, DI
+
+#define PUT1(C0) \
+	VMOVUPS C0, (DI) \
+	ADDQ    R8, DI
+
+// func kernelAVX512(k int, a, b, c *float32, ldc, bstride int, acc bool)
+//
+// C[14×32] (= or +=) Σ_k a[k*14+r]·B[k][j], B's columns 0-15 at b[k*16+j]
+// and 16-31 at b[bstride+k*16+j-16].
+TEXT ·kernelAVX512(SB), NOSPLIT, $0-49
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ b+16(FP), DX
+	MOVQ c+24(FP), DI
+	MOVQ ldc+32(FP), R8
+	SHLQ $2, R8
+	MOVQ bstride+40(FP), R9
+	SHLQ $2, R9
+
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+	VPXORD Z24, Z24, Z24
+	VPXORD Z25, Z25, Z25
+	VPXORD Z26, Z26, Z26
+	VPXORD Z27, Z27, Z27
+	TESTQ  CX, CX
+	JE     store2
+
+loop2:
+	VMOVUPS (DX), Z28
+	VMOVUPS (DX)(R9*1), Z29
+	ROW2(0, Z30, Z0, Z1)
+	ROW2(4, Z31, Z2, Z3)
+	ROW2(8, Z30, Z4, Z5)
+	ROW2(12, Z31, Z6, Z7)
+	ROW2(16, Z30, Z8, Z9)
+	ROW2(20, Z31, Z10, Z11)
+	ROW2(24, Z30, Z12, Z13)
+	ROW2(28, Z31, Z14, Z15)
+	ROW2(32, Z30, Z16, Z17)
+	ROW2(36, Z31, Z18, Z19)
+	ROW2(40, Z30, Z20, Z21)
+	ROW2(44, Z31, Z22, Z23)
+	ROW2(48, Z30, Z24, Z25)
+	ROW2(52, Z31, Z26, Z27)
+	ADDQ    $56, SI
+	ADDQ    $64, DX
+	DECQ    CX
+	JNZ     loop2
+
+store2:
+	MOVBLZX acc+48(FP), AX
+	TESTB   AL, AL
+	JE      overwrite2
+	ADD2(Z0, Z1)
+	ADD2(Z2, Z3)
+	ADD2(Z4, Z5)
+	ADD2(Z6, Z7)
+	ADD2(Z8, Z9)
+	ADD2(Z10, Z11)
+	ADD2(Z12, Z13)
+	ADD2(Z14, Z15)
+	ADD2(Z16, Z17)
+	ADD2(Z18, Z19)
+	ADD2(Z20, Z21)
+	ADD2(Z22, Z23)
+	ADD2(Z24, Z25)
+	ADD2(Z26, Z27)
+	VZEROUPPER
+	RET
+
+overwrite2:
+	PUT2(Z0, Z1)
+	PUT2(Z2, Z3)
+	PUT2(Z4, Z5)
+	PUT2(Z6, Z7)
+	PUT2(Z8, Z9)
+	PUT2(Z10, Z11)
+	PUT2(Z12, Z13)
+	PUT2(Z14, Z15)
+	PUT2(Z16, Z17)
+	PUT2(Z18, Z19)
+	PUT2(Z20, Z21)
+	PUT2(Z22, Z23)
+	PUT2(Z24, Z25)
+	PUT2(Z26, Z27)
+	VZEROUPPER
+	RET
+
+// func kernelAVX512x16(k int, a, b, c *float32, ldc int, acc bool)
+//
+// The 14×16 tile: kernelAVX512 with one B panel.
+TEXT ·kernelAVX512x16(SB), NOSPLIT, $0-41
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ b+16(FP), DX
+	MOVQ c+24(FP), DI
+	MOVQ ldc+32(FP), R8
+	SHLQ $2, R8
+
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	TESTQ  CX, CX
+	JE     store1
+
+loop1:
+	VMOVUPS (DX), Z28
+	ROW1(0, Z30, Z0)
+	ROW1(4, Z31, Z1)
+	ROW1(8, Z30, Z2)
+	ROW1(12, Z31, Z3)
+	ROW1(16, Z30, Z4)
+	ROW1(20, Z31, Z5)
+	ROW1(24, Z30, Z6)
+	ROW1(28, Z31, Z7)
+	ROW1(32, Z30, Z8)
+	ROW1(36, Z31, Z9)
+	ROW1(40, Z30, Z10)
+	ROW1(44, Z31, Z11)
+	ROW1(48, Z30, Z12)
+	ROW1(52, Z31, Z13)
+	ADDQ    $56, SI
+	ADDQ    $64, DX
+	DECQ    CX
+	JNZ     loop1
+
+store1:
+	MOVBLZX acc+40(FP), AX
+	TESTB   AL, AL
+	JE      overwrite1
+	ADD1(Z0)
+	ADD1(Z1)
+	ADD1(Z2)
+	ADD1(Z3)
+	ADD1(Z4)
+	ADD1(Z5)
+	ADD1(Z6)
+	ADD1(Z7)
+	ADD1(Z8)
+	ADD1(Z9)
+	ADD1(Z10)
+	ADD1(Z11)
+	ADD1(Z12)
+	ADD1(Z13)
+	VZEROUPPER
+	RET
+
+overwrite1:
+	PUT1(Z0)
+	PUT1(Z1)
+	PUT1(Z2)
+	PUT1(Z3)
+	PUT1(Z4)
+	PUT1(Z5)
+	PUT1(Z6)
+	PUT1(Z7)
+	PUT1(Z8)
+	PUT1(Z9)
+	PUT1(Z10)
+	PUT1(Z11)
+	PUT1(Z12)
+	PUT1(Z13)
+	VZEROUPPER
+	RET
+
+// func fmaPeakYMM(n int)
+//
+// n iterations of 12 independent ymm fused multiply-adds: the machine's
+// FMA throughput ceiling, which kernel benchmarks report against.
+TEXT ·fmaPeakYMM(SB), NOSPLIT, $0-8
+	MOVQ   n+0(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	VXORPS Y14, Y14, Y14
+	VXORPS Y15, Y15, Y15
+
+ymmloop:
+	VFMADD231PS Y14, Y15, Y0
+	VFMADD231PS Y14, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VFMADD231PS Y14, Y15, Y3
+	VFMADD231PS Y14, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VFMADD231PS Y14, Y15, Y6
+	VFMADD231PS Y14, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VFMADD231PS Y14, Y15, Y9
+	VFMADD231PS Y14, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	DECQ        CX
+	JNZ         ymmloop
+	VZEROUPPER
+	RET
+
+// func fmaPeakZMM(n int)
+//
+// fmaPeakYMM with zmm registers (AVX-512F).
+TEXT ·fmaPeakZMM(SB), NOSPLIT, $0-8
+	MOVQ   n+0(FP), CX
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+
+zmmloop:
+	VFMADD231PS Z14, Z15, Z0
+	VFMADD231PS Z14, Z15, Z1
+	VFMADD231PS Z14, Z15, Z2
+	VFMADD231PS Z14, Z15, Z3
+	VFMADD231PS Z14, Z15, Z4
+	VFMADD231PS Z14, Z15, Z5
+	VFMADD231PS Z14, Z15, Z6
+	VFMADD231PS Z14, Z15, Z7
+	VFMADD231PS Z14, Z15, Z8
+	VFMADD231PS Z14, Z15, Z9
+	VFMADD231PS Z14, Z15, Z10
+	VFMADD231PS Z14, Z15, Z11
+	DECQ        CX
+	JNZ         zmmloop
+	VZEROUPPER
+	RET
