@@ -136,7 +136,7 @@ func TestNoiseDraws(t *testing.T) {
 		{"ensemble with image", base, refiner, tensor.F32, Request{Steps: 5, Strength: 0.8, HighNoiseFrac: 0.6, Image: img, ImageShape: ishape}, []string{one, n2}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			p := &Pipeline{Backend: b, Base: c.base, Refiner: c.refiner, DType: c.dt}
+			p := &Pipeline{Backend: b, Base: c.base, Refiner: c.refiner, Precision: PrecisionOf(c.dt)}
 			rec := recording(p)
 			req := c.req
 			req.Prompt, req.Guidance, req.Seed, req.NumImages, req.OutputLatents = "a lion", 5, 7, 2, true
@@ -156,7 +156,7 @@ func TestNoiseDraws(t *testing.T) {
 func TestHalfNoiseIsTheDraw(t *testing.T) {
 	b := cpu.New()
 	base, _ := loadSmall(t, b, false)
-	p := &Pipeline{Backend: b, Base: base, DType: tensor.F16}
+	p := &Pipeline{Backend: b, Base: base, Precision: PrecisionF16}
 	req := Request{Prompt: "a lion", Steps: 2, Guidance: 5, Seed: 11, OutputLatents: true}
 	got := generate(t, p, req)
 	req.InitNoise = torchrand.NewCPU(11).RandnHalf(smallPer)
@@ -246,7 +246,7 @@ func TestTimeIDRows(t *testing.T) {
 		{"refiner cfg", refiner, stage{img2img: true}, true, cat(rneg, rneg, rpos, rpos)},
 		{"refiner no cfg", refiner, stage{img2img: true}, false, cat(rpos, rpos)},
 	} {
-		got := p.timeIDs(c.m, req, c.st, 64, 80, 2, c.cfg)
+		got := p.timeIDs(c.m, req, &c.st, 64, 80, 2, c.cfg)
 		if !slices.Equal(got, c.want) {
 			t.Errorf("%s: time ids %v, want %v", c.name, got, c.want)
 		}
@@ -277,10 +277,17 @@ func TestGuidanceOneSkipsNegative(t *testing.T) {
 	differ(t, "guidance 1.5 uses the negative", generate(t, p, req).Latents, generate(t, p, without).Latents, 1e-4)
 }
 
-func hostEmbeds(t *testing.T, p *Pipeline, m *Model, req Request, cfg bool) *embeds {
+func hostEmbeds(t *testing.T, p *Pipeline, m *Model, req Request, cfg bool) *Conditioning {
 	t.Helper()
 	req.defaults()
-	e, err := p.encodePrompts(m, &req, cfg)
+	c, err := req.Weighting.Conditioner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Check(m, req.prompts(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	e, err := c.Encode(p.Backend, m, req.prompts(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,26 +312,26 @@ func TestNegativePromptSemantics(t *testing.T) {
 
 	// Base (force_zeros_for_empty_prompt): None is zeros, "" is encoded.
 	none := hostEmbeds(t, p, base, Request{Prompt: "a lion"}, true)
-	if !allZero(none.neg) || !allZero(none.pooledNeg) {
+	if !allZero(none.Negative) || !allZero(none.NegativePooled) {
 		t.Error("base, negative None: want zeros")
 	}
 	empty := hostEmbeds(t, p, base, Request{Prompt: "a lion", NegativePrompt: strp("")}, true)
-	if allZero(empty.neg) || allZero(empty.pooledNeg) {
+	if allZero(empty.Negative) || allZero(empty.NegativePooled) {
 		t.Error(`base, negative "": want the encoding of "", got zeros`)
 	}
 	// zero_out_negative_prompt looks at negative_prompt only: a
 	// negative_prompt_2 alone is ignored.
 	only2 := hostEmbeds(t, p, base, Request{Prompt: "a lion", NegativePrompt2: strp("blurry")}, true)
-	if !allZero(only2.neg) || !allZero(only2.pooledNeg) {
+	if !allZero(only2.Negative) || !allZero(only2.NegativePooled) {
 		t.Error("base, only negative_prompt_2: want zeros (diffusers ignores it)")
 	}
 	// prompt_2 "" falls back to prompt ("" is falsy).
 	p2 := hostEmbeds(t, p, base, Request{Prompt: "a lion", Prompt2: "a lion"}, true)
-	sameFloats(t, `prompt_2 "" vs prompt_2 = prompt`, none.pos, p2.pos, 0)
+	sameFloats(t, `prompt_2 "" vs prompt_2 = prompt`, none.Prompt, p2.Prompt, 0)
 	other := hostEmbeds(t, p, base, Request{Prompt: "a lion", Prompt2: "a cat"}, true)
-	differ(t, "prompt_2 changes the conditioning", none.pos, other.pos, 1e-4)
+	differ(t, "prompt_2 changes the conditioning", none.Prompt, other.Prompt, 1e-4)
 	// Without guidance there is no negative conditioning at all.
-	if e := hostEmbeds(t, p, base, Request{Prompt: "a lion", NegativePrompt: strp("x")}, false); e.neg != nil || e.pooledNeg != nil {
+	if e := hostEmbeds(t, p, base, Request{Prompt: "a lion", NegativePrompt: strp("x")}, false); e.Negative != nil || e.NegativePooled != nil {
 		t.Error("no guidance: negative embeds computed")
 	}
 
@@ -332,15 +339,15 @@ func TestNegativePromptSemantics(t *testing.T) {
 	// alone is used for its (only) encoder.
 	rnone := hostEmbeds(t, p, refiner, Request{Prompt: "a lion"}, true)
 	rempty := hostEmbeds(t, p, refiner, Request{Prompt: "a lion", NegativePrompt: strp("")}, true)
-	if allZero(rnone.neg) {
+	if allZero(rnone.Negative) {
 		t.Error("refiner, negative None: want the encoding of \"\"")
 	}
-	sameFloats(t, `refiner negative None vs ""`, rnone.neg, rempty.neg, 0)
-	sameFloats(t, `refiner pooled negative None vs ""`, rnone.pooledNeg, rempty.pooledNeg, 0)
+	sameFloats(t, `refiner negative None vs ""`, rnone.Negative, rempty.Negative, 0)
+	sameFloats(t, `refiner pooled negative None vs ""`, rnone.NegativePooled, rempty.NegativePooled, 0)
 	r2 := hostEmbeds(t, p, refiner, Request{Prompt: "a lion", NegativePrompt2: strp("blurry")}, true)
 	r2b := hostEmbeds(t, p, refiner, Request{Prompt: "a lion", NegativePrompt: strp("blurry")}, true)
-	sameFloats(t, "refiner negative_prompt_2 alone vs negative_prompt (encoder 2 only)", r2.neg, r2b.neg, 0)
-	differ(t, "refiner negative_prompt_2 is used", r2.neg, rnone.neg, 1e-4)
+	sameFloats(t, "refiner negative_prompt_2 alone vs negative_prompt (encoder 2 only)", r2.Negative, r2b.Negative, 0)
+	differ(t, "refiner negative_prompt_2 is used", r2.Negative, rnone.Negative, 1e-4)
 }
 
 // TestClipSkip: clip_skip picks hidden_states[-(clip_skip+2)] for the
@@ -353,9 +360,9 @@ func TestClipSkip(t *testing.T) {
 	e0 := hostEmbeds(t, p, base, req, true)
 	req.ClipSkip = 1
 	e1 := hostEmbeds(t, p, base, req, true)
-	differ(t, "clip skip 1 changes the prompt embeds", e0.pos, e1.pos, 1e-3)
-	sameFloats(t, "clip skip leaves the negative embeds", e1.neg, e0.neg, 0)
-	sameFloats(t, "clip skip leaves the pooled embeds", e1.pooledPos, e0.pooledPos, 0)
+	differ(t, "clip skip 1 changes the prompt embeds", e0.Prompt, e1.Prompt, 1e-3)
+	sameFloats(t, "clip skip leaves the negative embeds", e1.Negative, e0.Negative, 0)
+	sameFloats(t, "clip skip leaves the pooled embeds", e1.Pooled, e0.Pooled, 0)
 }
 
 // TestWeightingWithoutSyntax: a short prompt without weights gives the
@@ -380,13 +387,13 @@ func TestWeightingWithoutSyntax(t *testing.T) {
 		r.Weighting = c.w
 		got := hostEmbeds(t, p, c.m, r, true)
 		name := fmt.Sprintf("%s (refiner %v)", c.w, c.m.IsRefiner())
-		if got.tokens != none.tokens || got.dim != none.dim {
-			t.Fatalf("%s: %dx%d conditioning, none gives %dx%d", name, got.tokens, got.dim, none.tokens, none.dim)
+		if got.Tokens != none.Tokens || got.Dim != none.Dim {
+			t.Fatalf("%s: %dx%d conditioning, none gives %dx%d", name, got.Tokens, got.Dim, none.Tokens, none.Dim)
 		}
-		sameFloats(t, name+" prompt embeds", got.pos, none.pos, 1e-6)
-		sameFloats(t, name+" negative embeds", got.neg, none.neg, 1e-6)
-		sameFloats(t, name+" pooled", got.pooledPos, none.pooledPos, 1e-6)
-		sameFloats(t, name+" negative pooled", got.pooledNeg, none.pooledNeg, 1e-6)
+		sameFloats(t, name+" prompt embeds", got.Prompt, none.Prompt, 1e-6)
+		sameFloats(t, name+" negative embeds", got.Negative, none.Negative, 1e-6)
+		sameFloats(t, name+" pooled", got.Pooled, none.Pooled, 1e-6)
+		sameFloats(t, name+" negative pooled", got.NegativePooled, none.NegativePooled, 1e-6)
 	}
 }
 
@@ -554,7 +561,7 @@ func TestBadRequests(t *testing.T) {
 	base, refiner := loadSmall(t, b, true)
 	img, ishape := testImage()
 	steps := 0
-	progress := func(Progress) error { steps++; return nil }
+	progress := func(Event) error { steps++; return nil }
 	for _, c := range []struct {
 		name    string
 		base    *Model
@@ -567,15 +574,15 @@ func TestBadRequests(t *testing.T) {
 		{"image channels", base, nil, Request{Image: img[:2*64*64], ImageShape: []int{1, 2, 64, 64}}, "3-channel"},
 		{"latent channels", base, nil, Request{Image: img[:3*8*8], ImageShape: []int{1, 3, 8, 8}, ImageIsLatents: true}, "4 latent channels"},
 		{"image batch", base, nil, Request{Image: img, ImageShape: []int{3, 1, 64, 64}}, "want [1, C, H, W]"},
-		{"init noise size", base, nil, Request{InitNoise: make([]float32, 10)}, "init noise has 10 values"},
+		{"init noise size", base, nil, Request{InitNoise: make([]float32, 10)}, "init noise: has 10 values"},
 		{"guidance NaN", base, nil, Request{Guidance: math.NaN()}, "guidance NaN"},
 		{"guidance Inf", base, nil, Request{Guidance: math.Inf(1)}, "guidance +Inf"},
 		{"rescale NaN", base, nil, Request{Guidance: 5, GuidanceRescale: math.NaN()}, "guidance rescale NaN"},
 		{"clip skip negative", base, nil, Request{ClipSkip: -1}, "clip skip -1"},
-		{"clip skip with compel", base, nil, Request{ClipSkip: 1, Weighting: WeightingCompel}, "clip skip works only"},
+		{"clip skip with compel", base, nil, Request{ClipSkip: 1, Weighting: WeightingCompel}, "clip skip 1: works only"},
 		{"prompt 2 with compel", base, nil, Request{Prompt2: "x", Weighting: WeightingCompel}, "prompt_2"},
-		{"a1111 refiner in ensemble", base, refiner, Request{Weighting: WeightingA1111}, "a1111 needs the base's two text encoders"},
-		{"odd width", base, nil, Request{Width: 60}, "multiples of 8"},
+		{"a1111 refiner in ensemble", base, refiner, Request{Weighting: WeightingA1111}, "weighting a1111: needs the base's two text encoders"},
+		{"odd width", base, nil, Request{Width: 60}, "multiple of 8"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			steps = 0

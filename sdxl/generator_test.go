@@ -52,7 +52,7 @@ func TestDTypeFollowsWeights(t *testing.T) {
 	if dt := p.activationDType(m); dt != tensor.F16 {
 		t.Fatalf("activation dtype %v, want F16", dt)
 	}
-	explicit := &Pipeline{Backend: b, Base: m, DType: tensor.F16}
+	explicit := &Pipeline{Backend: b, Base: m, Precision: PrecisionF16}
 	req := requestFor(t, golden.SmallScenarios(t)["astro_euler"])
 	req.KeepStepLatents = false
 	r1, err := p.Generate(context.Background(), req)

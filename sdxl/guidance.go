@@ -52,7 +52,3 @@ func stddev(x []float32) float64 {
 	}
 	return math.Sqrt(ss / float64(len(x)-1))
 }
-
-// validFrac is diffusers' denoising_value_valid: a float strictly inside
-// (0, 1); other values mean "not given".
-func validFrac(f float64) bool { return f > 0 && f < 1 }

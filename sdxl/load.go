@@ -6,12 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/sdxl-go/sdxl/nn"
-	"github.com/sdxl-go/sdxl/safetensors"
 	"github.com/sdxl-go/sdxl/sched"
 	"github.com/sdxl-go/sdxl/sdxl/clip"
 	"github.com/sdxl-go/sdxl/sdxl/config"
-	"github.com/sdxl-go/sdxl/sdxl/singlefile"
 	"github.com/sdxl-go/sdxl/sdxl/tokenizer"
 	"github.com/sdxl-go/sdxl/sdxl/unet"
 	"github.com/sdxl-go/sdxl/sdxl/vae"
@@ -20,18 +17,20 @@ import (
 
 // Model is one loaded SDXL pipeline's components: the base (two text
 // encoders) or the refiner (text encoder 2 only, aesthetic-score time ids).
+//
+// Every Model is built the same way (buildModel): the components are
+// constructed from the configs as storage-less meta modules, then a weight
+// source fills them — a diffusers folder, an original single-file
+// checkpoint, or deterministic random numbers (RandomModel).
 type Model struct {
 	// Path is what the model was loaded from (folder or single file).
 	Path string
 	// Text holds the text encoders and tokenizers with encode_prompt.
 	Text *clip.SDXL
-	// Tok1 and Tok2 are the concrete tokenizers (Tok1 nil in the
-	// refiner), needed by prompt weighting.
-	Tok1, Tok2 *tokenizer.Tokenizer
-	UNet       *unet.UNet
-	VAE        *vae.VAE
+	UNet *unet.UNet
+	VAE  *vae.VAE
 	// Scheduler is the model's scheduler_config.json, the base every
-	// --scheduler choice is built from (from_config).
+	// scheduler choice is built from (from_config).
 	Scheduler sched.Config
 	// RequiresAestheticsScore is the refiner's micro-conditioning flag.
 	RequiresAestheticsScore bool
@@ -44,12 +43,32 @@ type Model struct {
 // IsRefiner reports a model without the first text encoder (SDXL refiner).
 func (m *Model) IsRefiner() bool { return m.Text.TextEncoder == nil }
 
+// tokenizers returns the concrete CLIP tokenizers that prompt weighting
+// needs (tok1 nil in the refiner).
+func (m *Model) tokenizers() (tok1, tok2 *tokenizer.Tokenizer, err error) {
+	var ok bool
+	if m.Text.Tokenizer != nil {
+		if tok1, ok = m.Text.Tokenizer.(*tokenizer.Tokenizer); !ok {
+			return nil, nil, fmt.Errorf("%s: tokenizer is not a CLIP BPE tokenizer", m.Path)
+		}
+	}
+	if m.Text.Tokenizer2 == nil {
+		return nil, nil, fmt.Errorf("%s: the model has no tokenizer_2, so prompts cannot be encoded (give prompt embeddings)", m.Path)
+	}
+	if tok2, ok = m.Text.Tokenizer2.(*tokenizer.Tokenizer); !ok {
+		return nil, nil, fmt.Errorf("%s: tokenizer_2 is not a CLIP BPE tokenizer", m.Path)
+	}
+	return tok1, tok2, nil
+}
+
 // LoadOptions tune LoadModel.
 type LoadOptions struct {
 	// DType is the storage dtype of the UNet and text encoders (the VAE
 	// always stays F32: SDXL's VAE overflows in fp16).
 	DType tensor.DType
-	// Variant picks weight files like diffusers' variant= ("fp16").
+	// Variant picks weight files like diffusers' variant= ("fp16"); as in
+	// DiffusionPipeline.from_pretrained, components without files of that
+	// variant (often SDXL's VAE) load their default files.
 	Variant string
 	// ConfigDir is a diffusers folder whose configs (and tokenizers)
 	// describe a single-file checkpoint; "" uses the real SDXL configs.
@@ -76,41 +95,144 @@ func LoadModel(b tensor.Backend, path string, opt LoadOptions) (*Model, error) {
 		if _, err := os.Stat(filepath.Join(path, "model_index.json")); err != nil {
 			return nil, fmt.Errorf("model %s: not a diffusers folder (no model_index.json) — give a folder such as stable-diffusion-xl-base-1.0 or a single .safetensors file", path)
 		}
-		return loadFolder(b, path, opt)
+		d, err := config.OpenModelDir(path)
+		if err != nil {
+			return nil, err
+		}
+		src, err := newFolderWeights(d, opt.Variant)
+		if err != nil {
+			return nil, err
+		}
+		return buildModel(b, path, d, src, opt)
 	}
 	if !strings.HasSuffix(strings.ToLower(path), ".safetensors") {
 		return nil, fmt.Errorf("model %s: expected a diffusers folder or a .safetensors single-file checkpoint", path)
 	}
-	return loadSingleFile(b, path, opt)
-}
-
-func loadFolder(b tensor.Backend, root string, opt LoadOptions) (*Model, error) {
-	d, err := config.OpenModelDir(root)
+	src, err := openSingleFile(path)
 	if err != nil {
 		return nil, err
 	}
-	m := &Model{Path: root, Index: d.ModelIndex, RequiresAestheticsScore: d.ModelIndex.RequiresAestheticsScore}
-	if m.Text, err = clip.LoadSDXL(b, d, clip.LoadOptions{DType: opt.DType, Variant: opt.Variant}); err != nil {
+	defer src.close()
+	d, err := src.configs(opt.ConfigDir)
+	if err != nil {
 		return nil, err
 	}
-	if err := m.concreteTokenizers(); err != nil {
+	m, err := buildModel(b, path, d, src, opt)
+	if err != nil {
 		return nil, err
 	}
-	if m.UNet, err = unet.LoadDir(b, filepath.Join(root, "unet"), unet.LoadOptions{DType: opt.DType, Variant: opt.Variant, Progress: opt.progress("unet")}); err != nil {
+	return m, src.checkAllUsed()
+}
+
+// RandomModel builds the real SDXL 1.0 base (or refiner) from its configs
+// with deterministic random weights: it costs exactly what the real model
+// costs in memory and compute, so benchmarks need no download. Its images
+// are meaningless. The VAE is always F32.
+func RandomModel(b tensor.Backend, refiner bool, dt tensor.DType, seed uint64) (*Model, error) {
+	name := config.SDXLBaseName
+	if refiner {
+		name = config.SDXLRefinerName
+	}
+	d, err := config.RealModelDir(name)
+	if err != nil {
 		return nil, err
 	}
-	if m.VAE, err = vae.LoadDir(b, filepath.Join(root, "vae"), vae.LoadOptions{Variant: opt.Variant, Progress: opt.progress("vae")}); err != nil {
+	return buildModel(b, "random:"+name, d, randomWeights{seed: seed}, LoadOptions{DType: dt})
+}
+
+// buildModel is the one way a Model comes to be: meta components from d's
+// configs, filled by src.
+func buildModel(b tensor.Backend, path string, d *config.ModelDir, src weightSource, opt LoadOptions) (*Model, error) {
+	m := &Model{Path: path, Index: d.ModelIndex, RequiresAestheticsScore: d.ModelIndex.RequiresAestheticsScore}
+	m.Text = &clip.SDXL{ForceZerosForEmptyPrompt: d.ModelIndex.ForceZerosForEmptyPrompt}
+	var err error
+	if src.hasTextEncoder1(d) {
+		if m.Text.TextEncoder, err = buildText(b, d, "text_encoder", src, opt); err != nil {
+			return nil, err
+		}
+	}
+	if m.Text.TextEncoder2, err = buildText(b, d, "text_encoder_2", src, opt); err != nil {
+		return nil, err
+	}
+	if m.UNet, err = buildUNet(b, d, src, opt); err != nil {
+		return nil, err
+	}
+	if m.VAE, err = buildVAE(b, d, src, opt); err != nil {
+		return nil, err
+	}
+	if m.Text.Tokenizer, m.Text.Tokenizer2, err = loadTokenizers(d, m.Text.TextEncoder != nil); err != nil {
 		return nil, err
 	}
 	if m.Scheduler, err = schedulerConfig(d); err != nil {
 		return nil, err
 	}
-	for _, sub := range []string{"text_encoder", "text_encoder_2", "unet", "vae"} {
-		if files, err := d.WeightFiles(sub, opt.Variant); err == nil {
-			m.Files = append(m.Files, files...)
+	m.Files = src.files()
+	return m, nil
+}
+
+func buildText(b tensor.Backend, d *config.ModelDir, sub string, src weightSource, opt LoadOptions) (*clip.TextModel, error) {
+	cfg, err := d.TextEncoderConfig(sub)
+	if err != nil {
+		return nil, err
+	}
+	te, err := clip.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return te, src.fill(b, sub, te, opt)
+}
+
+func buildUNet(b tensor.Backend, d *config.ModelDir, src weightSource, opt LoadOptions) (*unet.UNet, error) {
+	cfg, err := d.UNetConfig()
+	if err != nil {
+		return nil, err
+	}
+	u, err := unet.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return u, src.fill(b, "unet", u, opt)
+}
+
+func buildVAE(b tensor.Backend, d *config.ModelDir, src weightSource, opt LoadOptions) (*vae.VAE, error) {
+	cfg, err := d.VAEConfig()
+	if err != nil {
+		return nil, err
+	}
+	v, err := vae.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return v, src.fill(b, "vae", v, opt)
+}
+
+// loadTokenizers returns the tokenizers model_index.json lists: from the
+// folder's tokenizer/ and tokenizer_2/ when they hold files, else the
+// embedded CLIP table with SDXL's pad rules (single files and the embedded
+// real configs carry none). A tokenizer listed as null (diffusers' test
+// models) stays nil.
+func loadTokenizers(d *config.ModelDir, withFirst bool) (tok1, tok2 clip.Tokenizer, err error) {
+	def1, def2, err := tokenizer.DefaultSDXL()
+	if err != nil {
+		return nil, nil, err
+	}
+	load := func(name string, def *tokenizer.Tokenizer) (clip.Tokenizer, error) {
+		if c, ok := d.ModelIndex.Component(name); !ok || !c.Present() {
+			return nil, nil
+		}
+		dir := filepath.Join(d.Root, name)
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			return def, nil
+		}
+		return tokenizer.Load(dir)
+	}
+	if withFirst {
+		if tok1, err = load("tokenizer", def1); err != nil {
+			return nil, nil, err
 		}
 	}
-	return m, nil
+	tok2, err = load("tokenizer_2", def2)
+	return tok1, tok2, err
 }
 
 func schedulerConfig(d *config.ModelDir) (sched.Config, error) {
@@ -123,163 +245,4 @@ func schedulerConfig(d *config.ModelDir) (sched.Config, error) {
 		return nil, fmt.Errorf("%s: scheduler config: %v", d.Root, err)
 	}
 	return cfg, nil
-}
-
-func (m *Model) concreteTokenizers() error {
-	var ok bool
-	if m.Text.Tokenizer != nil {
-		if m.Tok1, ok = m.Text.Tokenizer.(*tokenizer.Tokenizer); !ok {
-			return fmt.Errorf("%s: tokenizer is not a CLIP BPE tokenizer", m.Path)
-		}
-	}
-	if m.Text.Tokenizer2 == nil { // e.g. test models without tokenizers: embeddings only
-		return nil
-	}
-	if m.Tok2, ok = m.Text.Tokenizer2.(*tokenizer.Tokenizer); !ok {
-		return fmt.Errorf("%s: tokenizer_2 is not a CLIP BPE tokenizer", m.Path)
-	}
-	return nil
-}
-
-// loadSingleFile reads an original-layout checkpoint. Its configs come from
-// opt.ConfigDir or, by default, from the real SDXL 1.0 configs of the kind
-// the keys reveal (base or refiner).
-func loadSingleFile(b tensor.Backend, path string, opt LoadOptions) (*Model, error) {
-	f, err := safetensors.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	src, err := config.NewWeightSet(f)
-	if err != nil {
-		return nil, err
-	}
-	has := func(n string) bool { _, ok := src.Shape(n); return ok }
-	kind, err := singlefile.Detect(has)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %v", path, err)
-	}
-	var d *config.ModelDir
-	if opt.ConfigDir != "" {
-		d, err = config.OpenModelDir(opt.ConfigDir)
-	} else if kind == singlefile.Refiner {
-		d, err = config.RealModelDir(config.SDXLRefinerName)
-	} else {
-		d, err = config.RealModelDir(config.SDXLBaseName)
-	}
-	if err != nil {
-		return nil, err
-	}
-	m := &Model{Path: path, Index: d.ModelIndex, RequiresAestheticsScore: d.ModelIndex.RequiresAestheticsScore, Files: []string{path}}
-	m.Text = &clip.SDXL{ForceZerosForEmptyPrompt: d.ModelIndex.ForceZerosForEmptyPrompt}
-	load := func(name string, params []nn.Param, view func([]nn.Param) (*singlefile.View, error), fill func(nn.Source) error) error {
-		v, err := view(params)
-		if err != nil {
-			if opt.ConfigDir == "" && strings.Contains(err.Error(), "the model expects") {
-				return fmt.Errorf("%s: %s: %v (this file does not have the real SDXL sizes: give --config with a diffusers folder holding its configs)", path, name, err)
-			}
-			return fmt.Errorf("%s: %s: %v", path, name, err)
-		}
-		if err := fill(v); err != nil {
-			return fmt.Errorf("%s: %s: %v", path, name, err)
-		}
-		return nil
-	}
-	if kind == singlefile.Base {
-		cfg, err := d.TextEncoderConfig("text_encoder")
-		if err != nil {
-			return nil, err
-		}
-		te, err := clip.New(cfg)
-		if err != nil {
-			return nil, err
-		}
-		if err := load("text_encoder", nn.Params(te, ""),
-			func(p []nn.Param) (*singlefile.View, error) { return singlefile.CLIPText(src, p) },
-			func(s nn.Source) error { return te.LoadSource(b, s, opt.DType) }); err != nil {
-			return nil, err
-		}
-		m.Text.TextEncoder = te
-	}
-	cfg2, err := d.TextEncoderConfig("text_encoder_2")
-	if err != nil {
-		return nil, err
-	}
-	te2, err := clip.New(cfg2)
-	if err != nil {
-		return nil, err
-	}
-	if err := load("text_encoder_2", nn.Params(te2, ""),
-		func(p []nn.Param) (*singlefile.View, error) { return singlefile.OpenCLIP(src, p, kind) },
-		func(s nn.Source) error { return te2.LoadSource(b, s, opt.DType) }); err != nil {
-		return nil, err
-	}
-	m.Text.TextEncoder2 = te2
-
-	ucfg, err := d.UNetConfig()
-	if err != nil {
-		return nil, err
-	}
-	u, err := unet.New(ucfg)
-	if err != nil {
-		return nil, err
-	}
-	down, up := u.BlockTypes()
-	lpb := u.LayersPerBlock()
-	layout := singlefile.LayoutFromBlockTypes(down, up, lpb[0])
-	if err := load("unet", nn.Params(u, ""),
-		func(p []nn.Param) (*singlefile.View, error) { return singlefile.UNet(src, p, layout) },
-		func(s nn.Source) error {
-			return u.Load(b, s, unet.LoadOptions{DType: opt.DType, Progress: opt.progress("unet")})
-		}); err != nil {
-		return nil, err
-	}
-	m.UNet = u
-
-	vcfg, err := d.VAEConfig()
-	if err != nil {
-		return nil, err
-	}
-	v, err := vae.New(vcfg)
-	if err != nil {
-		return nil, err
-	}
-	if err := load("vae", nn.Params(v, ""),
-		func(p []nn.Param) (*singlefile.View, error) {
-			return singlefile.VAE(src, p, len(vcfg.BlockOutChannels))
-		},
-		func(s nn.Source) error { return v.Load(b, s, vae.LoadOptions{Progress: opt.progress("vae")}) }); err != nil {
-		return nil, err
-	}
-	m.VAE = v
-
-	// Every key of the file must belong to some component.
-	for _, k := range src.Names() {
-		if !strings.HasPrefix(k, singlefile.UNetPrefix) && !strings.HasPrefix(k, singlefile.VAEPrefix) &&
-			!strings.HasPrefix(k, "conditioner.embedders.") && !singlefile.Ignorable(k) {
-			return nil, fmt.Errorf("%s: unexpected weight %q (not part of an SDXL UNet, VAE or text encoder)", path, k)
-		}
-	}
-
-	// Tokenizers: the config folder's when it has them, else the embedded
-	// CLIP table with SDXL's pad tokens.
-	tok1, tok2, err := tokenizer.DefaultSDXL()
-	if err != nil {
-		return nil, err
-	}
-	if opt.ConfigDir != "" {
-		if t, err := tokenizer.Load(filepath.Join(opt.ConfigDir, "tokenizer")); err == nil {
-			tok1 = t
-		}
-		if t, err := tokenizer.Load(filepath.Join(opt.ConfigDir, "tokenizer_2")); err == nil {
-			tok2 = t
-		}
-	}
-	if m.Text.TextEncoder != nil {
-		m.Text.Tokenizer, m.Tok1 = tok1, tok1
-	}
-	m.Text.Tokenizer2, m.Tok2 = tok2, tok2
-	if m.Scheduler, err = schedulerConfig(d); err != nil {
-		return nil, err
-	}
-	return m, nil
 }

@@ -23,7 +23,7 @@ import (
 //
 // F32 storage must match the goldens as tightly as the CPU backend does
 // (1e-4 relative on the tiny models, 1e-3 on the small ones). F16 runs
-// (weights and UNet activations in half precision, Pipeline.DType F16)
+// (weights and UNet activations in half precision, Pipeline.Precision F16)
 // round every activation, so they are held to pipeF16Tol; they start from
 // the goldens' float32 initial noise, and only scenarios that draw no other
 // noise run in F16 (a half-precision pipeline draws its noise in float16,
@@ -177,7 +177,7 @@ func (m *pipeModels) generate(t *testing.T, p *sdxl.Pipeline, req sdxl.Request) 
 		t.Fatal(err)
 	}
 	before := b.MemStats().InUse
-	p.Backend, p.DType = b, m.dt
+	p.Backend, p.Precision = b, sdxl.PrecisionOf(m.dt)
 	start := time.Now()
 	res, err := p.Generate(context.Background(), req)
 	if err != nil {
