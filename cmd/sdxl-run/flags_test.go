@@ -74,10 +74,7 @@ func TestCLIRequestMapping(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, err := o.request(1, &bytes.Buffer{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	req := o.request(1)
 	for _, c := range []struct {
 		name string
 		got  *[2]int
@@ -104,8 +101,8 @@ func TestCLIRequestMapping(t *testing.T) {
 	if err := newFlagSet(&o2, &bytes.Buffer{}).Parse(nil); err != nil {
 		t.Fatal(err)
 	}
-	req, _ = o2.request(1, &bytes.Buffer{})
-	if req.NegativePrompt != nil || req.OriginalSize != nil || req.AestheticScore != nil || req.Guidance != 5 || req.Steps != 50 || req.Strength != 0.3 {
+	req = o2.request(1)
+	if req.NegativePrompt != nil || req.OriginalSize != nil || req.AestheticScore != nil || req.Guidance != 5 || req.Steps != 50 || req.Strength != 0 {
 		t.Errorf("defaults: %+v", req)
 	}
 }
@@ -132,14 +129,14 @@ func TestCLIFlagErrors(t *testing.T) {
 		{"unknown flag", []string{"--sampler", "euler"}, "flag provided but not defined: -sampler"},
 		{"guidance inf", []string{"--guidance", "Inf"}, "--guidance +Inf: must be a finite number"},
 		{"rescale NaN", []string{"--guidance-rescale", "NaN"}, "--guidance-rescale NaN: must be in [0, 1]"},
-		{"denoising end in ensemble", []string{"--model", "b", "--refiner", "r", "--denoising-end", "0.5"}, "--denoising-end 0.5 is for a one-model run"},
+		{"denoising end in ensemble", []string{"--model", "b", "--refiner", "r", "--denoising-end", "0.5"}, "--denoising-end 0.5: is for a one-model run"},
 		{"denoising end range", []string{"--denoising-end", "1.5"}, "--denoising-end 1.5: must be in (0, 1)"},
-		{"high noise frac alone", []string{"--high-noise-frac", "0.7"}, "--high-noise-frac 0.7 splits the steps between --model and --refiner"},
-		{"init noise with image", []string{"--image", img, "--init-noise", noise}, "--init-noise replaces the initial noise of text to image"},
-		{"clip skip with compel", []string{"--prompt-weighting", "compel", "--clip-skip", "1"}, "--clip-skip works only with --prompt-weighting none (not compel)"},
-		{"prompt 2 with a1111", []string{"--prompt-weighting", "a1111", "--prompt-2", "x"}, "--prompt-2 works only with --prompt-weighting none"},
-		{"negative prompt 2 with compel", []string{"--prompt-weighting", "compel", "--negative-prompt-2", "x"}, "--negative-prompt-2 works only"},
-		{"a1111 with refiner", []string{"--prompt-weighting", "a1111", "--model", "b", "--refiner", "r"}, "--prompt-weighting a1111 needs the base's two text encoders"},
+		{"high noise frac alone", []string{"--high-noise-frac", "0.7"}, "--high-noise-frac 0.7: splits the steps between a base and a refiner"},
+		{"init noise with image", []string{"--image", img, "--init-noise", noise}, "--init-noise: initial noise applies to text-to-image only"},
+		{"clip skip with compel", []string{"--prompt-weighting", "compel", "--clip-skip", "1"}, "--clip-skip 1: works only with prompt weighting none"},
+		{"prompt 2 with a1111", []string{"--prompt-weighting", "a1111", "--prompt-2", "x"}, `--prompt-2 "x": a second prompt (prompt_2) works only with prompt weighting none`},
+		{"negative prompt 2 with compel", []string{"--prompt-weighting", "compel", "--negative-prompt-2", "x"}, `--negative-prompt-2 "x": a second negative prompt`},
+		{"a1111 with refiner", []string{"--prompt-weighting", "a1111", "--model", "b", "--refiner", "r"}, "--prompt-weighting a1111: needs the base's two text encoders"},
 		{"bad dtype", []string{"--dtype", "bf16"}, `--dtype "bf16": want f32 or f16`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -302,23 +299,24 @@ func TestCLIWatermarkRules(t *testing.T) {
 		if err := newFlagSet(&o, &bytes.Buffer{}).Parse([]string{"--width", fmt.Sprint(c.w), "--height", fmt.Sprint(c.h)}); err != nil {
 			t.Fatal(err)
 		}
-		var stderr bytes.Buffer
-		req, err := o.request(1, &stderr)
+		req := o.request(1)
+		warnings, err := p.Check(req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := o.notes(p, &req, &stderr); err != nil {
-			t.Fatal(err)
+		note := false
+		for _, w := range warnings {
+			note = note || strings.Contains(w.Message, "no watermark")
 		}
-		// The library applies the mark when asked to and the image is at
-		// least 256 wide (diffusers' own rule).
+		// The library applies the mark when asked to, the image is at
+		// least 256 wide (diffusers' own rule) and no warning said no.
 		w, _, err := p.ImageSize(req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		applied := req.Watermark && w >= 256
-		if note := strings.Contains(stderr.String(), "no watermark"); note != c.note || applied != c.mark {
-			t.Errorf("--width %d --height %d: note %v, watermark %v; want %v, %v (%q)", c.w, c.h, note, applied, c.note, c.mark, stderr.String())
+		applied := req.Watermark && w >= 256 && !note
+		if note != c.note || applied != c.mark {
+			t.Errorf("--width %d --height %d: note %v, watermark %v; want %v, %v (%v)", c.w, c.h, note, applied, c.note, c.mark, warnings)
 		}
 	}
 
@@ -354,7 +352,7 @@ func TestCLINotes(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	for _, want := range []string{"--negative-prompt-2 without --negative-prompt is ignored", "--aesthetic-score and --negative-aesthetic-score only condition a refiner"} {
+	for _, want := range []string{"note: a second negative prompt without a negative prompt is ignored by the base", "note: aesthetic scores only condition a refiner"} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("stderr lacks %q: %q", want, stderr)
 		}
@@ -372,7 +370,7 @@ func TestCLIInitNoiseShape(t *testing.T) {
 	}
 	out := filepath.Join(dir, "x.png")
 	code, _, stderr := runCLI(t, smallArgs(t, "--width", "128", "--init-noise", noise, "--out", out)...)
-	if code != 2 || !strings.Contains(stderr, "has shape [1 4 16 8]; 1 image(s) of 128x64 need [1 4 8 16]") {
+	if code != 2 || !strings.Contains(stderr, "--init-noise: has shape [1 4 16 8]; 1 image(s) of 128x64 need [1 4 8 16]") {
 		t.Errorf("exit %d, %q", code, stderr)
 	}
 	if _, err := os.Stat(out); err == nil {
@@ -400,7 +398,7 @@ func TestCLIImageResize(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	if !strings.Contains(stderr, "is 70x50; resized to 64x48 (multiples of 8) as diffusers does") {
+	if !strings.Contains(stderr, "note: the input image is 70x50; resized to 64x48 (multiples of 8) as diffusers does") {
 		t.Errorf("no resize note: %q", stderr)
 	}
 	f, err := os.Open(out)
@@ -417,7 +415,7 @@ func TestCLIImageResize(t *testing.T) {
 		t.Errorf("parameters %q", params)
 	}
 	code, _, stderr = runCLI(t, smallArgs(t, "--image", in, "--width", "64", "--height", "64", "--out", filepath.Join(dir, "o2.png"))...)
-	if code != 2 || !strings.Contains(stderr, "--width/--height 64x64 differ from the --image size 64x48") {
+	if code != 2 || !strings.Contains(stderr, "--width: 64x64 differs from the input image's size 64x48") {
 		t.Errorf("exit %d, %q", code, stderr)
 	}
 }
@@ -431,7 +429,7 @@ func TestCLILongPromptNote(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	if !strings.Contains(stderr, "note: --prompt is 140 tokens") {
+	if !strings.Contains(stderr, "note: prompt is 140 tokens") {
 		t.Errorf("no truncation note: %q", stderr)
 	}
 	code, _, stderr = runCLI(t, smallArgs(t, "--steps", "1", "--prompt", long, "--prompt-weighting", "compel", "--out", filepath.Join(dir, "y.png"))...)

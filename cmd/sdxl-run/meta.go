@@ -56,9 +56,9 @@ func hashFiles(paths []string) pendingHashes {
 
 func (p pendingHashes) wait() []fileHash { return <-p }
 
-func modelFiles(p *sdxl.Pipeline) []string {
+func modelFiles(e *sdxl.Engine) []string {
 	var files []string
-	for _, m := range []*sdxl.Model{p.Base, p.Refiner} {
+	for _, m := range []*sdxl.Model{e.Base(), e.Refiner()} {
 		if m != nil {
 			files = append(files, m.Files...)
 		}

@@ -52,15 +52,24 @@ func (p *progress) doneLoading() {
 	p.start = time.Now()
 }
 
-// step draws the bar after each denoising step.
-func (p *progress) step(s sdxl.Progress) error {
+// step draws the bar at every event of a run: the stage, its step, the
+// whole run's fraction, the elapsed time and the estimate of what is left.
+func (p *progress) step(e sdxl.Event) error {
 	if !p.active() {
 		return nil
 	}
 	const width = 30
-	fill := width * s.Step / s.Steps
-	el := time.Since(p.start)
-	fmt.Fprintf(p.w, "\r\033[K%-7s [%s%s] %d/%d  t=%g  %.1fs", s.Stage, strings.Repeat("#", fill), strings.Repeat(".", width-fill), s.Step, s.Steps, s.Timestep, el.Seconds())
+	fill := int(width * e.Fraction())
+	eta := ""
+	if e.ETA > 0 {
+		eta = fmt.Sprintf(", about %.0fs left", e.ETA.Seconds())
+	}
+	t := ""
+	if e.Latents != nil {
+		t = fmt.Sprintf("  t=%g", e.Timestep)
+	}
+	fmt.Fprintf(p.w, "\r\033[K%-7s [%s%s] %d/%d%s  %.1fs%s", e.Stage, strings.Repeat("#", fill), strings.Repeat(".", width-fill),
+		e.Step, e.Steps, t, e.Elapsed.Seconds(), eta)
 	return nil
 }
 

@@ -5,20 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 
-	"github.com/sdxl-go/sdxl/sdxl/tokenizer"
+	"github.com/sdxl-go/sdxl/sdxl"
 )
-
-// tokenizeOutput is what `sdxl-run tokenize` prints: the 77 ids each text
-// encoder receives (BOS, up to 75 tokens, EOS, padding). A refiner folder
-// has no tokenizer/, so "tokenizer" is omitted there.
-type tokenizeOutput struct {
-	Tokenizer  []int32 `json:"tokenizer,omitempty"`
-	Tokenizer2 []int32 `json:"tokenizer_2"`
-}
 
 func runTokenize(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("sdxl-run tokenize", flag.ContinueOnError)
@@ -53,50 +43,10 @@ func runTokenize(args []string, stdout, stderr io.Writer) int {
 
 // tokenizeText loads the tokenizers (model folder or embedded defaults) and
 // encodes text with both.
-func tokenizeText(model, text string) (tokenizeOutput, error) {
-	tok1, tok2, err := loadTokenizers(model)
+func tokenizeText(model, text string) (sdxl.TokenIDs, error) {
+	t, err := sdxl.LoadTokenizers(model)
 	if err != nil {
-		return tokenizeOutput{}, err
+		return sdxl.TokenIDs{}, fmt.Errorf("--model %v", err)
 	}
-	return encodeBoth(tok1, tok2, text)
-}
-
-// loadTokenizers returns the model folder's tokenizer/ (nil when absent, as
-// in a refiner) and tokenizer_2/, or the embedded SDXL pair when model is "".
-func loadTokenizers(model string) (tok1, tok2 *tokenizer.Tokenizer, err error) {
-	if model == "" {
-		return tokenizer.DefaultSDXL()
-	}
-	st, err := os.Stat(model)
-	if err != nil {
-		return nil, nil, err
-	}
-	if !st.IsDir() {
-		return nil, nil, fmt.Errorf("--model %s: a single-file checkpoint holds no tokenizer; pass a diffusers folder or omit --model for the standard SDXL tokenizers", model)
-	}
-	d1, d2 := filepath.Join(model, "tokenizer"), filepath.Join(model, "tokenizer_2")
-	if _, err := os.Stat(d2); err != nil {
-		return nil, nil, fmt.Errorf("--model %s: no tokenizer_2/ folder", model)
-	}
-	if tok2, err = tokenizer.Load(d2); err != nil {
-		return nil, nil, err
-	}
-	if _, err := os.Stat(d1); err == nil {
-		if tok1, err = tokenizer.Load(d1); err != nil {
-			return nil, nil, err
-		}
-	}
-	return tok1, tok2, nil
-}
-
-func encodeBoth(tok1, tok2 *tokenizer.Tokenizer, text string) (tokenizeOutput, error) {
-	var err error
-	var out tokenizeOutput
-	if tok1 != nil {
-		if out.Tokenizer, err = tok1.EncodePadded(text, tokenizer.MaxLength); err != nil {
-			return out, err
-		}
-	}
-	out.Tokenizer2, err = tok2.EncodePadded(text, tokenizer.MaxLength)
-	return out, err
+	return t.Encode(text)
 }

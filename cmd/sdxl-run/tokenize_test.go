@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/sdxl-go/sdxl/internal/golden"
+	"github.com/sdxl-go/sdxl/sdxl"
 )
 
 func runCLI(t *testing.T, args ...string) (int, string, string) {
@@ -48,13 +49,13 @@ func TestTokenizeGolden(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("%v: exit %d, stderr %s", args, code, stderr)
 		}
-		tok1, tok2, err := loadTokenizers(model)
+		toks, err := sdxl.LoadTokenizers(model)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for i, c := range cases {
 			if i > 0 {
-				out, err := encodeBoth(tok1, tok2, c.Text)
+				out, err := toks.Encode(c.Text)
 				if err != nil {
 					t.Fatal(err)
 				}
