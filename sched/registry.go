@@ -180,10 +180,10 @@ func Resolve(className string, cfg Config) (Params, error) {
 	if r.Err() != nil {
 		return Params{}, r.Err()
 	}
-	if p.NumTrainTimesteps < 2 || p.NumTrainTimesteps > maxTrainTimesteps {
-		return Params{}, fmt.Errorf("%s: num_train_timesteps = %d, want 2 to %d", className, p.NumTrainTimesteps, maxTrainTimesteps)
-	}
 	p.Keys = r.Read()
+	if err := p.validate(); err != nil {
+		return Params{}, err
+	}
 	return p, nil
 }
 

@@ -343,6 +343,9 @@ func FuzzConfig(f *testing.F) {
 	f.Add([]byte(`{"timestep_spacing": "trailing", "rescale_betas_zero_snr": true, "prediction_type": "v_prediction"}`), uint8(0), uint8(4))
 	f.Add([]byte(`{"beta_schedule": "squaredcos_cap_v2", "final_sigmas_type": "sigma_min", "algorithm_type": "sde-dpmsolver++"}`), uint8(9), uint8(3))
 	f.Add([]byte(`{"use_exponential_sigmas": true, "skip_prk_steps": false, "num_train_timesteps": 50}`), uint8(5), uint8(11))
+	f.Add([]byte(`{"beta_start": 2, "beta_end": 3}`), uint8(0), uint8(5))
+	f.Add([]byte(`{"beta_start": NaN, "sigma_max": Infinity, "rho": 0, "steps_offset": -4}`), uint8(16), uint8(5))
+	f.Add([]byte(`{"trained_betas": [0.5, 0.9, 2], "num_train_timesteps": 3}`), uint8(1), uint8(2))
 	f.Fuzz(func(t *testing.T, data []byte, which, steps uint8) {
 		cfg, err := ParseConfig(data)
 		if err != nil {

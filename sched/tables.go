@@ -212,6 +212,9 @@ func newAlphaTables(p *Params, terminalFix bool, extra ...string) (alphaTables, 
 		alphas[i] = 1 - v
 	}
 	ac := torchCumprod32(alphas)
+	if err := checkAlphas(p, b, ac); err != nil {
+		return alphaTables{}, err
+	}
 	if p.RescaleBetasZeroSNR && terminalFix {
 		ac[len(ac)-1] = 1.0 / (1 << 24)
 	}
