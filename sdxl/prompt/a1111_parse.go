@@ -20,97 +20,26 @@ const BreakWeight = -1
 // Runs of equal weight are merged. A weight that is not a number, such as
 // "(x:..)", is an error (A1111 raises there too).
 func ParseA1111(text string) ([]Fragment, error) {
-	text = strings.ToValidUTF8(text, "\uFFFD")
-	var res []Fragment
-	var round, square []int
-	const roundMult = 1.1
-	squareMult := 1 / 1.1
-	multiplyRange := func(start int, m float64) {
-		for p := start; p < len(res); p++ {
-			res[p].Weight *= m
+	p := &a1111Parser{text: strings.ToValidUTF8(text, "\uFFFD")}
+	for i := 0; i < len(p.text); {
+		n, err := p.next(i)
+		if err != nil {
+			return nil, err
 		}
+		i += n
 	}
-	plain := func(s string) {
-		for i, part := range splitBreak(s) {
-			if i > 0 {
-				res = append(res, Fragment{"BREAK", BreakWeight})
-			}
-			res = append(res, Fragment{part, 1})
-		}
+	for _, start := range p.round {
+		p.multiply(start, roundMult)
 	}
-	for i := 0; i < len(text); {
-		c := text[i]
-		switch {
-		case c == '\\':
-			// \( \) \[ \] \\ keep the second character; a lone \ vanishes.
-			if i+1 < len(text) && strings.IndexByte(`()[]\`, text[i+1]) >= 0 {
-				res = append(res, Fragment{text[i+1 : i+2], 1})
-				i += 2
-			} else {
-				res = append(res, Fragment{"", 1})
-				i++
-			}
-		case c == '(':
-			round = append(round, len(res))
-			i++
-		case c == '[':
-			square = append(square, len(res))
-			i++
-		case c == ':':
-			// :<number>) closes a round bracket with that weight.
-			if n, w := weightClose(text[i:]); n > 0 {
-				if len(round) > 0 {
-					v, err := pyFloat(w)
-					if err != nil {
-						return nil, fmt.Errorf("a1111 prompt: weight %q in %q is not a number", w, text[i:i+n])
-					}
-					multiplyRange(round[len(round)-1], v)
-					round = round[:len(round)-1]
-				} else {
-					plain(text[i : i+n])
-				}
-				i += n
-				continue
-			}
-			plain(":")
-			i++
-		case c == ')':
-			if len(round) > 0 {
-				multiplyRange(round[len(round)-1], roundMult)
-				round = round[:len(round)-1]
-			} else {
-				plain(")")
-			}
-			i++
-		case c == ']':
-			if len(square) > 0 {
-				multiplyRange(square[len(square)-1], squareMult)
-				square = square[:len(square)-1]
-			} else {
-				plain("]")
-			}
-			i++
-		default:
-			j := i
-			for j < len(text) && strings.IndexByte(`\()[]:`, text[j]) < 0 {
-				j++
-			}
-			plain(text[i:j])
-			i = j
-		}
+	for _, start := range p.square {
+		p.multiply(start, squareMult)
 	}
-	for _, p := range round {
-		multiplyRange(p, roundMult)
+	if len(p.res) == 0 {
+		p.res = []Fragment{{"", 1}}
 	}
-	for _, p := range square {
-		multiplyRange(p, squareMult)
-	}
-	if len(res) == 0 {
-		res = []Fragment{{"", 1}}
-	}
-	// merge runs of identical weights
-	out := res[:1]
-	for _, f := range res[1:] {
+	// Merge runs of identical weights.
+	out := p.res[:1]
+	for _, f := range p.res[1:] {
 		if last := &out[len(out)-1]; last.Weight == f.Weight {
 			last.Text += f.Text
 			continue
@@ -118,6 +47,100 @@ func ParseA1111(text string) ([]Fragment, error) {
 		out = append(out, f)
 	}
 	return out, nil
+}
+
+const (
+	roundMult  = 1.1
+	squareMult = 1 / 1.1
+)
+
+// a1111Parser holds parse_prompt_attention's state: the fragments so far
+// and the open brackets' first fragments.
+type a1111Parser struct {
+	text          string
+	res           []Fragment
+	round, square []int
+}
+
+// multiply scales the weights of the fragments from start on.
+func (p *a1111Parser) multiply(start int, m float64) {
+	for k := start; k < len(p.res); k++ {
+		p.res[k].Weight *= m
+	}
+}
+
+// plain adds text of weight 1, with BREAK words as break entries.
+func (p *a1111Parser) plain(s string) {
+	for i, part := range splitBreak(s) {
+		if i > 0 {
+			p.res = append(p.res, Fragment{"BREAK", BreakWeight})
+		}
+		p.res = append(p.res, Fragment{part, 1})
+	}
+}
+
+// close ends the innermost bracket of stack with weight m, or adds its
+// character as text when none is open.
+func (p *a1111Parser) close(stack *[]int, m float64, char string) {
+	if len(*stack) == 0 {
+		p.plain(char)
+		return
+	}
+	p.multiply((*stack)[len(*stack)-1], m)
+	*stack = (*stack)[:len(*stack)-1]
+}
+
+// next consumes the token at text[i:] and returns its length.
+func (p *a1111Parser) next(i int) (int, error) {
+	t := p.text
+	switch c := t[i]; c {
+	case '\\':
+		// \( \) \[ \] \\ keep the second character; a lone \ vanishes.
+		if i+1 < len(t) && strings.IndexByte(`()[]\`, t[i+1]) >= 0 {
+			p.res = append(p.res, Fragment{t[i+1 : i+2], 1})
+			return 2, nil
+		}
+		p.res = append(p.res, Fragment{"", 1})
+	case '(':
+		p.round = append(p.round, len(p.res))
+	case '[':
+		p.square = append(p.square, len(p.res))
+	case ':':
+		return p.colon(i)
+	case ')':
+		p.close(&p.round, roundMult, ")")
+	case ']':
+		p.close(&p.square, squareMult, "]")
+	default:
+		j := i
+		for j < len(t) && strings.IndexByte(`\()[]:`, t[j]) < 0 {
+			j++
+		}
+		p.plain(t[i:j])
+		return j - i, nil
+	}
+	return 1, nil
+}
+
+// colon handles ":<number>)", which closes a round bracket with that
+// weight; any other colon is text.
+func (p *a1111Parser) colon(i int) (int, error) {
+	n, w := weightClose(p.text[i:])
+	if n == 0 {
+		p.plain(":")
+		return 1, nil
+	}
+	if len(p.round) == 0 {
+		p.plain(p.text[i : i+n])
+		return n, nil
+	}
+	v, err := pyFloat(w)
+	if err != nil {
+		return 0, fmt.Errorf("a1111 prompt: weight %q in %q is not a number", w, p.text[i:i+n])
+	}
+	p.multiply(p.round[len(p.round)-1], v)
+	p.round = p.round[:len(p.round)-1]
+	return n, nil
 }
 
 // weightClose matches :([+-]?[.\d]+)\) at the start of s (\d: any Unicode

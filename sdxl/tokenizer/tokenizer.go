@@ -89,63 +89,14 @@ func build(src string, t tables, sp specials) (*Tokenizer, error) {
 		return nil, fmt.Errorf("tokenizer %s: empty vocabulary", src)
 	}
 	tk := &Tokenizer{vocab: t.vocab, merges: make(map[pair]merge, len(t.merges))}
-	maxID := -1
-	for tok, id := range t.vocab {
-		if id < 0 {
-			return nil, fmt.Errorf("tokenizer %s: token %q has negative id %d", src, tok, id)
-		}
-		if id > maxID {
-			maxID = id
-		}
-	}
-	if maxID >= 1<<30 {
-		return nil, fmt.Errorf("tokenizer %s: id %d too large", src, maxID)
-	}
-	tk.tokens = make([]string, maxID+1)
-	for tok, id := range t.vocab {
-		if tk.tokens[id] != "" {
-			return nil, fmt.Errorf("tokenizer %s: id %d used by both %q and %q", src, id, tk.tokens[id], tok)
-		}
-		tk.tokens[id] = tok
-	}
-	lookup := func(what, tok string) (int, error) {
-		id, ok := t.vocab[tok]
-		if !ok {
-			return 0, fmt.Errorf("tokenizer %s: %s %q is not in the vocabulary", src, what, tok)
-		}
-		return id, nil
-	}
-	var err error
-	if tk.bos, err = lookup("bos token", sp.bos); err != nil {
+	if err := tk.indexTokens(src); err != nil {
 		return nil, err
 	}
-	if tk.eos, err = lookup("eos token", sp.eos); err != nil {
+	if err := tk.setSpecials(src, sp); err != nil {
 		return nil, err
 	}
-	if tk.unk, err = lookup("unk token", sp.unk); err != nil {
+	if err := tk.setMerges(src, t.merges); err != nil {
 		return nil, err
-	}
-	if tk.pad, err = lookup("pad token", sp.pad); err != nil {
-		return nil, err
-	}
-	tk.padToken = sp.pad
-	for i, m := range t.merges {
-		a, err := lookup(fmt.Sprintf("merge %d left side", i+1), m[0])
-		if err != nil {
-			return nil, err
-		}
-		b, err := lookup(fmt.Sprintf("merge %d right side", i+1), m[1])
-		if err != nil {
-			return nil, err
-		}
-		c, err := lookup(fmt.Sprintf("merge %d result", i+1), m[0]+m[1])
-		if err != nil {
-			return nil, err
-		}
-		p := pair{int32(a), int32(b)}
-		if _, dup := tk.merges[p]; !dup { // the first (lowest) rank wins
-			tk.merges[p] = merge{rank: int32(i), id: int32(c)}
-		}
 	}
 	b2r := byteToRune()
 	for b := 0; b < 256; b++ {
@@ -153,8 +104,85 @@ func build(src string, t tables, sp specials) (*Tokenizer, error) {
 		tk.byteID[b] = int32(tk.idOr(ch, tk.unk))
 		tk.byteEndID[b] = int32(tk.idOr(ch+"</w>", tk.unk))
 	}
-	// Added tokens: the sources' list plus the named specials, as
-	// transformers registers bos/eos/unk/pad as added special tokens.
+	if err := tk.setAdded(src, t.added, sp); err != nil {
+		return nil, err
+	}
+	tk.cache = &bpeCache{m: make(map[string][]int), max: defaultCacheSize}
+	return tk, nil
+}
+
+// indexTokens builds the id → token table, refusing negative, huge and
+// shared ids.
+func (tk *Tokenizer) indexTokens(src string) error {
+	maxID := -1
+	for tok, id := range tk.vocab {
+		if id < 0 {
+			return fmt.Errorf("tokenizer %s: token %q has negative id %d", src, tok, id)
+		}
+		maxID = max(maxID, id)
+	}
+	if maxID >= 1<<30 {
+		return fmt.Errorf("tokenizer %s: id %d too large", src, maxID)
+	}
+	tk.tokens = make([]string, maxID+1)
+	for tok, id := range tk.vocab {
+		if tk.tokens[id] != "" {
+			return fmt.Errorf("tokenizer %s: id %d used by both %q and %q", src, id, tk.tokens[id], tok)
+		}
+		tk.tokens[id] = tok
+	}
+	return nil
+}
+
+// lookup is a vocabulary id, or an error naming what needed it.
+func (tk *Tokenizer) lookup(src, what, tok string) (int, error) {
+	id, ok := tk.vocab[tok]
+	if !ok {
+		return 0, fmt.Errorf("tokenizer %s: %s %q is not in the vocabulary", src, what, tok)
+	}
+	return id, nil
+}
+
+func (tk *Tokenizer) setSpecials(src string, sp specials) error {
+	for _, s := range []struct {
+		what, tok string
+		dst       *int
+	}{{"bos token", sp.bos, &tk.bos}, {"eos token", sp.eos, &tk.eos}, {"unk token", sp.unk, &tk.unk}, {"pad token", sp.pad, &tk.pad}} {
+		id, err := tk.lookup(src, s.what, s.tok)
+		if err != nil {
+			return err
+		}
+		*s.dst = id
+	}
+	tk.padToken = sp.pad
+	return nil
+}
+
+// setMerges ranks the merges; for a pair listed twice the first (lowest)
+// rank wins.
+func (tk *Tokenizer) setMerges(src string, merges [][2]string) error {
+	for i, m := range merges {
+		var ids [3]int
+		for k, tok := range [3]string{m[0], m[1], m[0] + m[1]} {
+			id, ok := tk.vocab[tok]
+			if !ok {
+				side := [3]string{"left side", "right side", "result"}[k]
+				return fmt.Errorf("tokenizer %s: merge %d %s %q is not in the vocabulary", src, i+1, side, tok)
+			}
+			ids[k] = id
+		}
+		p := pair{int32(ids[0]), int32(ids[1])}
+		if _, dup := tk.merges[p]; !dup {
+			tk.merges[p] = merge{rank: int32(i), id: int32(ids[2])}
+		}
+	}
+	return nil
+}
+
+// setAdded lists the added tokens, longest first: the sources' list plus
+// the named specials, as transformers registers bos/eos/unk/pad as added
+// special tokens.
+func (tk *Tokenizer) setAdded(src string, added []addedToken, sp specials) error {
 	seen := map[string]bool{}
 	addTok := func(text string, id int) {
 		if text == "" || seen[text] {
@@ -163,9 +191,9 @@ func build(src string, t tables, sp specials) (*Tokenizer, error) {
 		seen[text] = true
 		tk.added = append(tk.added, addedToken{text, id})
 	}
-	for _, a := range t.added {
+	for _, a := range added {
 		if a.id < 0 || a.id >= len(tk.tokens) {
-			return nil, fmt.Errorf("tokenizer %s: added token %q has id %d outside the vocabulary (0..%d)", src, a.text, a.id, len(tk.tokens)-1)
+			return fmt.Errorf("tokenizer %s: added token %q has id %d outside the vocabulary (0..%d)", src, a.text, a.id, len(tk.tokens)-1)
 		}
 		addTok(a.text, a.id)
 	}
@@ -174,8 +202,7 @@ func build(src string, t tables, sp specials) (*Tokenizer, error) {
 	addTok(sp.unk, tk.unk)
 	addTok(sp.pad, tk.pad)
 	sort.SliceStable(tk.added, func(i, j int) bool { return len(tk.added[i].text) > len(tk.added[j].text) })
-	tk.cache = &bpeCache{m: make(map[string][]int), max: defaultCacheSize}
-	return tk, nil
+	return nil
 }
 
 func (t *Tokenizer) idOr(tok string, def int) int {
