@@ -17,10 +17,10 @@ const attnMinRows = 96
 // query rows): S = Q·Kᵀ, P = softmax(S·scale + mask), O = P·V.
 func (b *Backend) Attention(q, k, v, mask *tensor.Tensor, scale float32) *tensor.Tensor {
 	const op = "Attention"
-	qs, ks, vs := data(op, q), data(op, k), data(op, v)
+	qs, ks, vs := b.data(op, q), b.data(op, k), b.data(op, v)
 	var ms []float32
 	if mask != nil {
-		ms = data(op, mask)
+		ms = b.data(op, mask)
 	}
 	outShape := tensor.AttentionShape(q.Shape(), k.Shape(), v.Shape(), optShape(mask))
 	B, H, Lq, D := q.Dim(0), q.Dim(1), q.Dim(2), q.Dim(3)
@@ -80,7 +80,7 @@ func (b *Backend) Attention(q, k, v, mask *tensor.Tensor, scale float32) *tensor
 
 // Softmax implements tensor.Backend.
 func (b *Backend) Softmax(x *tensor.Tensor) *tensor.Tensor {
-	xs := data("Softmax", x)
+	xs := b.data("Softmax", x)
 	if x.Rank() < 1 {
 		panic("tensor: Softmax: x " + x.Shape().String() + " has no last dimension")
 	}

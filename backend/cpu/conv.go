@@ -14,10 +14,10 @@ const convTileCols = 512
 // form (im2colPacked).
 func (b *Backend) Conv2D(x, w, bias *tensor.Tensor, stride, padding int) *tensor.Tensor {
 	const op = "Conv2D"
-	xs, ws := data(op, x), data(op, w)
+	xs := b.data(op, x)
 	var bs []float32
 	if bias != nil {
-		bs = data(op, bias)
+		bs = b.data(op, bias)
 	}
 	outShape := tensor.Conv2DShape(x.Shape(), w.Shape(), optShape(bias), stride, padding)
 	N, C, H, W := x.Dim(0), x.Dim(1), x.Dim(2), x.Dim(3)
@@ -30,10 +30,9 @@ func (b *Backend) Conv2D(x, w, bias *tensor.Tensor, stride, padding int) *tensor
 		return b.wrap(x.DType(), outShape, out)
 	}
 
-	// The weights are the A operand of every tile: pack them once.
-	abuf := b.pools.b.get(packedASize(b.mk.mr, O, ckk))
-	defer b.pools.b.put(abuf)
-	wp := b.packAllA(b.threads, *abuf, false, O, ckk, ws, ckk)
+	// The weights are the A operand of every tile, packed once for good
+	// (see storage).
+	wp := b.weight(op, w, O, ckk, b.mk.mr).asA()
 
 	direct := kh == 1 && kw == 1 && stride == 1 && padding == 0
 	// Tile whole output rows, about convTileCols pixels per tile: the kc

@@ -133,27 +133,16 @@ func (b *Backend) alloc(n int) []float32 {
 	return s
 }
 
-// wrap turns a freshly computed buffer into a tensor of dtype dt, rounding
-// it to dt's precision.
+// wrap turns a freshly computed buffer into a tensor of dtype dt (F16
+// and BF16 values are rounded to nearest even and stored in 16 bits).
 func (b *Backend) wrap(dt tensor.DType, shape tensor.Shape, data []float32) *tensor.Tensor {
-	b.round(dt, data)
-	return tensor.New(b, shape, dt, data)
-}
-
-// data returns t's storage, panicking (a programming error) when t is nil,
-// freed, a meta tensor or not a CPU tensor.
-func data(op string, t *tensor.Tensor) []float32 {
-	if t == nil {
-		panic(fmt.Sprintf("cpu: %s: nil tensor", op))
+	switch dt {
+	case tensor.F32:
+		return tensor.New(b, shape, dt, newF32(data))
+	case tensor.F16, tensor.BF16:
+		return tensor.New(b, shape, dt, b.narrow(dt, data))
 	}
-	s, ok := t.Storage.([]float32)
-	if !ok {
-		panic(fmt.Sprintf("cpu: %s: %v has no CPU storage (meta, freed or from another backend)", op, t))
-	}
-	if len(s) != t.Numel() {
-		panic(fmt.Sprintf("cpu: %s: %v has %d stored elements", op, t, len(s)))
-	}
-	return s
+	panic(fmt.Sprintf("cpu: unsupported dtype %v", dt))
 }
 
 // optShape is the shape of an optional tensor (nil for none).
@@ -172,13 +161,19 @@ func (b *Backend) Zeros(dt tensor.DType, shape ...int) *tensor.Tensor {
 			panic(fmt.Sprintf("cpu: Zeros: negative dimension in %v", s))
 		}
 	}
-	return tensor.New(b, s, dt, make([]float32, s.Numel()))
+	if dt == tensor.F32 {
+		return tensor.New(b, s, dt, newF32(make([]float32, s.Numel())))
+	}
+	return b.wrap(dt, s, make([]float32, s.Numel()))
 }
 
 // FromFloat32 implements tensor.Backend.
 func (b *Backend) FromFloat32(dt tensor.DType, shape tensor.Shape, src []float32) *tensor.Tensor {
 	if len(src) != shape.Numel() {
 		panic(fmt.Sprintf("cpu: FromFloat32: %d values for shape %v (%d elements)", len(src), shape, shape.Numel()))
+	}
+	if dt != tensor.F32 {
+		return b.wrap(dt, shape, src) // narrowing copies
 	}
 	d := b.alloc(len(src))
 	copy(d, src)
@@ -187,31 +182,22 @@ func (b *Backend) FromFloat32(dt tensor.DType, shape tensor.Shape, src []float32
 
 // ToFloat32 implements tensor.Backend.
 func (b *Backend) ToFloat32(t *tensor.Tensor) []float32 {
-	return append([]float32(nil), data("ToFloat32", t)...)
+	f, fresh := b.values("ToFloat32", t)
+	if fresh {
+		return f
+	}
+	return append([]float32(nil), f...)
 }
 
 // Cast implements tensor.Backend.
 func (b *Backend) Cast(x *tensor.Tensor, dt tensor.DType) *tensor.Tensor {
-	xs := data("Cast", x)
+	xs := b.data("Cast", x)
+	if dt != tensor.F32 {
+		return b.wrap(dt, x.Shape(), xs) // narrowing copies
+	}
 	out := b.alloc(len(xs))
 	copy(out, xs)
 	return b.wrap(dt, x.Shape(), out)
-}
-
-// round rounds s in place to dt's precision.
-func (b *Backend) round(dt tensor.DType, s []float32) {
-	var f func([]float32)
-	switch dt {
-	case tensor.F32:
-		return
-	case tensor.F16:
-		f = roundF16
-	case tensor.BF16:
-		f = roundBF16
-	default:
-		panic(fmt.Sprintf("cpu: unsupported dtype %v", dt))
-	}
-	b.parallel(len(s), 1<<14, func(lo, hi int) { f(s[lo:hi]) })
 }
 
 // RoundF16 rounds v to the nearest float16 (ties to even), as stored by an
@@ -227,16 +213,4 @@ func RoundBF16(v float32) float32 {
 	}
 	u += 0x7fff + (u>>16)&1
 	return math.Float32frombits(u & 0xffff0000)
-}
-
-func roundF16(s []float32) {
-	for i, v := range s {
-		s[i] = RoundF16(v)
-	}
-}
-
-func roundBF16(s []float32) {
-	for i, v := range s {
-		s[i] = RoundBF16(v)
-	}
 }

@@ -8,7 +8,7 @@ import (
 
 // unary applies f to every element of x in parallel.
 func (b *Backend) unary(op string, x *tensor.Tensor, f func(dst, src []float32)) *tensor.Tensor {
-	xs := data(op, x)
+	xs := b.data(op, x)
 	out := b.alloc(len(xs))
 	b.parallel(len(xs), 1<<14, func(lo, hi int) { f(out[lo:hi], xs[lo:hi]) })
 	return b.wrap(x.DType(), x.Shape(), out)
@@ -59,7 +59,7 @@ func (b *Backend) QuickGELU(x *tensor.Tensor) *tensor.Tensor {
 // GEGLU implements tensor.Backend: [..., 2D] -> a*gelu(g) with a the first
 // half of the last dimension and g the second (diffusers' GEGLU).
 func (b *Backend) GEGLU(x *tensor.Tensor) *tensor.Tensor {
-	xs := data("GEGLU", x)
+	xs := b.data("GEGLU", x)
 	outShape := tensor.GEGLUShape(x.Shape())
 	D := outShape[len(outShape)-1]
 	out := b.alloc(outShape.Numel())
@@ -131,7 +131,7 @@ func (b *Backend) binary(op string, x, y *tensor.Tensor,
 	vv func(dst, p, q []float32),
 	vs func(dst, p []float32, c float32),
 	sv func(dst []float32, c float32, q []float32)) *tensor.Tensor {
-	xs, ys := data(op, x), data(op, y)
+	xs, ys := b.data(op, x), b.data(op, y)
 	outShape := tensor.BroadcastShapes(op, x.Shape(), y.Shape())
 	out := b.alloc(outShape.Numel())
 	dims, xst, yst := collapse(outShape, tensor.BroadcastStrides(x.Shape(), outShape), tensor.BroadcastStrides(y.Shape(), outShape))
@@ -220,7 +220,7 @@ func collapse(dims tensor.Shape, sa, sb []int) ([]int, []int, []int) {
 
 // Mean implements tensor.Backend, accumulating in float64.
 func (b *Backend) Mean(x *tensor.Tensor, axis int) *tensor.Tensor {
-	xs := data("Mean", x)
+	xs := b.data("Mean", x)
 	outShape, ax := tensor.MeanShape(x.Shape(), axis)
 	n := x.Dim(ax)
 	inner := 1

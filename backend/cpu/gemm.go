@@ -4,6 +4,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/sdxl-go/sdxl/tensor"
 )
 
 // SGEMM: C = op(A)·op(B) (or C += op(A)·op(B)) for row-major float32
@@ -42,6 +44,10 @@ const (
 type packedB struct {
 	k, n int
 	data []float32
+	// h replaces data for a half-precision weight (see packedWeight): its
+	// 16-bit patterns of dtype dt, widened block by block in macroKernel.
+	h  []uint16
+	dt tensor.DType
 }
 
 func packedBSize(k, n int) int { return (n + gemmNR - 1) / gemmNR * gemmNR * k }
@@ -114,6 +120,8 @@ func (b *Backend) withThreads(n int) *Backend {
 type packedA struct {
 	m, k, mr int
 	data     []float32
+	h        []uint16 // replaces data for a half-precision weight, as in packedB
+	dt       tensor.DType
 }
 
 func packedASize(mr, m, k int) int { return (m + mr - 1) / mr * mr * k }
@@ -245,7 +253,7 @@ func (b *Backend) gemm(threads int, g gemmArgs) {
 	// A job owns a block of rows and a range of panels of C for the whole
 	// inner dimension, so jobs never wait for each other (B is already
 	// packed) and the C tile stays in cache between kc steps.
-	run := func(job int, abuf []float32) {
+	run := func(job int, abuf, bbuf []float32) {
 		ib, part := job/nParts, job%nParts
 		ic := ib * mc
 		mb := min(mc, m-ic)
@@ -253,27 +261,41 @@ func (b *Backend) gemm(threads int, g gemmArgs) {
 		for pc := 0; pc < k; pc += gemmKC {
 			kb := min(gemmKC, k-pc)
 			acc := g.acc || pc > 0
-			if g.pa != nil {
-				macroKernel(g, g.pa.data[ic*k+pc*mr:], k*mr, ic, pc, mb, kb, p0, p1, acc)
-				continue
-			}
 			apack := abuf[:(mb+mr-1)/mr*mr*kb]
-			packA(apack, g, ic, pc, mb, kb)
-			macroKernel(g, apack, kb*mr, ic, pc, mb, kb, p0, p1, acc)
+			switch {
+			case g.pa != nil && g.pa.h == nil:
+				macroKernel(g, g.pa.data[ic*k+pc*mr:], k*mr, bbuf, ic, pc, mb, kb, p0, p1, acc)
+				continue
+			case g.pa != nil:
+				// Widen this block's micro-panels of a half-precision A.
+				for i := 0; i < mb; i += mr {
+					g.mk.isa.widen(g.pa.dt, apack[i*kb:(i+mr)*kb], g.pa.h[(ic+i)*k+pc*mr:][:kb*mr])
+				}
+			default:
+				packA(apack, g, ic, pc, mb, kb)
+			}
+			macroKernel(g, apack, kb*mr, bbuf, ic, pc, mb, kb, p0, p1, acc)
 		}
 	}
-	b.runJobs(min(threads, jobs), jobs, mc, run)
+	b.runJobs(min(threads, jobs), jobs, mc, g.b.h != nil, run)
 }
 
 // runJobs runs jobs [0, n) on workers goroutines (the caller being one),
-// each with its own A packing buffer.
-func (b *Backend) runJobs(workers, n, mc int, run func(job int, abuf []float32)) {
+// each with its own A packing buffer and, with halfB, a buffer for two
+// widened B panels.
+func (b *Backend) runJobs(workers, n, mc int, halfB bool, run func(job int, abuf, bbuf []float32)) {
 	var next atomic.Int64
 	work := func() {
 		ab := b.pools.a.get(mc * gemmKC)
 		defer b.pools.a.put(ab)
+		var bb []float32
+		if halfB {
+			p := b.pools.scratch.get(2 * gemmKC * gemmNR)
+			defer b.pools.scratch.put(p)
+			bb = *p
+		}
 		for j := int(next.Add(1) - 1); j < n; j = int(next.Add(1) - 1) {
-			run(j, *ab)
+			run(j, *ab, bb)
 		}
 	}
 	if workers <= 1 {
@@ -333,7 +355,10 @@ func packA(dst []float32, g gemmArgs, ic, pc, mb, kb int) {
 // steps pc..; its i-th micro-panel at ap[i*astride:]) by micro-panels
 // [p0, p1) of B into C, two panels per call where the kernel has a wide
 // tile and both are full.
-func macroKernel(g gemmArgs, ap []float32, astride, ic, pc, mb, kb, p0, p1 int, acc bool) {
+//
+// A half-precision B is widened into bbuf (two kb×16 blocks) one panel
+// (pair) at a time, reused across the block's rows.
+func macroKernel(g gemmArgs, ap []float32, astride int, bbuf []float32, ic, pc, mb, kb, p0, p1 int, acc bool) {
 	mk := g.mk
 	mr := mk.mr
 	n, k := g.b.n, g.b.k
@@ -346,7 +371,17 @@ func macroKernel(g gemmArgs, ap []float32, astride, ic, pc, mb, kb, p0, p1 int, 
 			width = 2 * gemmNR
 		}
 		cols := min(width, n-j0)
-		bpan := g.b.data[j0*k+pc*gemmNR:][:kb*gemmNR]
+		var bpan []float32
+		bstride := k * gemmNR
+		if g.b.h != nil {
+			bstride = kb * gemmNR
+			for p := range width / gemmNR {
+				g.mk.isa.widen(g.b.dt, bbuf[p*bstride:(p+1)*bstride], g.b.h[(j0+p*gemmNR)*k+pc*gemmNR:][:kb*gemmNR])
+			}
+			bpan = bbuf[:kb*gemmNR]
+		} else {
+			bpan = g.b.data[j0*k+pc*gemmNR:][:kb*gemmNR]
+		}
 		for i0 := 0; i0 < mb; i0 += mr {
 			rows := min(mr, mb-i0)
 			apan := ap[i0/mr*astride:][:kb*mr]
@@ -355,9 +390,9 @@ func macroKernel(g gemmArgs, ap []float32, astride, ic, pc, mb, kb, p0, p1 int, 
 				// The kernel writes mr runs of width values ldc apart:
 				// bounds-check the last one before passing raw pointers.
 				_ = g.c[coff+(mr-1)*g.ldc+width-1]
-				mk.call(two, kb, &apan[0], &bpan[0], &g.c[coff], g.ldc, k*gemmNR, acc)
+				mk.call(two, kb, &apan[0], &bpan[0], &g.c[coff], g.ldc, bstride, acc)
 			} else {
-				mk.call(two, kb, &apan[0], &bpan[0], &tmp[0], width, k*gemmNR, false)
+				mk.call(two, kb, &apan[0], &bpan[0], &tmp[0], width, bstride, false)
 				for r := range rows {
 					dst := g.c[coff+r*g.ldc : coff+r*g.ldc+cols]
 					src := tmp[r*width : r*width+cols]

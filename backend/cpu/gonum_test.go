@@ -56,7 +56,7 @@ func BenchmarkMatMulGonum(b *testing.B) {
 	be := New()
 	x := benchRand(be, 4096, 1280)
 	w := benchRand(be, 1280, 1280)
-	xs, ws := x.Storage.([]float32), w.Storage.([]float32)
+	xs, ws := be.data("", x), be.data("", w)
 	c := make([]float32, 4096*1280)
 	flopsBench(b, be, 2*4096*1280*1280, func() {
 		gonum.Implementation{}.Sgemm(blas.NoTrans, blas.Trans, 4096, 1280, 1280, 1, xs, 1280, ws, 1280, 0, c, 1280)

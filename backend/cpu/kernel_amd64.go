@@ -2,7 +2,11 @@
 
 package cpu
 
-import "math"
+import (
+	"math"
+
+	"github.com/sdxl-go/sdxl/tensor"
+)
 
 // kernelAVX2 is the AVX2/FMA micro-kernel in kernel_amd64.s; it has the
 // contract of kernelGo.
@@ -60,8 +64,14 @@ func kernelAVX512x16(k int, a, b, c *float32, ldc int, acc bool)
 //go:noescape
 func packRows14AVX2(dst, src *float32, lda, k8 int)
 
+//go:noescape
+func widenF16AVX2(dst *float32, src *uint16, n int)
+
+//go:noescape
+func widenBF16AVX2(dst *float32, src *uint16, n int)
+
 // cpuFeatures is what CPUID and XCR0 say this machine and its OS support.
-type cpuFeatures struct{ avx2FMA, avx512 bool }
+type cpuFeatures struct{ avx2FMA, f16c, avx512 bool }
 
 func detectCPU() cpuFeatures {
 	maxID, _, _, _ := cpuid(0, 0)
@@ -80,6 +90,7 @@ func detectCPU() cpuFeatures {
 	_, ebx7, _, _ := cpuid(7, 0)
 	var f cpuFeatures
 	f.avx2FMA = ebx7&(1<<5) != 0
+	f.f16c = ecx1&(1<<29) != 0
 	// AVX-512F, and the OS saving the opmask, ZMM0-15 upper halves and
 	// ZMM16-31 (XCR0 bits 5-7).
 	f.avx512 = f.avx2FMA && ebx7&(1<<16) != 0 && xcr0&0xe0 == 0xe0
@@ -215,3 +226,22 @@ func siluVec(v isa, dst, src []float32) int {
 // ceiling that the kernel benchmarks report their fraction of.
 func fmaPeakYMM(n int)
 func fmaPeakZMM(n int)
+
+// widenVec widens the longest multiple-of-8 prefix of src (16-bit
+// patterns of dt) into dst and returns its length (0 without AVX2, or for
+// F16 without F16C).
+func widenVec(v isa, dt tensor.DType, dst []float32, src []uint16) int {
+	n := min(len(dst), len(src)) &^ 7
+	if !v.avx2() || n == 0 {
+		return 0
+	}
+	switch {
+	case dt == tensor.F16 && features.f16c:
+		widenF16AVX2(&dst[0], &src[0], n)
+	case dt == tensor.BF16:
+		widenBF16AVX2(&dst[0], &src[0], n)
+	default:
+		return 0
+	}
+	return n
+}

@@ -2,7 +2,11 @@
 
 package cpu
 
-import "math"
+import (
+	"math"
+
+	"github.com/sdxl-go/sdxl/tensor"
+)
 
 // microKernels are the kernels of this build: portable Go only.
 var microKernels = []microKernel{genericKernel}
@@ -33,3 +37,6 @@ func affineVec(v isa, dst, src []float32, scale, shift float64) int { return 0 }
 
 // siluVec has no vector implementation here: silu does all the work.
 func siluVec(v isa, dst, src []float32) int { return 0 }
+
+// widenVec has no vector implementation here: widenHalf does all the work.
+func widenVec(v isa, dt tensor.DType, dst []float32, src []uint16) int { return 0 }

@@ -10,7 +10,7 @@ func (b *Backend) Concat(axis int, ts ...*tensor.Tensor) *tensor.Tensor {
 	shapes := make([]tensor.Shape, len(ts))
 	srcs := make([][]float32, len(ts))
 	for i, t := range ts {
-		srcs[i] = data(op, t)
+		srcs[i] = b.data(op, t)
 		shapes[i] = t.Shape()
 	}
 	outShape, ax := tensor.ConcatShape(axis, shapes...)
@@ -39,7 +39,7 @@ func (b *Backend) Concat(axis int, ts ...*tensor.Tensor) *tensor.Tensor {
 
 // Slice implements tensor.Backend.
 func (b *Backend) Slice(x *tensor.Tensor, axis, start, end int) *tensor.Tensor {
-	xs := data("Slice", x)
+	xs := b.data("Slice", x)
 	outShape, ax := tensor.SliceShape(x.Shape(), axis, start, end)
 	inner := 1
 	for _, d := range outShape[ax+1:] {
@@ -65,7 +65,7 @@ func (b *Backend) Slice(x *tensor.Tensor, axis, start, end int) *tensor.Tensor {
 // contiguous runs when the last dimension stays innermost and transposing
 // in cache-sized blocks otherwise.
 func (b *Backend) Permute(x *tensor.Tensor, perm ...int) *tensor.Tensor {
-	xs := data("Permute", x)
+	xs := b.data("Permute", x)
 	outShape := tensor.PermuteShape(x.Shape(), perm)
 	out := b.alloc(outShape.Numel())
 	if len(out) == 0 {
@@ -158,7 +158,7 @@ func permuteDims(shape tensor.Shape, perm []int) (dims, strides []int) {
 // Upsample implements tensor.Backend with PyTorch's "nearest" indexing
 // (tensor.NearestIndex).
 func (b *Backend) Upsample(x *tensor.Tensor, h, w int) *tensor.Tensor {
-	xs := data("Upsample", x)
+	xs := b.data("Upsample", x)
 	outShape := tensor.UpsampleShape(x.Shape(), h, w)
 	NC, H, W := x.Dim(0)*x.Dim(1), x.Dim(2), x.Dim(3)
 	out := b.alloc(outShape.Numel())
@@ -181,9 +181,17 @@ func (b *Backend) Upsample(x *tensor.Tensor, h, w int) *tensor.Tensor {
 
 // Embedding implements tensor.Backend.
 func (b *Backend) Embedding(table *tensor.Tensor, ids []int32) *tensor.Tensor {
-	ts := data("Embedding", table)
 	outShape := tensor.EmbeddingShape(table.Shape(), ids)
 	D := table.Dim(1)
+	if h := stor("Embedding", table).halfBits(); h != nil {
+		// Gather the 16-bit rows: no widened copy of the whole table.
+		out := make([]uint16, outShape.Numel())
+		for i, id := range ids {
+			copy(out[i*D:(i+1)*D], h[int(id)*D:])
+		}
+		return tensor.New(b, outShape, table.DType(), newHalf(table.DType(), out))
+	}
+	ts := b.data("Embedding", table)
 	out := b.alloc(outShape.Numel())
 	for i, id := range ids {
 		copy(out[i*D:(i+1)*D], ts[int(id)*D:])

@@ -17,14 +17,36 @@ func (b *Backend) Linear(x, w, bias *tensor.Tensor) *tensor.Tensor {
 			panic("tensor: Linear: bias " + bias.Shape().String() + " does not match w " + w.Shape().String())
 		}
 	}
+	if w.Rank() == 2 && x.Rank() >= 2 && x.Dim(-1) == w.Dim(1) {
+		return b.linear(x, w, bias)
+	}
 	return b.matmul("Linear", x, w, bias, false, true)
 }
 
-func (b *Backend) matmul(op string, x, y, bias *tensor.Tensor, transA, transB bool) *tensor.Tensor {
-	xs, ys := data(op, x), data(op, y)
+// linear is x @ wᵀ + bias with w packed once (see storage) and the batch
+// folded into M.
+func (b *Backend) linear(x, w, bias *tensor.Tensor) *tensor.Tensor {
+	const op = "Linear"
+	xs := b.data(op, x)
 	var bs []float32
 	if bias != nil {
-		bs = data(op, bias)
+		bs = b.data(op, bias)
+	}
+	outShape, d := tensor.MatMulShape(x.Shape(), w.Shape(), false, true)
+	m, n, k := d.Batch.Numel()*d.M, d.N, d.K
+	out := b.alloc(outShape.Numel())
+	if m > 0 && n > 0 {
+		pb := b.weight(op, w, n, k, gemmNR).asB()
+		b.gemm(b.threads, gemmArgs{m: m, a: xs, lda: k, b: pb, c: out, ldc: n, bias: bs})
+	}
+	return b.wrap(x.DType(), outShape, out)
+}
+
+func (b *Backend) matmul(op string, x, y, bias *tensor.Tensor, transA, transB bool) *tensor.Tensor {
+	xs, ys := b.data(op, x), b.data(op, y)
+	var bs []float32
+	if bias != nil {
+		bs = b.data(op, bias)
 	}
 	outShape, d := tensor.MatMulShape(x.Shape(), y.Shape(), transA, transB)
 	m, n, k := d.M, d.N, d.K

@@ -27,13 +27,13 @@ func (b *Backend) GroupNormSiLU(x *tensor.Tensor, groups int, weight, bias *tens
 type unfused struct{ tensor.Backend }
 
 func (b *Backend) groupNorm(op string, x *tensor.Tensor, groups int, weight, bias *tensor.Tensor, eps float32, withSiLU bool) *tensor.Tensor {
-	xs := data(op, x)
+	xs := b.data(op, x)
 	var ws, bs []float32
 	if weight != nil {
-		ws = data(op, weight)
+		ws = b.data(op, weight)
 	}
 	if bias != nil {
-		bs = data(op, bias)
+		bs = b.data(op, bias)
 	}
 	tensor.GroupNormShape(x.Shape(), groups, optShape(weight), optShape(bias))
 	N, C := x.Dim(0), x.Dim(1)
@@ -97,13 +97,13 @@ func (v isa) affine(dst, src []float32, scale, shift float64) {
 // LayerNorm implements tensor.Backend with float64 two-pass statistics.
 func (b *Backend) LayerNorm(x *tensor.Tensor, weight, bias *tensor.Tensor, eps float32) *tensor.Tensor {
 	const op = "LayerNorm"
-	xs := data(op, x)
+	xs := b.data(op, x)
 	var ws, bs []float32
 	if weight != nil {
-		ws = data(op, weight)
+		ws = b.data(op, weight)
 	}
 	if bias != nil {
-		bs = data(op, bias)
+		bs = b.data(op, bias)
 	}
 	tensor.LayerNormShape(x.Shape(), optShape(weight), optShape(bias))
 	D := x.Dim(-1)
