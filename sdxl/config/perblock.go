@@ -121,17 +121,8 @@ func (c *UNetConfig) transformerLayers(o *jsonobj.Object) error {
 	n := len(c.DownBlockTypes)
 	const key = "transformer_layers_per_block"
 	file := o.Name()
-	perBlock, nested, err := transformerEntries(o, key, n, false)
+	perBlock, nested, err := c.downTransformerLayers(o)
 	if err != nil {
-		return err
-	}
-	c.TransformerLayers = make([][]int, n)
-	for i := range n {
-		if c.TransformerLayers[i], err = perLayer(file, fmt.Sprintf("%s[%d]", key, i), perBlock[i], c.LayersPerBlock[i]); err != nil {
-			return err
-		}
-	}
-	if c.MidTransformerLayers, err = perLayerPrefix(file, fmt.Sprintf("%s[%d] (mid block)", key, n-1), perBlock[n-1]); err != nil {
 		return err
 	}
 
@@ -157,6 +148,30 @@ func (c *UNetConfig) transformerLayers(o *jsonobj.Object) error {
 		}
 	}
 	return nil
+}
+
+// downTransformerLayers reads transformer_layers_per_block into
+// TransformerLayers and MidTransformerLayers (all a ControlNet has); it
+// returns each block's entry and whether any is a list of per-resnet
+// depths.
+func (c *UNetConfig) downTransformerLayers(o *jsonobj.Object) (perBlock []any, nested bool, err error) {
+	n := len(c.DownBlockTypes)
+	const key = "transformer_layers_per_block"
+	file := o.Name()
+	perBlock, nested, err = transformerEntries(o, key, n, false)
+	if err != nil {
+		return nil, false, err
+	}
+	c.TransformerLayers = make([][]int, n)
+	for i := range n {
+		if c.TransformerLayers[i], err = perLayer(file, fmt.Sprintf("%s[%d]", key, i), perBlock[i], c.LayersPerBlock[i]); err != nil {
+			return nil, false, err
+		}
+	}
+	if c.MidTransformerLayers, err = perLayerPrefix(file, fmt.Sprintf("%s[%d] (mid block)", key, n-1), perBlock[n-1]); err != nil {
+		return nil, false, err
+	}
+	return perBlock, nested, nil
 }
 
 // transformerEntries reads the n per-block entries of key. For the

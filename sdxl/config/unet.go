@@ -235,8 +235,20 @@ func trimUNetRes(s string) string {
 // the limits of this package (see MaxBlocks and the others), so that every
 // value is known to be usable before a model is built from it.
 func (c *UNetConfig) Validate() error {
+	return c.validate(false)
+}
+
+// ValidateEncoder is Validate for a config that describes only the modules
+// up to the mid block (conv_in, the embeddings, the down and mid blocks),
+// which is all a ControlNet has (config.ControlNetConfig's Encoder): the up
+// blocks, out_channels and conv_out are not checked.
+func (c *UNetConfig) ValidateEncoder() error {
+	return c.validate(true)
+}
+
+func (c *UNetConfig) validate(encoderOnly bool) error {
 	n := len(c.DownBlockTypes)
-	if n == 0 || n > MaxBlocks || len(c.UpBlockTypes) != n || len(c.BlockOutChannels) != n {
+	if n == 0 || n > MaxBlocks || len(c.BlockOutChannels) != n || (!encoderOnly && len(c.UpBlockTypes) != n) {
 		return fmt.Errorf("%d down_block_types, %d up_block_types, %d block_out_channels (want the same number, 1 to %d)", n, len(c.UpBlockTypes), len(c.BlockOutChannels), MaxBlocks)
 	}
 	for i, t := range c.DownBlockTypes {
@@ -244,18 +256,20 @@ func (c *UNetConfig) Validate() error {
 			return fmt.Errorf("down_block_types[%d]: unknown block type %q", i, t)
 		}
 	}
-	for i, t := range c.UpBlockTypes {
-		if !knownUp[trimUNetRes(t)] {
-			return fmt.Errorf("up_block_types[%d]: unknown block type %q", i, t)
+	if !encoderOnly {
+		for i, t := range c.UpBlockTypes {
+			if !knownUp[trimUNetRes(t)] {
+				return fmt.Errorf("up_block_types[%d]: unknown block type %q", i, t)
+			}
 		}
 	}
 	if !knownMid[c.MidBlockType] {
 		return fmt.Errorf("mid_block_type: unknown block type %q", c.MidBlockType)
 	}
-	if err := c.validateSizes(); err != nil {
+	if err := c.validateSizes(encoderOnly); err != nil {
 		return err
 	}
-	if err := c.validateBlocks(); err != nil {
+	if err := c.validateBlocks(encoderOnly); err != nil {
 		return err
 	}
 	if err := c.validateNumbers(); err != nil {
@@ -264,15 +278,20 @@ func (c *UNetConfig) Validate() error {
 	return c.validateEmbeddings()
 }
 
-// validateSizes checks the model-wide sizes.
-func (c *UNetConfig) validateSizes() error {
-	if err := checkRanges(1, MaxWidth, intField{"in_channels", c.InChannels}, intField{"out_channels", c.OutChannels}); err != nil {
+// validateSizes checks the model-wide sizes (without out_channels and
+// conv_out_kernel for an encoder).
+func (c *UNetConfig) validateSizes(encoderOnly bool) error {
+	outCh, outK := c.OutChannels, c.ConvOutKernel
+	if encoderOnly {
+		outCh, outK = 1, 1 // nothing to check
+	}
+	if err := checkRanges(1, MaxWidth, intField{"in_channels", c.InChannels}, intField{"out_channels", outCh}); err != nil {
 		return err
 	}
-	if err := checkRanges(1, MaxKernel, intField{"conv_in_kernel", c.ConvInKernel}, intField{"conv_out_kernel", c.ConvOutKernel}); err != nil {
+	if err := checkRanges(1, MaxKernel, intField{"conv_in_kernel", c.ConvInKernel}, intField{"conv_out_kernel", outK}); err != nil {
 		return err
 	}
-	if c.ConvInKernel%2 == 0 || c.ConvOutKernel%2 == 0 {
+	if c.ConvInKernel%2 == 0 || outK%2 == 0 {
 		// (k-1)/2 padding keeps the size only for odd kernels.
 		return fmt.Errorf("conv_in_kernel %d / conv_out_kernel %d must be odd", c.ConvInKernel, c.ConvOutKernel)
 	}
@@ -304,11 +323,16 @@ func (c *UNetConfig) validateSizes() error {
 	return inRange("addition_embed_type_num_heads", c.AdditionEmbedTypeNumHeads, 1, MaxWidth)
 }
 
-// validateBlocks checks the per-block values and the transformer depths.
-func (c *UNetConfig) validateBlocks() error {
+// validateBlocks checks the per-block values and the transformer depths
+// (without the up blocks' for an encoder).
+func (c *UNetConfig) validateBlocks(encoderOnly bool) error {
 	n := len(c.DownBlockTypes)
+	up := c.UpTransformerLayers
+	if encoderOnly {
+		up = nil
+	}
 	if len(c.LayersPerBlock) != n || len(c.NumAttentionHeads) != n || len(c.CrossAttentionDim) != n ||
-		len(c.OnlyCrossAttention) != n || len(c.TransformerLayers) != n || len(c.UpTransformerLayers) != n {
+		len(c.OnlyCrossAttention) != n || len(c.TransformerLayers) != n || (!encoderOnly && len(up) != n) {
 		return fmt.Errorf("per-block lists do not have one entry per block (%d)", n)
 	}
 	for i := range n {
@@ -329,7 +353,7 @@ func (c *UNetConfig) validateBlocks() error {
 		name   string
 		depths [][]int
 		extra  int // resnets beyond layers_per_block
-	}{{"down block", c.TransformerLayers, 0}, {"up block", c.UpTransformerLayers, 1}} {
+	}{{"down block", c.TransformerLayers, 0}, {"up block", up, 1}} {
 		for i, ds := range side.depths {
 			layers := c.LayersPerBlock[i]
 			if side.extra > 0 {
@@ -439,4 +463,23 @@ func (c *UNetConfig) TimestepInputDim() int {
 		return c.TimeEmbedDim()
 	}
 	return c.BlockOutChannels[0]
+}
+
+// SkipChannels lists the channel count of every down-path output, in
+// diffusers' down_block_res_samples order: conv_in's, then per down block
+// each resnet's (or attention's) and its downsampler's (every block but the
+// last). The up path consumes them in reverse; a ControlNet makes one
+// residual per entry. The last entry is also the mid block's width.
+func (c *UNetConfig) SkipChannels() []int {
+	n := len(c.DownBlockTypes)
+	out := []int{c.BlockOutChannels[0]}
+	for i := range n {
+		for range c.LayersPerBlock[i] {
+			out = append(out, c.BlockOutChannels[i])
+		}
+		if i < n-1 {
+			out = append(out, c.BlockOutChannels[i])
+		}
+	}
+	return out
 }

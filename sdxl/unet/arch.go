@@ -44,13 +44,14 @@ type arch struct {
 }
 
 // validate checks the structural consistency diffusers checks in
-// _check_config, plus what this implementation supports.
-func (a *arch) validate() error {
+// _check_config, plus what this implementation supports. An encoder-only
+// arch (a ControlNet's) has no up blocks and no conv_out.
+func (a *arch) validate(encoderOnly bool) error {
 	n := len(a.downTypes)
 	if n == 0 {
 		return fmt.Errorf("down_block_types is empty")
 	}
-	if len(a.upTypes) != n {
+	if !encoderOnly && len(a.upTypes) != n {
 		return fmt.Errorf("%d down_block_types but %d up_block_types", n, len(a.upTypes))
 	}
 	if len(a.blockOut) != n {
@@ -94,7 +95,7 @@ func (a *arch) validate() error {
 	if a.addEmbedType == "text_time" && (a.addTimeDim <= 0 || a.projClassInDim <= 0) {
 		return fmt.Errorf("addition_embed_type text_time needs addition_time_embed_dim and projection_class_embeddings_input_dim")
 	}
-	if a.convInKernel%2 == 0 || a.convOutKernel%2 == 0 {
+	if a.convInKernel%2 == 0 || (!encoderOnly && a.convOutKernel%2 == 0) {
 		return fmt.Errorf("conv_in_kernel %d / conv_out_kernel %d must be odd", a.convInKernel, a.convOutKernel)
 	}
 	return nil
@@ -105,8 +106,13 @@ func (a *arch) hasCrossAttention() bool {
 	if a.midType == "UNetMidBlock2DCrossAttn" {
 		return true
 	}
-	for i := range a.downTypes {
-		if a.downTypes[i] == "CrossAttnDownBlock2D" || a.upTypes[i] == "CrossAttnUpBlock2D" {
+	for _, t := range a.downTypes {
+		if t == "CrossAttnDownBlock2D" {
+			return true
+		}
+	}
+	for _, t := range a.upTypes {
+		if t == "CrossAttnUpBlock2D" {
 			return true
 		}
 	}

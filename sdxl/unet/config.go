@@ -9,12 +9,18 @@ import (
 
 // archFromConfig turns a parsed config into arch, refusing what this
 // implementation does not build (anything outside the SDXL family's
-// blocks) rather than building a different model.
-func archFromConfig(c *config.UNetConfig) (*arch, error) {
+// blocks) rather than building a different model. With encoderOnly the
+// config describes only conv_in, the embeddings, the down and the mid
+// blocks (a ControlNet's, see config.ControlNetConfig).
+func archFromConfig(c *config.UNetConfig, encoderOnly bool) (*arch, error) {
 	if c == nil {
 		return nil, fmt.Errorf("unet: nil config")
 	}
-	if err := c.Validate(); err != nil {
+	validate := c.Validate
+	if encoderOnly {
+		validate = c.ValidateEncoder
+	}
+	if err := validate(); err != nil {
 		return nil, fmt.Errorf("unet config: %w", err)
 	}
 	var unsupported []string
@@ -90,7 +96,7 @@ func archFromConfig(c *config.UNetConfig) (*arch, error) {
 	if c.ProjectionClassEmbeddingsInputDim != nil {
 		a.projClassInDim = *c.ProjectionClassEmbeddingsInputDim
 	}
-	if err := a.validate(); err != nil {
+	if err := a.validate(encoderOnly); err != nil {
 		return nil, fmt.Errorf("unet config: %w", err)
 	}
 	return a, nil

@@ -10,7 +10,7 @@ import (
 )
 
 func TestArchFromSDXLConfigs(t *testing.T) {
-	a, err := archFromConfig(config.SDXLRefinerUNet())
+	a, err := archFromConfig(config.SDXLRefinerUNet(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -20,7 +20,7 @@ func TestArchFromSDXLConfigs(t *testing.T) {
 	if want := []int{6, 12, 24, 24}; !cmp.Equal(a.heads, want) {
 		t.Errorf("refiner heads %v", a.heads)
 	}
-	a, err = archFromConfig(config.SDXLBaseUNet())
+	a, err = archFromConfig(config.SDXLBaseUNet(), false)
 	if err != nil {
 		t.Fatal(err)
 	}

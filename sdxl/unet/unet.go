@@ -37,7 +37,7 @@ type UNet struct {
 // config.ReadUNetConfig, config.SDXLBaseUNet). Configs outside the SDXL
 // UNet family (other block types, class embeddings, ...) are refused.
 func New(cfg *config.UNetConfig) (*UNet, error) {
-	a, err := archFromConfig(cfg)
+	a, err := archFromConfig(cfg, false)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,263 @@
+// Package controlnet is diffusers' ControlNetModel for SDXL, built from its
+// config.json like the UNet and sharing the UNet's modules: the same
+// conv_in, time and added embeddings, down blocks and mid block (package
+// unet's Encoder), plus the conditioning embedding that turns the control
+// image into conv_in-sized features and the 1x1 "zero" convolutions that
+// turn every down-path output and the mid block's output into the
+// residuals a UNet adds to its skip connections (unet.Input's
+// DownResiduals and MidResidual).
+//
+// Forward reproduces ControlNetModel.forward in float32, residuals already
+// multiplied by conditioning_scale (or by diffusers' guess-mode ramp).
+// Models load strictly from a diffusers folder (LoadDir) or from a single
+// file in the diffusers or the original ControlNet layout (LoadFile).
+package controlnet
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/sdxl-go/sdxl/nn"
+	"github.com/sdxl-go/sdxl/sdxl/config"
+	"github.com/sdxl-go/sdxl/sdxl/unet"
+	"github.com/sdxl-go/sdxl/tensor"
+)
+
+// ControlNet is a ControlNetModel. Field tags are the diffusers weight
+// names; the embedded Encoder holds conv_in, time_embedding,
+// add_embedding, down_blocks and mid_block.
+type ControlNet struct {
+	*unet.Encoder           `st:""`
+	ControlNetCondEmbedding *CondEmbedding `st:"controlnet_cond_embedding"`
+	// ControlNetDownBlocks are the zero convolutions of the down path, one
+	// per entry of Encoder.SkipChannels.
+	ControlNetDownBlocks []*nn.Conv2d `st:"controlnet_down_blocks"`
+	ControlNetMidBlock   *nn.Conv2d   `st:"controlnet_mid_block"`
+
+	cfg *config.ControlNetConfig
+}
+
+// New builds a ControlNet with meta tensors (no weights) from its config
+// (see config.ReadControlNetConfig); Load fills it.
+func New(cfg *config.ControlNetConfig) (*ControlNet, error) {
+	if cfg == nil {
+		return nil, fmt.Errorf("controlnet: nil config")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("controlnet config: %w", err)
+	}
+	enc, err := unet.NewEncoder("controlnet", cfg.Encoder)
+	if err != nil {
+		return nil, err
+	}
+	c := &ControlNet{Encoder: enc, cfg: cfg}
+	skips := enc.SkipChannels()
+	c.ControlNetCondEmbedding = newCondEmbedding(cfg.ConditioningChannels, cfg.ConditioningEmbeddingOutChannels, skips[0])
+	for _, ch := range skips {
+		c.ControlNetDownBlocks = append(c.ControlNetDownBlocks, nn.NewConv2d(ch, ch, 1, 1, 0))
+	}
+	mid := skips[len(skips)-1]
+	c.ControlNetMidBlock = nn.NewConv2d(mid, mid, 1, 1, 0)
+	return c, nil
+}
+
+// Config returns the configuration the model was built from.
+func (c *ControlNet) Config() *config.ControlNetConfig { return c.cfg }
+
+// Input is one ControlNet call (diffusers' forward arguments).
+type Input struct {
+	// Sample, Timesteps, EncoderHiddenStates, TextEmbeds and TimeIDs are
+	// what the UNet gets at the same step (see unet.Input).
+	Sample              *tensor.Tensor
+	Timesteps           []float32
+	EncoderHiddenStates *tensor.Tensor
+	TextEmbeds          *tensor.Tensor
+	TimeIDs             []float32
+	// Cond is controlnet_cond, the control image [B, conditioning_channels,
+	// H, W] in [0, 1] (the pipelines do not map it to [-1, 1]), H and W the
+	// latents' times Config().CondDownscale().
+	Cond *tensor.Tensor
+	// Scale is conditioning_scale: every residual is multiplied by it.
+	Scale float64
+	// GuessMode multiplies the residuals by a ramp instead, from 0.1 for
+	// conv_in's to 1 for the mid block's (times Scale), as diffusers'
+	// guess_mode does.
+	GuessMode bool
+}
+
+// Output holds the residuals of one call: Down[k] is added to the UNet's
+// k-th skip connection (diffusers' down_block_res_samples), Mid to its mid
+// block's output.
+type Output struct {
+	Down []*tensor.Tensor
+	Mid  *tensor.Tensor
+}
+
+// Free releases the residuals.
+func (o *Output) Free() {
+	if o == nil {
+		return
+	}
+	for _, t := range o.Down {
+		t.Free()
+	}
+	o.Mid.Free()
+}
+
+// Forward runs the ControlNet. rec (nil for none) receives module outputs
+// by diffusers path: the shared modules' (conv_in, down_blocks.*, ...),
+// controlnet_cond_embedding and the zero convolutions'
+// (controlnet_down_blocks.k, controlnet_mid_block, before scaling). The
+// inputs are not modified or freed.
+func (c *ControlNet) Forward(b tensor.Backend, in Input, rec nn.Recorder) (*Output, error) {
+	cond, _, err := c.Encoder.Condition(b, rec, unet.Input{
+		Sample: in.Sample, Timesteps: in.Timesteps, EncoderHiddenStates: in.EncoderHiddenStates,
+		TextEmbeds: in.TextEmbeds, TimeIDs: in.TimeIDs,
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer cond.Free()
+	if err := c.checkCond(in); err != nil {
+		return nil, err
+	}
+	if math.IsNaN(in.Scale) || math.IsInf(in.Scale, 0) {
+		return nil, fmt.Errorf("controlnet: conditioning scale %g is not a finite number", in.Scale)
+	}
+
+	h := c.ConvIn.Forward(b, in.Sample)
+	nn.RecordOut(rec, "conv_in", h)
+	ctrl := c.condFeatures(b, rec, in)
+	sum := b.Add(h, ctrl)
+	h.Free()
+	ctrl.Free()
+	h, skips := c.Encoder.Down(b, rec, sum, cond)
+	mid := c.MidBlock.Forward(b, rec, h, cond.Temb, cond.Context)
+
+	scales := c.scales(in, len(skips)+1)
+	out := &Output{}
+	for k, s := range skips {
+		out.Down = append(out.Down, c.zeroConv(b, rec, fmt.Sprintf("controlnet_down_blocks.%d", k), c.ControlNetDownBlocks[k], s, scales[k]))
+		s.Free() // the last skip is h, the mid block's input
+	}
+	out.Mid = c.zeroConv(b, rec, "controlnet_mid_block", c.ControlNetMidBlock, mid, scales[len(skips)])
+	mid.Free()
+	return out, nil
+}
+
+// checkCond validates the control image against the latents.
+func (c *ControlNet) checkCond(in Input) error {
+	x := in.Cond
+	B, h, w := in.Sample.Dim(0), in.Sample.Dim(2), in.Sample.Dim(3)
+	ch := c.cfg.ConditioningChannels
+	if x == nil || x.Rank() != 4 || x.Dim(0) != B || x.Dim(1) != ch {
+		return fmt.Errorf("controlnet: the control image must be [%d, %d, H, W] (batch, channels), got %v", B, ch, shapeOf(x))
+	}
+	fh, fw := x.Dim(2), x.Dim(3)
+	for range len(c.cfg.ConditioningEmbeddingOutChannels) - 1 {
+		fh, fw = (fh+1)/2, (fw+1)/2 // a 3x3 stride-2 convolution with padding 1
+	}
+	if fh != h || fw != w {
+		f := c.cfg.CondDownscale()
+		return fmt.Errorf("controlnet: a %dx%d control image gives %dx%d features, the latents are %dx%d (want a %dx%d image)",
+			x.Dim(3), x.Dim(2), fw, fh, w, h, w*f, h*f)
+	}
+	return nil
+}
+
+// condFeatures runs controlnet_cond_embedding on the control image, in the
+// sample's dtype and channel order.
+func (c *ControlNet) condFeatures(b tensor.Backend, rec nn.Recorder, in Input) *tensor.Tensor {
+	x := in.Cond
+	if dt := in.Sample.DType(); x.DType() != dt {
+		x = b.Cast(x, dt)
+	}
+	if c.cfg.ChannelOrder == "bgr" {
+		f := flipChannels(b, x)
+		if x != in.Cond {
+			x.Free()
+		}
+		x = f
+	}
+	out := c.ControlNetCondEmbedding.Forward(b, rec, x)
+	if x != in.Cond {
+		x.Free()
+	}
+	return out
+}
+
+// flipChannels is torch.flip(x, dims=[1]).
+func flipChannels(b tensor.Backend, x *tensor.Tensor) *tensor.Tensor {
+	n := x.Dim(1)
+	parts := make([]*tensor.Tensor, n)
+	for i := range parts {
+		parts[i] = b.Slice(x, 1, n-1-i, n-i)
+	}
+	out := b.Concat(1, parts...)
+	for _, p := range parts {
+		p.Free()
+	}
+	return out
+}
+
+// zeroConv applies one zero convolution, the scale and, with
+// global_pool_conditions, the spatial mean.
+func (c *ControlNet) zeroConv(b tensor.Backend, rec nn.Recorder, path string, conv *nn.Conv2d, x *tensor.Tensor, scale float32) *tensor.Tensor {
+	y := conv.Forward(b, x)
+	nn.RecordOut(rec, path, y)
+	out := b.Scale(y, scale)
+	y.Free()
+	if c.cfg.GlobalPoolConditions {
+		m := b.Mean(out, 3)
+		out.Free()
+		out = b.Mean(m, 2)
+		m.Free()
+	}
+	return out
+}
+
+// scales returns the factor of each of n residuals (the down ones, then
+// the mid one): the conditioning scale, or in guess mode
+// torch.logspace(-1, 0, n) * scale in float32.
+func (c *ControlNet) scales(in Input, n int) []float32 {
+	s := float32(in.Scale)
+	out := make([]float32, n)
+	for i := range out {
+		out[i] = s
+	}
+	if !in.GuessMode || c.cfg.GlobalPoolConditions {
+		return out
+	}
+	for i, v := range logspace(-1, 0, n) {
+		out[i] = v * s
+	}
+	return out
+}
+
+// logspace is torch.logspace(start, end, steps) in float32 on the CPU: the
+// exponents step in double precision, from the start for the first half
+// and from the end for the second, and each power is rounded to float32.
+func logspace(start, end float32, steps int) []float32 {
+	out := make([]float32, steps)
+	if steps == 1 {
+		out[0] = float32(math.Pow(10, float64(start)))
+		return out
+	}
+	step := float64(end-start) / float64(steps-1)
+	half := steps / 2
+	for i := range out {
+		if i < half {
+			out[i] = float32(math.Pow(10, float64(start)+step*float64(i)))
+		} else {
+			out[i] = float32(math.Pow(10, float64(end)-step*float64(steps-i-1)))
+		}
+	}
+	return out
+}
+
+func shapeOf(t *tensor.Tensor) any {
+	if t == nil {
+		return "nil"
+	}
+	return t.Shape()
+}
