@@ -30,7 +30,7 @@ type ControlNet struct {
 	*unet.Encoder           `st:""`
 	ControlNetCondEmbedding *CondEmbedding `st:"controlnet_cond_embedding"`
 	// ControlNetDownBlocks are the zero convolutions of the down path, one
-	// per entry of Encoder.SkipChannels.
+	// per entry of Config().Encoder.SkipChannels().
 	ControlNetDownBlocks []*nn.Conv2d `st:"controlnet_down_blocks"`
 	ControlNetMidBlock   *nn.Conv2d   `st:"controlnet_mid_block"`
 
@@ -51,7 +51,7 @@ func New(cfg *config.ControlNetConfig) (*ControlNet, error) {
 		return nil, err
 	}
 	c := &ControlNet{Encoder: enc, cfg: cfg}
-	skips := enc.SkipChannels()
+	skips := cfg.Encoder.SkipChannels()
 	c.ControlNetCondEmbedding = newCondEmbedding(cfg.ConditioningChannels, cfg.ConditioningEmbeddingOutChannels, skips[0])
 	for _, ch := range skips {
 		c.ControlNetDownBlocks = append(c.ControlNetDownBlocks, nn.NewConv2d(ch, ch, 1, 1, 0))

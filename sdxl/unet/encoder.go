@@ -113,25 +113,6 @@ func (e *Encoder) AdditionTimeEmbedDim() int { return e.arch.addTimeDim }
 // (pooled text width + number of time ids * AdditionTimeEmbedDim).
 func (e *Encoder) ProjectionClassEmbeddingsInputDim() int { return e.arch.projClassInDim }
 
-// SkipChannels lists the channel count of every down-path output in the
-// order the up path consumes them in reverse (diffusers'
-// down_block_res_samples): conv_in's, then per down block each resnet's
-// (or attention's) and its downsampler's. The last entry is also the mid
-// block's width.
-func (e *Encoder) SkipChannels() []int {
-	a := e.arch
-	out := []int{a.blockOut[0]}
-	for i := range a.downTypes {
-		for range a.layersPerBlock[i] {
-			out = append(out, a.blockOut[i])
-		}
-		if i < len(a.downTypes)-1 {
-			out = append(out, a.blockOut[i])
-		}
-	}
-	return out
-}
-
 // Conditioning holds what every block of one forward pass shares.
 type Conditioning struct {
 	// Temb is SiLU(time embedding + added embedding) [B, time_embed_dim]:
