@@ -171,3 +171,40 @@ func (c *ControlNetConfig) Validate() error {
 func (c *ControlNetConfig) CondDownscale() int {
 	return 1 << (len(c.ConditioningEmbeddingOutChannels) - 1)
 }
+
+// ControlNetFromUNet is the config ControlNetModel.from_unet gives a
+// ControlNet for UNet u: the UNet's settings for the shared modules, a
+// conditioning embedding for images of conditioningChannels channels with
+// the given widths (nil for 16, 32, 96, 256), RGB order, no pooling. It is
+// how a ControlNet file without a config is read.
+func ControlNetFromUNet(u *UNetConfig, conditioningChannels int, widths []int) (*ControlNetConfig, error) {
+	if widths == nil {
+		widths = []int{16, 32, 96, 256}
+	}
+	e := *u
+	e.SampleSize, e.OutChannels, e.CenterInputSample, e.ConvOutKernel = nil, 0, false, 0
+	e.UpBlockTypes, e.UpTransformerLayers = nil, nil
+	e.MidBlockOnlyCrossAttention = false
+	e.LayersPerBlock = append([]int(nil), u.LayersPerBlock...)
+	e.CrossAttentionDim = append([]int(nil), u.CrossAttentionDim...)
+	e.NumAttentionHeads = append([]int(nil), u.NumAttentionHeads...)
+	e.AttentionHeadDim = append([]int(nil), u.AttentionHeadDim...)
+	e.OnlyCrossAttention = append([]bool(nil), u.OnlyCrossAttention...)
+	e.BlockOutChannels = append([]int(nil), u.BlockOutChannels...)
+	e.DownBlockTypes = append([]string(nil), u.DownBlockTypes...)
+	e.TransformerLayers = make([][]int, len(u.TransformerLayers))
+	for i, l := range u.TransformerLayers {
+		e.TransformerLayers[i] = append([]int(nil), l...)
+	}
+	e.Unused = nil
+	c := &ControlNetConfig{
+		Encoder:                          &e,
+		ConditioningChannels:             conditioningChannels,
+		ConditioningEmbeddingOutChannels: append([]int(nil), widths...),
+		ChannelOrder:                     "rgb",
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}

@@ -36,6 +36,12 @@ func (c *ControlNet) Load(b tensor.Backend, src nn.Source, opt LoadOptions) erro
 // diffusion_pytorch_model.fp16.safetensors, or their shard indexes),
 // chosen as diffusers does.
 func LoadDir(b tensor.Backend, dir string, opt LoadOptions) (*ControlNet, error) {
+	return loadDir(b, dir, nil, opt)
+}
+
+// loadDir is LoadDir, checking the ControlNet against a UNet config u
+// (when not nil) before reading weights.
+func loadDir(b tensor.Backend, dir string, u *config.UNetConfig, opt LoadOptions) (*ControlNet, error) {
 	cfg, err := config.ReadControlNetConfig(filepath.Join(dir, "config.json"))
 	if err != nil {
 		return nil, err
@@ -43,6 +49,11 @@ func LoadDir(b tensor.Backend, dir string, opt LoadOptions) (*ControlNet, error)
 	c, err := New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	if u != nil {
+		if err := c.CheckUNet(u); err != nil {
+			return nil, fmt.Errorf("%s: %w", dir, err)
+		}
 	}
 	ws, err := config.OpenWeightsIn(dir, "diffusion_pytorch_model", opt.Variant)
 	if err != nil {
