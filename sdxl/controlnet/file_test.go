@@ -22,13 +22,13 @@ func TestOriginalNames(t *testing.T) {
 	u := config.SDXLBaseUNet()
 	layout := singlefile.LayoutFromBlockTypes(u.DownBlockTypes, nil, 2)
 	for ours, want := range map[string]string{
-		"controlnet_down_blocks.3.weight":                                   "zero_convs.3.0.weight",
-		"controlnet_down_blocks.8.bias":                                     "zero_convs.8.0.bias",
-		"controlnet_mid_block.bias":                                         "middle_block_out.0.bias",
-		"controlnet_cond_embedding.conv_in.weight":                          "input_hint_block.0.weight",
-		"controlnet_cond_embedding.blocks.0.weight":                         "input_hint_block.2.weight",
-		"controlnet_cond_embedding.blocks.5.bias":                           "input_hint_block.12.bias",
-		"controlnet_cond_embedding.conv_out.weight":                         "input_hint_block.14.weight",
+		"controlnet_down_blocks.3.weight":           "zero_convs.3.0.weight",
+		"controlnet_down_blocks.8.bias":             "zero_convs.8.0.bias",
+		"controlnet_mid_block.bias":                 "middle_block_out.0.bias",
+		"controlnet_cond_embedding.conv_in.weight":  "input_hint_block.0.weight",
+		"controlnet_cond_embedding.blocks.0.weight": "input_hint_block.2.weight",
+		"controlnet_cond_embedding.blocks.5.bias":   "input_hint_block.12.bias",
+		"controlnet_cond_embedding.conv_out.weight": "input_hint_block.14.weight",
 		"conv_in.bias":                                                      "input_blocks.0.0.bias",
 		"time_embedding.linear_2.weight":                                    "time_embed.2.weight",
 		"add_embedding.linear_1.bias":                                       "label_emb.0.0.bias",
