@@ -45,3 +45,20 @@ func Sub(path, child string) string {
 	}
 	return path + "." + child
 }
+
+// Prefixed reports to rec under prefix+path: a model run inside another's
+// tree (a ControlNet under "controlnet.") keeps its own module paths. It
+// returns nil for a nil rec, so the nil fast path is kept.
+func Prefixed(rec Recorder, prefix string) Recorder {
+	if rec == nil {
+		return nil
+	}
+	return prefixed{rec, prefix}
+}
+
+type prefixed struct {
+	rec    Recorder
+	prefix string
+}
+
+func (p prefixed) Record(path string, t *tensor.Tensor) { p.rec.Record(p.prefix+path, t) }

@@ -261,3 +261,37 @@ func shapeOf(t *tensor.Tensor) any {
 	}
 	return t.Shape()
 }
+
+// Merge adds next's residuals to o's, as MultiControlNetModel merges the
+// outputs of its ControlNets (prev + curr, in order), and frees next and
+// o's previous tensors.
+func (o *Output) Merge(b tensor.Backend, next *Output) {
+	for k, d := range next.Down {
+		s := b.Add(o.Down[k], d)
+		o.Down[k].Free()
+		d.Free()
+		o.Down[k] = s
+	}
+	s := b.Add(o.Mid, next.Mid)
+	o.Mid.Free()
+	next.Mid.Free()
+	o.Mid = s
+}
+
+// PadZeros prepends zero rows to every residual (cat([zeros_like(r), r])):
+// in guess mode with classifier-free guidance the pipelines run the
+// ControlNet on the text-conditioned half of the batch only and leave the
+// unconditional half unchanged.
+func (o *Output) PadZeros(b tensor.Backend) {
+	pad := func(r *tensor.Tensor) *tensor.Tensor {
+		z := b.Zeros(r.DType(), r.Shape()...)
+		out := b.Concat(0, z, r)
+		z.Free()
+		r.Free()
+		return out
+	}
+	for k, d := range o.Down {
+		o.Down[k] = pad(d)
+	}
+	o.Mid = pad(o.Mid)
+}

@@ -129,7 +129,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{edit(`"cross_attention_dim": 2048`, `"cross_attention_dim": [2048, 2048, 2048]`), "cross_attention_dim: must be an integer"},
 		{edit(`"controlnet_conditioning_channel_order": "rgb"`, `"controlnet_conditioning_channel_order": "rbg"`), `channel_order "rbg"`},
 		{edit(`"conditioning_channels": 3`, `"conditioning_channels": 0`), "conditioning_channels = 0"},
-		{edit(`"conditioning_embedding_out_channels": [16, 32, 96, 256]`, `"conditioning_embedding_out_channels": []`), "is empty"},
+		{edit(`"conditioning_embedding_out_channels": [16, 32, 96, 256]`, `"conditioning_embedding_out_channels": []`), "has 0 entries"},
 		{edit(`"act_fn": "silu"`, `"act_fn": "silu", "mid_block_type": null`), "needs a mid block"},
 		{edit(`"transformer_layers_per_block": [1, 2, 10]`, `"transformer_layers_per_block": [1, 2]`), "has 2 entries"},
 		{edit(`"block_out_channels": [320, 640, 1280]`, `"block_out_channels": [320, 640]`), "2 block_out_channels for 3"},

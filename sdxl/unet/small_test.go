@@ -249,3 +249,84 @@ func TestForwardInputErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestAdditionalResiduals: zero residuals leave the output unchanged, a
+// mid residual changes it, and malformed residuals are refused before any
+// work.
+func TestAdditionalResiduals(t *testing.T) {
+	b := cpu.New()
+	u, err := LoadDir(b, golden.Path(t, "tiny/models/sdxl-tiny-base/unet"), LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos, _ := BaseTimeIDs(TimeIDParams{OriginalSize: [2]int{64, 64}, TargetSize: [2]int{64, 64}})
+	sample := make([]float32, 2*4*8*8)
+	for i := range sample {
+		sample[i] = float32(i%7) / 7
+	}
+	in := Input{
+		Sample:              b.FromFloat32(tensor.F32, tensor.Shape{2, 4, 8, 8}, sample),
+		Timesteps:           []float32{10},
+		EncoderHiddenStates: b.Zeros(tensor.F32, 2, 77, u.CrossAttentionDim()),
+		TextEmbeds:          b.Zeros(tensor.F32, 2, u.ProjectionClassEmbeddingsInputDim()-6*u.AdditionTimeEmbedDim()),
+		TimeIDs:             append(pos, pos...),
+	}
+	run := func(in Input) []float32 {
+		t.Helper()
+		out, err := u.Forward(b, in, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b.ToFloat32(out)
+	}
+	plain := run(in)
+	// The skips' shapes, from a recording of the down path.
+	var zeros []*tensor.Tensor
+	h, w := 8, 8
+	chans := u.Config().SkipChannels()
+	for k, c := range chans {
+		if k > 0 && k%(u.LayersPerBlock()[0]+1) == 0 && k < len(chans)-1 {
+			h, w = (h+1)/2, (w+1)/2
+		}
+		zeros = append(zeros, b.Zeros(tensor.F32, 2, c, h, w))
+	}
+	withZeros := in
+	withZeros.DownResiduals, withZeros.MidResidual = zeros, b.Zeros(tensor.F32, 2, chans[len(chans)-1], h, w)
+	if got := run(withZeros); golden.MaxAbs(got, plain) != 0 {
+		t.Errorf("zero residuals changed the output by %g", golden.MaxAbs(got, plain))
+	}
+	shifted := withZeros
+	shifted.MidResidual = b.FromFloat32(tensor.F32, tensor.Shape{2, chans[len(chans)-1], 1, 1}, make([]float32, 2*chans[len(chans)-1]))
+	shifted.DownResiduals = append([]*tensor.Tensor(nil), zeros...)
+	shifted.DownResiduals[0] = b.FromFloat32(tensor.F32, zeros[0].Shape(), filled(zeros[0].Numel(), 0.5))
+	if got := run(shifted); golden.MaxAbs(got, plain) == 0 {
+		t.Error("a residual on the first skip changed nothing")
+	}
+	for _, c := range []struct {
+		name string
+		edit func(*Input)
+		want string
+	}{
+		{"mid only", func(in *Input) { in.DownResiduals = nil }, "go together"},
+		{"count", func(in *Input) { in.DownResiduals = in.DownResiduals[1:] }, "residuals for"},
+		{"width", func(in *Input) { in.MidResidual = b.Zeros(tensor.F32, 2, 3, h, w) }, "additional residual"},
+		{"size", func(in *Input) {
+			in.DownResiduals = append([]*tensor.Tensor(nil), in.DownResiduals...)
+			in.DownResiduals[2] = b.Zeros(tensor.F32, 2, chans[2], 3, 3)
+		}, "its skip connection"},
+	} {
+		bad := withZeros
+		c.edit(&bad)
+		if _, err := u.Forward(b, bad, nil); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want %q", c.name, err, c.want)
+		}
+	}
+}
+
+func filled(n int, v float32) []float32 {
+	out := make([]float32, n)
+	for i := range out {
+		out[i] = v
+	}
+	return out
+}

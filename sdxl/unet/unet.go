@@ -18,16 +18,13 @@ import (
 )
 
 // UNet is a UNet2DConditionModel. Field tags are the diffusers weight
-// names.
+// names; the embedded Encoder holds conv_in, time_embedding,
+// add_embedding, down_blocks and mid_block (the half a ControlNet shares).
 type UNet struct {
-	ConvIn        *nn.Conv2d            `st:"conv_in"`
-	TimeEmbedding *nn.TimestepEmbedding `st:"time_embedding"`
-	AddEmbedding  *nn.TimestepEmbedding `st:"add_embedding"` // text_time only
-	DownBlocks    []*DownBlock          `st:"down_blocks"`
-	MidBlock      *MidBlock             `st:"mid_block"` // nil when mid_block_type is null
-	UpBlocks      []*UpBlock            `st:"up_blocks"`
-	ConvNormOut   *nn.GroupNorm         `st:"conv_norm_out"`
-	ConvOut       *nn.Conv2d            `st:"conv_out"`
+	*Encoder    `st:""`
+	UpBlocks    []*UpBlock    `st:"up_blocks"`
+	ConvNormOut *nn.GroupNorm `st:"conv_norm_out"`
+	ConvOut     *nn.Conv2d    `st:"conv_out"`
 
 	cfg  *config.UNetConfig
 	arch *arch
@@ -50,65 +47,10 @@ func New(cfg *config.UNetConfig) (*UNet, error) {
 func (u *UNet) Config() *config.UNetConfig { return u.cfg }
 
 func build(a *arch) *UNet {
-	u := &UNet{arch: a}
+	u := &UNet{Encoder: buildEncoder(a), arch: a}
 	n := len(a.downTypes)
-	u.ConvIn = nn.NewConv2d(a.inChannels, a.blockOut[0], a.convInKernel, 1, (a.convInKernel-1)/2)
-	u.TimeEmbedding = nn.NewTimestepEmbedding("time_embedding", a.timeInputDim, a.timeEmbedDim, a.timeEmbedDim)
-	if a.addEmbedType == "text_time" {
-		u.AddEmbedding = nn.NewTimestepEmbedding("add_embedding", a.projClassInDim, a.timeEmbedDim, a.timeEmbedDim)
-	}
-	resnet := func(path string, in, out int, scale float32) *nn.ResnetBlock2D {
-		return nn.NewResnetBlock2D(path, nn.ResnetConfig{
-			In: in, Out: out, TembChannels: a.timeEmbedDim, Groups: a.groups, Eps: a.eps, OutputScale: scale,
-		})
-	}
-	transformer := func(path string, ch, heads, layers, cross int, onlyCross bool) *nn.Transformer2D {
-		return nn.NewTransformer2D(path, nn.Transformer2DConfig{
-			Channels: ch, Heads: heads, HeadDim: ch / heads, Layers: layers, CrossDim: cross, Groups: a.groups,
-			LinearProjection: a.linearProj, OnlyCross: onlyCross, NormEps: 1e-5,
-		})
-	}
-
-	out := a.blockOut[0]
-	for i, typ := range a.downTypes {
-		in := out
-		out = a.blockOut[i]
-		p := fmt.Sprintf("down_blocks.%d", i)
-		blk := &DownBlock{Path: p}
-		for j := range a.layersPerBlock[i] {
-			rin := out
-			if j == 0 {
-				rin = in
-			}
-			blk.Resnets = append(blk.Resnets, resnet(fmt.Sprintf("%s.resnets.%d", p, j), rin, out, a.resnetOutScale))
-			if typ == "CrossAttnDownBlock2D" {
-				blk.Attentions = append(blk.Attentions, transformer(fmt.Sprintf("%s.attentions.%d", p, j),
-					out, a.heads[i], a.tLayersDown[i][j], a.crossDim[i], a.onlyCross[i]))
-			}
-		}
-		if i < n-1 {
-			blk.Downsamplers = []*nn.Downsample2D{nn.NewDownsample2D(p+".downsamplers.0", out, out, a.downsamplePadding)}
-		}
-		u.DownBlocks = append(u.DownBlocks, blk)
-	}
-
-	last := a.blockOut[n-1]
-	switch a.midType {
-	case "UNetMidBlock2DCrossAttn":
-		m := &MidBlock{Path: "mid_block"}
-		m.Resnets = append(m.Resnets, resnet("mid_block.resnets.0", last, last, a.midScale))
-		for i, layers := range a.tLayersMid {
-			m.Attentions = append(m.Attentions, transformer(fmt.Sprintf("mid_block.attentions.%d", i),
-				last, a.heads[n-1], layers, a.crossDim[n-1], a.midOnlyCross))
-			m.Resnets = append(m.Resnets, resnet(fmt.Sprintf("mid_block.resnets.%d", i+1), last, last, a.midScale))
-		}
-		u.MidBlock = m
-	case "UNetMidBlock2D": // get_mid_block builds it with num_layers=0: one resnet
-		u.MidBlock = &MidBlock{Path: "mid_block", Resnets: []*nn.ResnetBlock2D{resnet("mid_block.resnets.0", last, last, a.midScale)}}
-	}
-
 	rev := func(i int) int { return n - 1 - i }
-	out = a.blockOut[n-1]
+	out := a.blockOut[n-1]
 	for i, typ := range a.upTypes {
 		prev := out
 		out = a.blockOut[rev(i)]
@@ -125,9 +67,9 @@ func build(a *arch) *UNet {
 			if j == 0 {
 				rin = prev
 			}
-			blk.Resnets = append(blk.Resnets, resnet(fmt.Sprintf("%s.resnets.%d", p, j), rin+skip, out, a.resnetOutScale))
+			blk.Resnets = append(blk.Resnets, a.resnet(fmt.Sprintf("%s.resnets.%d", p, j), rin+skip, out, a.resnetOutScale))
 			if typ == "CrossAttnUpBlock2D" {
-				blk.Attentions = append(blk.Attentions, transformer(fmt.Sprintf("%s.attentions.%d", p, j),
+				blk.Attentions = append(blk.Attentions, a.transformer(fmt.Sprintf("%s.attentions.%d", p, j),
 					out, a.heads[rev(i)], a.tLayersUp[i][j], a.crossDim[rev(i)], a.onlyCross[rev(i)]))
 			}
 		}
@@ -157,6 +99,14 @@ type Input struct {
 	// TimeIDs is added_cond_kwargs["time_ids"], row-major [B, k] (see
 	// BaseTimeIDs / RefinerTimeIDs), text_time models only.
 	TimeIDs []float32
+	// DownResiduals and MidResidual are diffusers'
+	// down_block_additional_residuals and mid_block_additional_residual (a
+	// ControlNet's output): DownResiduals[k] is added to the k-th skip
+	// connection (one per entry of config.UNetConfig.SkipChannels, each of
+	// the skip's shape or [B, C, 1, 1]) and MidResidual to the mid block's
+	// output. Give both or neither.
+	DownResiduals []*tensor.Tensor
+	MidResidual   *tensor.Tensor
 }
 
 // BlockTypes returns down_block_types and up_block_types.
@@ -167,52 +117,6 @@ func (u *UNet) BlockTypes() (down, up []string) {
 // LayersPerBlock returns the resnet count of each down block (up blocks
 // have one more).
 func (u *UNet) LayersPerBlock() []int { return append([]int(nil), u.arch.layersPerBlock...) }
-
-// InChannels is the channel count Forward expects.
-func (u *UNet) InChannels() int { return u.arch.inChannels }
-
-// CrossAttentionDim is the context width of the first level.
-func (u *UNet) CrossAttentionDim() int { return u.arch.crossDim[0] }
-
-// AdditionTimeEmbedDim is addition_time_embed_dim (0 without text_time).
-func (u *UNet) AdditionTimeEmbedDim() int { return u.arch.addTimeDim }
-
-// ProjectionClassEmbeddingsInputDim is the width of add_embedding's input
-// (pooled text width + number of time ids * AdditionTimeEmbedDim).
-func (u *UNet) ProjectionClassEmbeddingsInputDim() int { return u.arch.projClassInDim }
-
-// check validates an Input against the model and returns the batch size.
-func (u *UNet) check(in Input) (int, error) {
-	a := u.arch
-	if in.Sample == nil || in.Sample.Rank() != 4 || in.Sample.Dim(1) != a.inChannels {
-		return 0, fmt.Errorf("unet: sample must be [B, %d, h, w], got %v", a.inChannels, shapeOf(in.Sample))
-	}
-	B := in.Sample.Dim(0)
-	if len(in.Timesteps) != 1 && len(in.Timesteps) != B {
-		return 0, fmt.Errorf("unet: %d timesteps for a batch of %d (want 1 or %d)", len(in.Timesteps), B, B)
-	}
-	if a.hasCrossAttention() {
-		e := in.EncoderHiddenStates
-		if e == nil || e.Rank() != 3 || e.Dim(0) != B || e.Dim(2) != a.crossDim[0] {
-			return 0, fmt.Errorf("unet: encoder_hidden_states must be [%d, L, %d], got %v", B, a.crossDim[0], shapeOf(e))
-		}
-	}
-	if a.addEmbedType == "text_time" {
-		te := in.TextEmbeds
-		if te == nil || te.Rank() != 2 || te.Dim(0) != B {
-			return 0, fmt.Errorf("unet: text_embeds must be [%d, P], got %v", B, shapeOf(te))
-		}
-		if len(in.TimeIDs) == 0 || len(in.TimeIDs)%B != 0 {
-			return 0, fmt.Errorf("unet: %d time_ids for a batch of %d", len(in.TimeIDs), B)
-		}
-		k := len(in.TimeIDs) / B
-		if got := te.Dim(1) + k*a.addTimeDim; got != a.projClassInDim {
-			return 0, fmt.Errorf("unet: text_embeds width %d + %d time ids x %d = %d, but add_embedding expects %d "+
-				"(base models take 6 ids, refiners 5)", te.Dim(1), k, a.addTimeDim, got, a.projClassInDim)
-		}
-	}
-	return B, nil
-}
 
 func shapeOf(t *tensor.Tensor) any {
 	if t == nil {
@@ -225,80 +129,38 @@ func shapeOf(t *tensor.Tensor) any {
 // h, w]. rec (nil for none) receives module outputs by diffusers path. The
 // inputs are not modified or freed.
 func (u *UNet) Forward(b tensor.Backend, in Input, rec nn.Recorder) (*tensor.Tensor, error) {
-	B, err := u.check(in)
+	if err := u.checkResiduals(in); err != nil {
+		return nil, err
+	}
+	cond, _, err := u.Condition(b, rec, in)
 	if err != nil {
 		return nil, err
 	}
-	a := u.arch
-	dt := in.Sample.DType()
-
-	// time embedding: sinusoidal on the host in float32, then the MLP.
-	ts := in.Timesteps
-	if len(ts) == 1 && B > 1 {
-		ts = make([]float32, B)
-		for i := range ts {
-			ts[i] = in.Timesteps[0]
-		}
-	}
-	tProj := b.FromFloat32(dt, tensor.Shape{B, a.timeInputDim}, nn.Timesteps(ts, a.timeInputDim, a.flipSinToCos, a.freqShift))
-	nn.RecordOut(rec, "time_proj", tProj)
-	emb := u.TimeEmbedding.Forward(b, rec, tProj)
-	tProj.Free()
-
-	if u.AddEmbedding != nil {
-		k := len(in.TimeIDs) / B
-		ids := b.FromFloat32(dt, tensor.Shape{B * k, a.addTimeDim}, nn.Timesteps(in.TimeIDs, a.addTimeDim, a.flipSinToCos, a.freqShift))
-		nn.RecordOut(rec, "add_time_proj", ids)
-		text := in.TextEmbeds
-		if text.DType() != dt { // diffusers: add_embeds.to(emb.dtype)
-			text = b.Cast(text, dt)
-		}
-		addIn := b.Concat(1, text, ids.Reshape(B, k*a.addTimeDim))
-		ids.Free()
-		if text != in.TextEmbeds {
-			text.Free()
-		}
-		aug := u.AddEmbedding.Forward(b, rec, addIn)
-		addIn.Free()
-		s := b.Add(emb, aug)
-		emb.Free()
-		aug.Free()
-		emb = s
-	}
-	// Every resnet applies SiLU to the embedding before its projection:
-	// compute it once.
-	tembAct := b.SiLU(emb)
-	emb.Free()
-
+	defer cond.Free()
 	sample := in.Sample
-	if a.centerInput {
+	if u.arch.centerInput {
 		two := b.Scale(sample, 2)
-		one := b.FromFloat32(dt, tensor.Shape{1}, []float32{-1})
+		one := b.FromFloat32(sample.DType(), tensor.Shape{1}, []float32{-1})
 		sample = b.Add(two, one)
 		two.Free()
 		one.Free()
 	}
-	ctx := in.EncoderHiddenStates
-	if ctx != nil && ctx.DType() != dt {
-		ctx = b.Cast(ctx, dt)
-		defer ctx.Free()
-	}
-
 	h := u.ConvIn.Forward(b, sample)
 	if sample != in.Sample {
 		sample.Free()
 	}
 	nn.RecordOut(rec, "conv_in", h)
-	skips := []*tensor.Tensor{h}
-	for _, d := range u.DownBlocks {
-		h, skips = d.Forward(b, rec, h, tembAct, ctx, skips)
+	h, skips := u.Down(b, rec, h, cond)
+	if err := u.addResiduals(b, skips, h, in.DownResiduals); err != nil {
+		for _, s := range skips {
+			if s != h {
+				s.Free()
+			}
+		}
+		h.Free()
+		return nil, err
 	}
-	if u.MidBlock != nil {
-		h = u.MidBlock.Forward(b, rec, h, tembAct, ctx)
-	} else {
-		// The up path frees its input; the last skip must survive.
-		h = b.Scale(h, 1)
-	}
+	h = u.mid(b, rec, h, cond, in)
 	for i, up := range u.UpBlocks {
 		upH, upW := 0, 0
 		if i < len(u.UpBlocks)-1 {
@@ -308,10 +170,35 @@ func (u *UNet) Forward(b tensor.Backend, in Input, rec nn.Recorder) (*tensor.Ten
 			next := skips[len(skips)-1-len(up.Resnets)]
 			upH, upW = next.Dim(2), next.Dim(3)
 		}
-		h, skips = up.Forward(b, rec, h, tembAct, ctx, skips, upH, upW)
+		h, skips = up.Forward(b, rec, h, cond.Temb, cond.Context, skips, upH, upW)
 	}
-	tembAct.Free()
+	return u.out(b, rec, h), nil
+}
 
+// mid runs the mid block on h (the last down output) and adds the mid
+// residual. The result is a new tensor: the up path frees its input, and h
+// is still the last skip unless residuals replaced the skips (then h is
+// freed here).
+func (u *UNet) mid(b tensor.Backend, rec nn.Recorder, h *tensor.Tensor, cond *Conditioning, in Input) *tensor.Tensor {
+	var m *tensor.Tensor
+	if u.MidBlock != nil {
+		m = u.MidBlock.Forward(b, rec, h, cond.Temb, cond.Context)
+	} else {
+		m = b.Scale(h, 1)
+	}
+	if in.DownResiduals != nil {
+		h.Free()
+	}
+	if in.MidResidual != nil {
+		s := b.Add(m, in.MidResidual)
+		m.Free()
+		m = s
+	}
+	return m
+}
+
+// out is conv_norm_out, SiLU and conv_out; h is freed.
+func (u *UNet) out(b tensor.Backend, rec nn.Recorder, h *tensor.Tensor) *tensor.Tensor {
 	var act *tensor.Tensor
 	if rec != nil { // unfused, so that conv_norm_out can be observed
 		n := u.ConvNormOut.Forward(b, h)
@@ -326,5 +213,49 @@ func (u *UNet) Forward(b tensor.Backend, in Input, rec nn.Recorder) (*tensor.Ten
 	out := u.ConvOut.Forward(b, act)
 	act.Free()
 	nn.RecordOut(rec, "conv_out", out)
-	return out, nil
+	return out
+}
+
+// checkResiduals validates additional residuals before any work: both or
+// neither, one per skip connection, of the skips' widths and the batch.
+func (u *UNet) checkResiduals(in Input) error {
+	if (in.DownResiduals == nil) != (in.MidResidual == nil) {
+		return fmt.Errorf("unet: down and mid additional residuals go together (a ControlNet gives both)")
+	}
+	if in.DownResiduals == nil || in.Sample == nil {
+		return nil
+	}
+	chans := u.cfg.SkipChannels()
+	if len(in.DownResiduals) != len(chans) {
+		return fmt.Errorf("unet: %d down residuals for %d skip connections", len(in.DownResiduals), len(chans))
+	}
+	B := in.Sample.Dim(0)
+	for k, r := range append(in.DownResiduals, in.MidResidual) {
+		c := chans[min(k, len(chans)-1)]
+		if r == nil || r.Rank() != 4 || r.Dim(0) != B || r.Dim(1) != c {
+			return fmt.Errorf("unet: additional residual %d must be [%d, %d, h, w], got %v", k, B, c, shapeOf(r))
+		}
+	}
+	return nil
+}
+
+// addResiduals replaces each skip by skip + residual (diffusers:
+// down_block_res_samples + down_block_additional_residuals), freeing the
+// old skips except h, the mid block's input. A residual must have its
+// skip's shape or be [B, C, 1, 1] (global pooling).
+func (u *UNet) addResiduals(b tensor.Backend, skips []*tensor.Tensor, h *tensor.Tensor, res []*tensor.Tensor) error {
+	for k, r := range res {
+		s := skips[k].Shape()
+		if !r.Shape().Equal(s) && (r.Dim(2) != 1 || r.Dim(3) != 1) {
+			return fmt.Errorf("unet: additional residual %d is %v, its skip connection %v", k, r.Shape(), s)
+		}
+	}
+	for k, r := range res {
+		sum := b.Add(skips[k], r)
+		if skips[k] != h {
+			skips[k].Free()
+		}
+		skips[k] = sum
+	}
+	return nil
 }
