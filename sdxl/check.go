@@ -83,6 +83,9 @@ func checkRequest(r *Request, roles Roles) error {
 	if err := checkValues(r); err != nil {
 		return err
 	}
+	if err := checkControlValues(r, roles); err != nil {
+		return err
+	}
 	if r.Weighting != WeightingNone {
 		if err := checkWeighted(r.prompts(false)); err != nil {
 			return err

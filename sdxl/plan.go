@@ -60,6 +60,9 @@ func (p *Pipeline) plan(req Request) (*plan, error) {
 	if err := p.resolveImage(pl); err != nil {
 		return nil, err
 	}
+	if err := p.planControlNets(pl); err != nil {
+		return nil, err
+	}
 	if err := p.resolveSize(&pl.req); err != nil {
 		return nil, err
 	}

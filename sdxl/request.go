@@ -100,9 +100,20 @@ type Request struct {
 	Image          []float32
 	ImageShape     []int
 	ImageIsLatents bool
-	// Strength of img2img (0 means 0.3, diffusers' default). Any other
-	// value without an input image is an error.
+	// Strength of img2img (0 means diffusers' default: 0.3, or 0.8 with
+	// ControlNets). Any other value without an input image is an error.
 	Strength float64
+
+	// ControlNets steer the base model (see ControlNet); several are summed
+	// as diffusers' MultiControlNetModel does. They need the base alone
+	// (no refiner) and exclude GuidanceRescale, and DenoisingEnd with an
+	// input image, which diffusers' ControlNet pipelines do not have.
+	ControlNets []ControlNet
+	// GuessMode is diffusers' guess_mode: the ControlNets see only the
+	// text-conditioned half of the batch and their residuals ramp from 0.1
+	// (first skip) to 1 (mid block). A ControlNet with
+	// global_pool_conditions turns it on, as in diffusers.
+	GuessMode bool
 
 	// Embeds and RefinerEmbeds replace prompt encoding for the base (or
 	// the only model) and the refiner: diffusers' prompt_embeds=,
@@ -118,7 +129,8 @@ type Request struct {
 	Watermark bool
 
 	// Dump lists module-path patterns (sdxl/capture syntax) whose UNet
-	// activations are recorded at every step.
+	// activations are recorded at every step; ControlNet modules are under
+	// "controlnet." (several: "controlnet.nets.<k>.").
 	Dump []string
 	// KeepStepLatents records the latents after every scheduler step.
 	KeepStepLatents bool
@@ -177,7 +189,11 @@ func (r *Request) defaults() {
 	}
 	if r.Strength == 0 {
 		r.Strength = 0.3
+		if len(r.ControlNets) > 0 {
+			r.Strength = 0.8 // StableDiffusionXLControlNetImg2ImgPipeline's
+		}
 	}
+	r.controlDefaults()
 }
 
 // hasImage reports an img2img input in either form.

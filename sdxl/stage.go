@@ -43,13 +43,17 @@ func (p *Pipeline) runStage(ctx context.Context, r *Request, st *stage, gen sche
 	lp.ctxT, lp.pooledT = cond.upload(p.Backend, dt, cfg)
 	defer lp.ctxT.Free()
 	defer lp.pooledT.Free()
+	if lp.control, err = p.newControlRun(r, st, shape[3]*m.VAE.ScaleFactor(), shape[2]*m.VAE.ScaleFactor(), cfg, dt); err != nil {
+		return nil, shape, err
+	}
+	defer lp.control.Free()
 	if err := tr.stage(st.name, len(st.timesteps)); err != nil {
 		return nil, shape, err
 	}
 	err = p.onDevice(func() (err error) {
 		latents, err = lp.denoise(ctx, latents)
 		return err
-	}, m.UNet)
+	}, append([]any{m.UNet}, lp.control.modules()...)...)
 	return latents, shape, err
 }
 
@@ -175,6 +179,7 @@ type loop struct {
 	noise         sched.GeneratorNoise
 	timeIDs       []float32
 	ctxT, pooledT *tensor.Tensor
+	control       *controlRun // nil without ControlNets
 }
 
 func (lp *loop) denoise(ctx context.Context, latents []float32) ([]float32, error) {
@@ -225,10 +230,17 @@ func (lp *loop) predict(latents []float32, t float64, step int) ([]float32, erro
 		nnRec = rec
 	}
 	x := b.FromFloat32(lp.dt, tensor.Shape{rows, shape[1], shape[2], shape[3]}, scaled)
-	out, err := lp.st.model.UNet.Forward(b, unet.Input{
-		Sample: x, Timesteps: []float32{float32(t)}, EncoderHiddenStates: lp.ctxT, TextEmbeds: lp.pooledT, TimeIDs: lp.timeIDs,
-	}, nnRec)
-	x.Free()
+	defer x.Free()
+	uin := unet.Input{Sample: x, Timesteps: []float32{float32(t)}, EncoderHiddenStates: lp.ctxT, TextEmbeds: lp.pooledT, TimeIDs: lp.timeIDs}
+	ctrl, err := lp.control.residuals(b, nnRec, controlStep{i: step, t: float32(t), x: x, context: lp.ctxT, pooled: lp.pooledT, timeIDs: lp.timeIDs})
+	if err != nil {
+		return nil, err
+	}
+	defer ctrl.Free()
+	if ctrl != nil {
+		uin.DownResiduals, uin.MidResidual = ctrl.Down, ctrl.Mid
+	}
+	out, err := lp.st.model.UNet.Forward(b, uin, nnRec)
 	if err != nil {
 		return nil, err
 	}

@@ -20,6 +20,7 @@ func (p *Pipeline) warnings(pl *plan) []Warning {
 	if (r.AestheticScore != nil || r.NegativeAestheticScore != nil) && !p.usesAesthetics(pl) {
 		out = append(out, Warning{Field: "AestheticScore", Message: "aesthetic scores only condition a refiner (requires_aesthetics_score); this run ignores them"})
 	}
+	out = append(out, controlWarnings(pl)...)
 	return append(out, p.truncationWarnings(pl)...)
 }
 

@@ -200,3 +200,50 @@ func SmallScenarios(t testing.TB) map[string]Scenario {
 	}
 	return idx.Scenarios
 }
+
+// ControlNetScenario is one run of golden/controlnet/index.json.
+type ControlNetScenario struct {
+	Name      string  `json:"name"`
+	Kind      string  `json:"kind"` // txt2img or img2img
+	Prompt    string  `json:"prompt"`
+	Negative  string  `json:"negative"` // "" was passed as None
+	Width     int     `json:"width"`
+	Height    int     `json:"height"`
+	Steps     int     `json:"steps"`
+	Guidance  float64 `json:"guidance"`
+	Scheduler string  `json:"scheduler"`
+	Seed      uint64  `json:"seed"`
+	Scale     float64 `json:"scale"`
+	Start     float64 `json:"start"`
+	End       float64 `json:"end"`
+	Strength  float64 `json:"strength"`
+	// ControlPNG and InitImagePNG name files in golden/controlnet.
+	ControlPNG   string `json:"control_png"`
+	InitImagePNG string `json:"init_image_png"`
+	File         string `json:"file"`
+	Checks       struct {
+		CNStep         int       `json:"cn_step"`
+		CondScale      []float64 `json:"cond_scale_per_step"`
+		ControlnetKeep []float64 `json:"controlnet_keep"`
+	} `json:"checks"`
+}
+
+// ControlNetScenarios reads golden/controlnet/index.json (skipping if
+// absent).
+func ControlNetScenarios(t testing.TB) map[string]ControlNetScenario {
+	t.Helper()
+	b, err := os.ReadFile(Path(t, "controlnet/index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx struct {
+		Scenarios map[string]ControlNetScenario `json:"scenarios"`
+	}
+	if err := json.Unmarshal(b, &idx); err != nil {
+		t.Fatal(err)
+	}
+	if len(idx.Scenarios) == 0 {
+		t.Fatal("controlnet/index.json lists no scenarios")
+	}
+	return idx.Scenarios
+}
