@@ -35,6 +35,7 @@ import (
 	"github.com/x448/float16"
 
 	"github.com/sdxl-go/sdxl/internal/atomicfile"
+	"github.com/sdxl-go/sdxl/internal/regfile"
 )
 
 // MaxHeaderSize bounds the JSON header (the reference implementation uses
@@ -78,6 +79,16 @@ func (d DType) Size() int {
 		return 1
 	}
 	return 0
+}
+
+// IsFloat reports whether d is a floating-point type (F64, F32, F16,
+// BF16, F8_E4M3, F8_E5M2): the types model weights may be stored in.
+func (d DType) IsFloat() bool {
+	switch d {
+	case F64, F32, F16, BF16, F8E4M3, F8E5M2:
+		return true
+	}
+	return false
 }
 
 // Info describes one tensor in a file.
@@ -301,8 +312,11 @@ type File struct {
 // Open reads and validates the header of a safetensors file. The file stays
 // open for Raw/ReadFloat32 until Close; File's read methods are safe for
 // concurrent use (they use pread).
+//
+// Only a regular file (or a symbolic link to one) is opened: a named pipe,
+// a device or a folder is refused before open(2), which blocks on a pipe.
 func Open(path string) (*File, error) {
-	f, err := os.Open(path)
+	f, err := regfile.Open(path)
 	if err != nil {
 		return nil, err
 	}

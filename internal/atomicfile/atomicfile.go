@@ -1,24 +1,93 @@
 // Package atomicfile writes files so that readers see either the old
-// content or the complete new one, never a partial file.
+// content or the complete new one, never a partial file, and so that only
+// regular files are ever replaced.
+//
+// An existing path is replaced only when overwrite is set and it is a
+// regular file: a device node (/dev/null), a named pipe, a socket, a
+// folder or a symbolic link at the output path is an error naming it,
+// with or without overwrite (renaming over /dev/null as root would
+// replace the device by a file). CheckTarget makes the same checks before
+// any work, so a front end can refuse a bad output path before it
+// computes what to write.
 package atomicfile
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/sdxl-go/sdxl/internal/regfile"
 )
+
+// ErrExists is returned (wrapped) when the path exists and overwrite is
+// false.
+var ErrExists = errors.New("already exists (use --overwrite to replace it)")
+
+// checkExisting checks what is at path now: nothing, or a regular file
+// that overwrite allows replacing.
+func checkExisting(path string, overwrite bool) error {
+	st, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // its message repeats the path
+		}
+		return fmt.Errorf("cannot write %s: %v", path, err)
+	case !st.Mode().IsRegular():
+		return fmt.Errorf("cannot write %s: it is %s, and only a regular file is ever replaced", path, regfile.Kind(st.Mode()))
+	case !overwrite:
+		return fmt.Errorf("%s %w", path, ErrExists)
+	}
+	return nil
+}
+
+// CheckTarget reports whether Write(path, overwrite, ...) can succeed, as
+// far as can be known before writing: whatever is at path is a regular
+// file and overwrite is set, or nothing is there; and the folder exists
+// and takes a new file (checked by creating and removing a temporary
+// file). Front ends call it before long work.
+func CheckTarget(path string, overwrite bool) error {
+	if err := checkExisting(path, overwrite); err != nil {
+		return err
+	}
+	dir := filepath.Dir(path)
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		if err == nil {
+			err = fmt.Errorf("%s is %s", dir, regfile.Kind(st.Mode()))
+		}
+		return fmt.Errorf("cannot write %s: %v", path, err)
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".check*")
+	if err != nil {
+		return fmt.Errorf("cannot write %s: %v", path, err)
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return nil
+}
 
 // Write creates path via a temporary file in the same directory that is
 // synced and renamed into place. If overwrite is false and path exists, it
-// fails without touching anything. On any error the temporary file is
-// removed.
-func Write(path string, overwrite bool, fill func(w io.Writer) error) (err error) {
-	if !overwrite {
-		if _, err := os.Lstat(path); err == nil {
-			return fmt.Errorf("%s already exists (use --overwrite to replace it)", path)
-		}
+// fails without touching anything; if path is anything but a regular file
+// it fails either way. On any error the temporary file is removed.
+func Write(path string, overwrite bool, fill func(w io.Writer) error) error {
+	return WriteContext(context.Background(), path, overwrite, fill)
+}
+
+// WriteContext is Write that stops when ctx is done: fill's writes fail
+// with ctx's error, and a cancellation that comes after fill but before
+// the rename still leaves nothing behind.
+func WriteContext(ctx context.Context, path string, overwrite bool, fill func(w io.Writer) error) (err error) {
+	if err := checkExisting(path, overwrite); err != nil {
+		return err
 	}
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
@@ -31,12 +100,12 @@ func Write(path string, overwrite bool, fill func(w io.Writer) error) (err error
 			os.Remove(tmp.Name())
 		}
 	}()
-	bw := bufio.NewWriterSize(tmp, 1<<20)
+	bw := bufio.NewWriterSize(ctxWriter{ctx, tmp}, 1<<20)
 	if err = fill(bw); err != nil {
-		return fmt.Errorf("writing %s: %v", path, err)
+		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	if err = bw.Flush(); err != nil {
-		return fmt.Errorf("writing %s: %v", path, err)
+		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	if err = tmp.Sync(); err != nil {
 		return fmt.Errorf("writing %s: %v", path, err)
@@ -47,24 +116,50 @@ func Write(path string, overwrite bool, fill func(w io.Writer) error) (err error
 	if err = os.Chmod(tmp.Name(), 0o644); err != nil {
 		return err
 	}
+	if err = ctx.Err(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return place(tmp.Name(), path, overwrite)
+}
+
+// place moves the complete temporary file to path.
+func place(tmp, path string, overwrite bool) error {
+	// Check again right before the rename: the path may have changed
+	// while the file was being written.
+	if err := checkExisting(path, overwrite); err != nil {
+		return err
+	}
 	if overwrite {
-		if err = os.Rename(tmp.Name(), path); err != nil {
+		if err := os.Rename(tmp, path); err != nil {
 			return fmt.Errorf("cannot write %s: %v", path, err)
 		}
 		return nil
 	}
 	// Link fails if path appeared since the check above, so a file created
 	// meanwhile by someone else is never replaced.
-	if err = os.Link(tmp.Name(), path); err != nil {
+	if err := os.Link(tmp, path); err != nil {
 		if os.IsExist(err) {
-			return fmt.Errorf("%s already exists (use --overwrite to replace it)", path)
+			return fmt.Errorf("%s %w", path, ErrExists)
 		}
 		// File systems without hard links: fall back to rename.
-		if err = os.Rename(tmp.Name(), path); err != nil {
+		if err := os.Rename(tmp, path); err != nil {
 			return fmt.Errorf("cannot write %s: %v", path, err)
 		}
 		return nil
 	}
-	os.Remove(tmp.Name())
+	os.Remove(tmp)
 	return nil
+}
+
+// ctxWriter fails writes once ctx is done.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
 }

@@ -1,12 +1,16 @@
 package atomicfile
 
 import (
+	"context"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/sdxl-go/sdxl/internal/regfile"
 )
 
 func TestWrite(t *testing.T) {
@@ -34,5 +38,100 @@ func TestWrite(t *testing.T) {
 	ents, _ := os.ReadDir(dir)
 	if len(ents) != 1 {
 		t.Fatalf("left files behind: %v", ents)
+	}
+}
+
+// TestOnlyRegularFilesReplaced: a device, a named pipe, a folder or a
+// symbolic link at the output path is refused by CheckTarget and Write,
+// with or without overwrite, and left as it was.
+func TestOnlyRegularFilesReplaced(t *testing.T) {
+	dir := t.TempDir()
+	fill := func(w io.Writer) error { _, err := io.WriteString(w, "png"); return err }
+	targets := map[string]string{}
+	sub := filepath.Join(dir, "folder.png")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	targets[sub] = "it is a folder"
+	if fifo := filepath.Join(dir, "fifo.png"); regfile.MakeFIFO(fifo) == nil {
+		targets[fifo] = "it is a named pipe (FIFO)"
+	}
+	reg := filepath.Join(dir, "real.png")
+	if err := os.WriteFile(reg, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if link := filepath.Join(dir, "link.png"); os.Symlink(reg, link) == nil {
+		targets[link] = "it is a symbolic link"
+	}
+	if runtime.GOOS != "windows" {
+		// Never written: every check fails before a temporary file is
+		// made in /dev.
+		targets["/dev/null"] = "it is a character device"
+	}
+	for path, want := range targets {
+		for _, over := range []bool{false, true} {
+			for what, err := range map[string]error{"CheckTarget": CheckTarget(path, over), "Write": Write(path, over, fill)} {
+				if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), want) ||
+					!strings.Contains(err.Error(), "only a regular file is ever replaced") {
+					t.Errorf("%s(%s, overwrite %v) = %v, want %q", what, path, over, err, want)
+				}
+			}
+		}
+	}
+	if b, _ := os.ReadFile(reg); string(b) != "old" {
+		t.Errorf("the link's target changed: %q", b)
+	}
+	if st, err := os.Stat("/dev/null"); runtime.GOOS != "windows" && (err != nil || st.Mode()&os.ModeCharDevice == 0) {
+		t.Errorf("/dev/null: %v %v", st, err)
+	}
+	// A regular file: refused without overwrite, replaced with it.
+	if err := CheckTarget(reg, false); !errors.Is(err, ErrExists) {
+		t.Errorf("CheckTarget of an existing file: %v", err)
+	}
+	if err := CheckTarget(reg, true); err != nil {
+		t.Error(err)
+	}
+	for path, want := range map[string]string{
+		filepath.Join(dir, "nodir", "a.png"): "cannot write",
+		filepath.Join(reg, "a.png"):          "a.png: not a directory",
+	} {
+		if err := CheckTarget(path, true); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("CheckTarget(%s) = %v, want %q", path, err, want)
+		}
+	}
+	assertOnly(t, dir, "fifo.png", "folder.png", "link.png", "real.png")
+}
+
+// TestWriteContextCancelled: a cancellation during or after fill leaves
+// nothing.
+func TestWriteContextCancelled(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	p := filepath.Join(dir, "out.png")
+	err := WriteContext(ctx, p, false, func(w io.Writer) error {
+		cancel()
+		_, err := w.Write(make([]byte, 2<<20)) // past the buffer: reaches the file
+		return err
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled during fill: %v", err)
+	}
+	ctx, cancel = context.WithCancel(context.Background())
+	err = WriteContext(ctx, p, false, func(w io.Writer) error { cancel(); _, err := w.Write([]byte("x")); return err })
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled after fill: %v", err)
+	}
+	assertOnly(t, dir)
+}
+
+func assertOnly(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	ents, _ := os.ReadDir(dir)
+	var got []string
+	for _, e := range ents {
+		got = append(got, e.Name())
+	}
+	if strings.Join(got, ",") != strings.Join(names, ",") {
+		t.Errorf("%s holds %v, want %v", dir, got, names)
 	}
 }

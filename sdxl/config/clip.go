@@ -2,10 +2,10 @@ package config
 
 import (
 	"fmt"
-	"os"
 	"slices"
 
 	"github.com/sdxl-go/sdxl/internal/jsonobj"
+	"github.com/sdxl-go/sdxl/internal/regfile"
 )
 
 // TextEncoderConfig is text_encoder*/config.json (transformers
@@ -39,7 +39,7 @@ type TextEncoderConfig struct {
 
 // ReadTextEncoderConfig reads and validates a text_encoder*/config.json.
 func ReadTextEncoderConfig(path string) (*TextEncoderConfig, error) {
-	data, err := os.ReadFile(path)
+	data, err := regfile.ReadFile(path, MaxConfigBytes)
 	if err != nil {
 		return nil, err
 	}

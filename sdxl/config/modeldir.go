@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/sdxl-go/sdxl/internal/regfile"
 )
 
 // ModelDir is a diffusers pipeline folder (what
@@ -35,16 +37,12 @@ func OpenModelDir(root string) (*ModelDir, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("%s is not a folder (a single-file checkpoint needs the single-file loader)", root)
 	}
-	d, err := openFS(os.DirFS(root), root)
-	if err != nil {
-		return nil, err
-	}
-	d.onDisk = true
-	return d, nil
+	return openFS(os.DirFS(root), root, true)
 }
 
-func openFS(fsys fs.FS, label string) (*ModelDir, error) {
-	data, err := fs.ReadFile(fsys, "model_index.json")
+func openFS(fsys fs.FS, label string, onDisk bool) (*ModelDir, error) {
+	d := &ModelDir{Root: label, fsys: fsys, onDisk: onDisk}
+	data, err := d.readFile("model_index.json")
 	p := filepath.Join(label, "model_index.json")
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -52,11 +50,25 @@ func openFS(fsys fs.FS, label string) (*ModelDir, error) {
 		}
 		return nil, fmt.Errorf("%s: %v", p, err)
 	}
-	mi, err := ParseModelIndex(p, data)
-	if err != nil {
+	if d.ModelIndex, err = ParseModelIndex(p, data); err != nil {
 		return nil, err
 	}
-	return &ModelDir{Root: label, ModelIndex: mi, fsys: fsys}, nil
+	return d, nil
+}
+
+// MaxConfigBytes bounds the size of a JSON file read from a model folder
+// (real ones are a few kilobytes; a shard index of a large model some
+// hundreds).
+const MaxConfigBytes = 16 << 20
+
+// readFile reads a file of the folder; on disk only a regular file (or a
+// link to one) of at most MaxConfigBytes is read, so a named pipe or a
+// device in a model folder is an error rather than a hang.
+func (d *ModelDir) readFile(rel string) ([]byte, error) {
+	if d.onDisk {
+		return regfile.ReadFile(d.path(rel), MaxConfigBytes)
+	}
+	return fs.ReadFile(d.fsys, rel)
 }
 
 // path returns the on-disk (or labelled) path of a file in the folder.
@@ -96,12 +108,12 @@ func contains(list []string, s string) bool {
 func (d *ModelDir) readConfig(sub, file string, classes ...string) (string, []byte, error) {
 	rel := path.Join(sub, file)
 	p := d.path(rel)
-	data, err := fs.ReadFile(d.fsys, rel)
+	data, err := d.readFile(rel)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return p, nil, fmt.Errorf("%s: missing (model_index.json lists %q)", p, sub)
 		}
-		return p, nil, fmt.Errorf("%s: %v", p, err)
+		return p, nil, err
 	}
 	var head struct {
 		ClassName *string `json:"_class_name"`
@@ -171,6 +183,11 @@ func (d *ModelDir) SchedulerConfigPath() (string, error) {
 	rel := "scheduler/scheduler_config.json"
 	if _, err := fs.Stat(d.fsys, rel); err != nil {
 		return "", fmt.Errorf("%s: missing: %v", d.path(rel), err)
+	}
+	if d.onDisk {
+		if err := regfile.Check(d.path(rel)); err != nil {
+			return "", err
+		}
 	}
 	return d.path(rel), nil
 }
@@ -257,21 +274,30 @@ func resolveWeights(dir, stem, variant string) (files []string, index string, er
 		// Sharded variants saved by diffusers before 0.28.
 		indexes = append(indexes, stem+".safetensors."+variant+".index.json")
 	}
+	// A path that exists in any form (a link that cannot be followed, a
+	// pipe, a folder) is reported as what it is, not as missing.
 	for _, idx := range indexes {
 		p := filepath.Join(dir, idx)
-		if _, err := os.Stat(p); err == nil {
+		if err := regfile.Check(p); err == nil {
 			files, err := shardFiles(p)
 			return files, p, err
+		} else if !errors.Is(err, fs.ErrNotExist) || isLink(p) {
+			return nil, "", err
 		}
 	}
 	p := filepath.Join(dir, single)
-	if st, err := os.Stat(p); err == nil {
-		if st.IsDir() {
-			return nil, "", fmt.Errorf("%s is a folder", p)
-		}
+	if err := regfile.Check(p); err == nil {
 		return []string{p}, "", nil
+	} else if !errors.Is(err, fs.ErrNotExist) || isLink(p) {
+		return nil, "", fmt.Errorf("weight file %v", err)
 	}
 	return nil, "", missingWeights(dir, single, indexes, variant)
+}
+
+// isLink reports whether p is a symbolic link (followed or not).
+func isLink(p string) bool {
+	st, err := os.Lstat(p)
+	return err == nil && st.Mode()&fs.ModeSymlink != 0
 }
 
 // missingWeights explains what was looked for and what is there.
@@ -309,7 +335,7 @@ type shardIndex struct {
 }
 
 func readShardIndex(p string) (*shardIndex, error) {
-	data, err := os.ReadFile(p)
+	data, err := regfile.ReadFile(p, MaxConfigBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -346,8 +372,10 @@ func shardFiles(indexPath string) ([]string, error) {
 	}
 	sort.Strings(out)
 	for _, p := range out {
-		if _, err := os.Stat(p); err != nil {
-			return nil, fmt.Errorf("%s lists shard %s, which is missing: %v", indexPath, filepath.Base(p), err)
+		if err := regfile.Check(p); errors.Is(err, fs.ErrNotExist) && !isLink(p) {
+			return nil, fmt.Errorf("%s lists shard %s, which is missing", indexPath, filepath.Base(p))
+		} else if err != nil {
+			return nil, fmt.Errorf("%s lists shard %s: %v", indexPath, filepath.Base(p), err)
 		}
 	}
 	return out, nil

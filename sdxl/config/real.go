@@ -42,7 +42,7 @@ func RealModelDir(name string) (*ModelDir, error) {
 	if err != nil {
 		return nil, err
 	}
-	return openFS(sub, "embedded:"+name)
+	return openFS(sub, "embedded:"+name, false)
 }
 
 // mustReal reads one embedded config; the embedded files are fixed and

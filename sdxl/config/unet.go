@@ -2,9 +2,9 @@ package config
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/sdxl-go/sdxl/internal/jsonobj"
+	"github.com/sdxl-go/sdxl/internal/regfile"
 )
 
 // Size2 is a height and width (diffusers' sample_size may be an int or a
@@ -91,7 +91,7 @@ type UNetConfig struct {
 
 // ReadUNetConfig reads and validates a unet/config.json file.
 func ReadUNetConfig(path string) (*UNetConfig, error) {
-	data, err := os.ReadFile(path)
+	data, err := regfile.ReadFile(path, MaxConfigBytes)
 	if err != nil {
 		return nil, err
 	}

@@ -2,9 +2,9 @@ package config
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/sdxl-go/sdxl/internal/jsonobj"
+	"github.com/sdxl-go/sdxl/internal/regfile"
 )
 
 // VAEConfig is vae/config.json (diffusers AutoencoderKL) with the
@@ -39,7 +39,7 @@ type VAEConfig struct {
 
 // ReadVAEConfig reads and validates a vae/config.json file.
 func ReadVAEConfig(path string) (*VAEConfig, error) {
-	data, err := os.ReadFile(path)
+	data, err := regfile.ReadFile(path, MaxConfigBytes)
 	if err != nil {
 		return nil, err
 	}

@@ -162,7 +162,11 @@ func (ws *WeightSet) Raw(name string, buf []byte) ([]byte, error) {
 }
 
 // ReadFloat32 reads a tensor widened to float32 into dst, whose length must
-// be its element count.
+// be its element count. Only floating-point tensors are read: an integer
+// or boolean tensor where a weight is expected is an error naming it (it
+// would convert silently to meaningless values). F16, BF16, F64 and
+// float8 widen (or, F64, round) to float32 exactly as torch's .float()
+// does, so a BF16 checkpoint loads like an F32 one of the same values.
 func (ws *WeightSet) ReadFloat32(name string, dst []float32) error {
 	f, ok := ws.where[name]
 	if !ok {
@@ -173,6 +177,10 @@ func (ws *WeightSet) ReadFloat32(name string, dst []float32) error {
 		bp = new([]byte)
 	}
 	in, _ := f.Info(name)
+	if err := floatOnly(f, in); err != nil {
+		ws.scratch.Put(bp)
+		return err
+	}
 	if n := int(in.End - in.Begin); cap(*bp) < n {
 		*bp = make([]byte, n)
 	}
@@ -187,5 +195,17 @@ func (ws *WeightSet) Float32(name string) ([]float32, []int, error) {
 	if !ok {
 		return nil, nil, ws.missing(name)
 	}
+	if in, _ := f.Info(name); floatOnly(f, in) != nil {
+		return nil, nil, floatOnly(f, in)
+	}
 	return f.Float32(name)
+}
+
+// floatOnly refuses a tensor that is not floating point.
+func floatOnly(f *safetensors.File, in safetensors.Info) error {
+	if in.DType.IsFloat() {
+		return nil
+	}
+	return fmt.Errorf("%s: tensor %q is stored as %s; model weights must be floating point (F32, F16 or BF16; F64 and float8 are also read)",
+		f.Path(), in.Name, in.DType)
 }
