@@ -9,6 +9,7 @@ import (
 	"github.com/sdxl-go/sdxl/sched"
 	"github.com/sdxl-go/sdxl/sdxl/clip"
 	"github.com/sdxl-go/sdxl/sdxl/config"
+	"github.com/sdxl-go/sdxl/sdxl/singlefile"
 	"github.com/sdxl-go/sdxl/sdxl/tokenizer"
 	"github.com/sdxl-go/sdxl/sdxl/unet"
 	"github.com/sdxl-go/sdxl/sdxl/vae"
@@ -186,6 +187,14 @@ func buildUNet(b tensor.Backend, d *config.ModelDir, src weightSource, opt LoadO
 	cfg, err := d.UNetConfig()
 	if err != nil {
 		return nil, err
+	}
+	// A single file, not its config, says whether its UNet inpaints (9
+	// input channels: latents, mask, masked-image latents), as diffusers
+	// infers the inpainting model type from the checkpoint.
+	if sf, ok := src.(*singleFile); ok {
+		if c := singlefile.UNetInChannels(sf.src.Shape); c != 0 {
+			cfg.InChannels = c
+		}
 	}
 	u, err := unet.New(cfg)
 	if err != nil {

@@ -73,6 +73,18 @@ func Detect(has func(name string) bool) (Kind, error) {
 	return Unknown, fmt.Errorf("SDXL single file without recognisable text encoders (no conditioner.embedders.*.model.ln_final.weight)")
 }
 
+// UNetInChannels is the input channel count of a single file's UNet, read
+// from its conv_in (input_blocks.0.0.weight, [out, in, 3, 3]): 4, or 9 for
+// an inpainting UNet such as sd_xl_base_1.0_inpainting_0.1; 0 when the file
+// has no such weight.
+func UNetInChannels(shape func(name string) ([]int, bool)) int {
+	s, ok := shape(UNetPrefix + "input_blocks.0.0.weight")
+	if !ok || len(s) != 4 {
+		return 0
+	}
+	return s[1]
+}
+
 // UNetLayout is the block structure the UNet mapping needs.
 type UNetLayout struct {
 	// DownAttn and UpAttn say, per level, whether the block has attentions
