@@ -147,7 +147,7 @@ func (m *memWalk) attention(n, c, t int64) {
 	m.free(3 * x) // q, k, v
 	m.alloc(x)    // to_out
 	m.free(x)
-	m.free(x) // sequence
+	m.free(x)  // sequence
 	m.alloc(x) // [B, C, HW] permute
 	m.free(x)
 	m.alloc(x) // + residual
