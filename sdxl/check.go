@@ -115,6 +115,18 @@ func checkRaw(r *Request, roles Roles) error {
 	if validFrac(r.DenoisingEnd) && roles.Base && roles.Refiner {
 		return fieldErr("DenoisingEnd", r.DenoisingEnd, "is for a one-model run; with base and refiner the split is the high-noise fraction")
 	}
+	if r.inpainting() && !roles.Image {
+		return fieldErr(maskField(r), nil, "a mask says which part of an input image to repaint: give the image")
+	}
+	if r.inpainting() && len(r.ControlNets) > 0 {
+		return fieldErr("ControlNets", nil, "inpainting with ControlNets (diffusers' StableDiffusionXLControlNetInpaintPipeline) is not supported: give either")
+	}
+	if r.inpainting() && r.HighNoiseFrac != 0 {
+		return fieldErr("HighNoiseFrac", r.HighNoiseFrac, "inpainting runs one model, without a refiner stage")
+	}
+	if r.VAETileSize != 0 && !r.VAETiling {
+		return fieldErr("VAETileSize", r.VAETileSize, "applies to tiled VAE decoding: turn VAETiling on")
+	}
 	if r.InitNoise != nil && roles.Image {
 		return fieldErr("InitNoise", nil, "initial noise applies to text-to-image only: img2img starts from the image, not from noise")
 	}
@@ -182,6 +194,15 @@ func checkTexts(r *Request) error {
 func checkInputs(r *Request) error {
 	if r.InitImage != nil && r.Image != nil {
 		return fieldErr("InitImage", nil, "give the input image once: as pixels (InitImage) or as a tensor (Image)")
+	}
+	if r.MaskImage != nil && r.Mask != nil {
+		return fieldErr("MaskImage", nil, "give the mask once: as a picture (MaskImage) or processed (Mask)")
+	}
+	if i := firstNonFinite(r.Mask); i >= 0 {
+		return fieldErr("Mask", nil, "value %d is %v: the mask must be finite (1 = repaint, 0 = keep)", i, r.Mask[i])
+	}
+	if r.VAETileSize < 0 {
+		return fieldErr("VAETileSize", r.VAETileSize, "must be a positive number of pixels (0: the VAE's sample_size)")
 	}
 	if r.InitNoise != nil {
 		if i := firstNonFinite(r.InitNoise); i >= 0 {

@@ -143,8 +143,14 @@ func (t *tracker) step(s Stage, i int, ts float64, latents []float32, shape [4]i
 	return t.send(Event{Stage: s, Step: i, Steps: t.stageSteps, Timestep: ts, Latents: latents, LatentShape: shape})
 }
 
+// tile reports tile i (1-based) of a tiled decode done, short of the last
+// (decoded reports that one).
+func (t *tracker) tile(i int) error {
+	return t.send(Event{Stage: StageVAE, Step: i, Steps: t.stageSteps})
+}
+
 func (t *tracker) decoded() error {
 	t.done++
 	t.decode = false
-	return t.send(Event{Stage: StageVAE, Step: 1, Steps: 1})
+	return t.send(Event{Stage: StageVAE, Step: t.stageSteps, Steps: t.stageSteps})
 }

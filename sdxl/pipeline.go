@@ -22,6 +22,7 @@ import (
 
 	"github.com/sdxl-go/sdxl/sched"
 	"github.com/sdxl-go/sdxl/sched/torchrand"
+	"github.com/sdxl-go/sdxl/sdxl/vae"
 	"github.com/sdxl-go/sdxl/sdxl/watermark"
 	"github.com/sdxl-go/sdxl/tensor"
 )
@@ -136,7 +137,7 @@ func (p *Pipeline) run(ctx context.Context, pl *plan) (*Result, error) {
 	if last.latentOutput {
 		return res, nil
 	}
-	img, ishape, err := p.decodeStage(ctx, last.model, latents, shape, tr)
+	img, ishape, err := p.decodeStage(ctx, last, latents, shape, tr)
 	if err != nil {
 		return nil, err
 	}
@@ -154,10 +155,16 @@ func (p *Pipeline) run(ctx context.Context, pl *plan) (*Result, error) {
 	return res, nil
 }
 
-// decodeStage runs the VAE decoder (in float32: SDXL's VAE overflows in
-// fp16) with its progress events.
-func (p *Pipeline) decodeStage(ctx context.Context, m *Model, latents []float32, shape [4]int, tr *tracker) ([]float32, [4]int, error) {
-	if err := tr.stage(StageVAE, 1); err != nil {
+// decodeStage runs the VAE decoder of the last stage's model (in float32:
+// SDXL's VAE overflows in fp16) with its progress events: one per tile
+// with tiling.
+func (p *Pipeline) decodeStage(ctx context.Context, st *stage, latents []float32, shape [4]int, tr *tracker) ([]float32, [4]int, error) {
+	m := st.model
+	tiles := 1
+	if st.tiling != nil {
+		tiles = m.VAE.DecodeTiles(shape[2], shape[3], *st.tiling)
+	}
+	if err := tr.stage(StageVAE, tiles); err != nil {
 		return nil, [4]int{}, err
 	}
 	if err := canceled(ctx); err != nil {
@@ -166,7 +173,7 @@ func (p *Pipeline) decodeStage(ctx context.Context, m *Model, latents []float32,
 	var img []float32
 	var ishape [4]int
 	err := p.onDevice(func() (err error) {
-		img, ishape, err = p.decode(m, latents, shape)
+		img, ishape, err = p.decode(ctx, m, latents, shape, st.tiling, tr)
 		return err
 	}, m.VAE)
 	if err != nil {
@@ -175,14 +182,30 @@ func (p *Pipeline) decodeStage(ctx context.Context, m *Model, latents []float32,
 	return img, ishape, tr.decoded()
 }
 
-// decode runs the VAE decoder on scaled latents.
-func (p *Pipeline) decode(m *Model, latents []float32, shape [4]int) ([]float32, [4]int, error) {
+// decode runs the VAE decoder on scaled latents, in tiles with tiling.
+func (p *Pipeline) decode(ctx context.Context, m *Model, latents []float32, shape [4]int, tiling *vae.Tiling, tr *tracker) ([]float32, [4]int, error) {
 	b := p.Backend
 	z := b.FromFloat32(tensor.F32, tensor.Shape(shape[:]), latents)
 	defer z.Free()
 	u := m.VAE.Unscale(b, z)
 	defer u.Free()
-	img, err := m.VAE.Decode(b, nil, u)
+	var img *tensor.Tensor
+	var err error
+	if tiling != nil {
+		t := *tiling
+		t.Progress = func(done, total int) error {
+			if done < total { // the last tile is the decode's end (decoded)
+				return tr.tile(done)
+			}
+			return nil
+		}
+		img, err = m.VAE.DecodeTiled(ctx, b, u, t)
+	} else {
+		img, err = m.VAE.Decode(b, nil, u)
+	}
+	if cerr := canceled(ctx); err != nil && cerr != nil {
+		return nil, [4]int{}, cerr
+	}
 	if err != nil {
 		return nil, [4]int{}, err
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/sdxl-go/sdxl/sched"
 	"github.com/sdxl-go/sdxl/sdxl/imageio"
+	"github.com/sdxl-go/sdxl/sdxl/vae"
 )
 
 // plan is a validated request: defaults applied, sizes resolved, the
@@ -40,6 +41,11 @@ type stage struct {
 	// noiseT is the timestep img2img noises the image to: the first after
 	// the strength cut, before any denoising_end cut.
 	noiseT float64
+	// inp is the inpainting state (nil unless the request has a mask).
+	inp *inpaint
+	// tiling is the VAE tiling of the stage's encode and of the decode
+	// after it (nil: untiled).
+	tiling *vae.Tiling
 }
 
 // first is the model that runs first: the base, or the refiner alone.
@@ -57,6 +63,11 @@ func (p *Pipeline) plan(req Request) (*plan, error) {
 		return nil, err
 	}
 	pl := &plan{req: req}
+	if pl.req.inpainting() {
+		if err := p.resolveInpaintImage(pl); err != nil {
+			return nil, err
+		}
+	}
 	if err := p.resolveImage(pl); err != nil {
 		return nil, err
 	}
@@ -78,6 +89,11 @@ func (p *Pipeline) plan(req Request) (*plan, error) {
 			return nil, err
 		}
 	}
+	inp, err := p.planInpaint(pl, pl.stages[0].model)
+	if err != nil {
+		return nil, err
+	}
+	pl.stages[0].inp = inp
 	if err := p.checkInitNoise(r); err != nil {
 		return nil, err
 	}
@@ -184,6 +200,8 @@ func (p *Pipeline) stagesFor(r *Request) []*stage {
 			imageIsLatents: r.ImageIsLatents, denoisingEnd: end, latentOutput: latentOut, embeds: r.Embeds}
 	}
 	switch {
+	case r.inpainting() && p.Base != nil:
+		return []*stage{img(StageBase, p.Base, r.DenoisingEnd, r.OutputLatents)}
 	case r.Image == nil && p.Refiner == nil:
 		return []*stage{{name: StageBase, model: p.Base, denoisingEnd: r.DenoisingEnd, latentOutput: r.OutputLatents, embeds: r.Embeds}}
 	case r.Image == nil:
@@ -206,6 +224,11 @@ func (p *Pipeline) prepareStage(r *Request, st *stage) error {
 		}
 		if err := c.Check(st.model, r.prompts(r.Guidance > 1)); err != nil {
 			return err
+		}
+	}
+	if st.tiling = r.tiling(); st.tiling != nil {
+		if _, _, err := st.model.VAE.TileSizes(*st.tiling); err != nil {
+			return fieldErr("VAETileSize", r.VAETileSize, "%v", err)
 		}
 	}
 	s, err := newScheduler(st.model, r)

@@ -2,6 +2,7 @@ package sdxl
 
 import (
 	"github.com/sdxl-go/sdxl/sdxl/imageio"
+	"github.com/sdxl-go/sdxl/sdxl/vae"
 )
 
 // Weighting selects how prompt strings become conditioning (see
@@ -100,8 +101,9 @@ type Request struct {
 	Image          []float32
 	ImageShape     []int
 	ImageIsLatents bool
-	// Strength of img2img (0 means diffusers' default: 0.3, or 0.8 with
-	// ControlNets). Any other value without an input image is an error.
+	// Strength of img2img (0 means diffusers' default: 0.3, 0.8 with
+	// ControlNets, DefaultInpaintStrength (0.9999) with a mask). Any other
+	// value without an input image is an error.
 	Strength float64
 
 	// ControlNets steer the base model (see ControlNet); several are summed
@@ -114,6 +116,28 @@ type Request struct {
 	// (first skip) to 1 (mid block). A ControlNet with
 	// global_pool_conditions turns it on, as in diffusers.
 	GuessMode bool
+
+	// MaskImage makes the request inpainting (StableDiffusionXLInpaintPipeline,
+	// see inpaint.go): the mask picture for the input image, white =
+	// repaint, processed as diffusers' mask processor does (resized like
+	// the image, grey, binarised at 0.5). With a mask, an InitImage is
+	// resized to Width x Height (0: the model's default size, 1024 for
+	// SDXL), as diffusers' inpainting pipeline does; an Image tensor keeps
+	// its size. Not with ControlNets.
+	MaskImage *imageio.RGB
+	// Mask is an already processed mask instead: one value per pixel of
+	// the input image, 1 = repaint, 0 = keep (imageio.ProcessMask). Give
+	// MaskImage or Mask, not both.
+	Mask []float32
+
+	// VAETiling decodes (and encodes the input image) in tiles, diffusers'
+	// AutoencoderKL.enable_tiling(): memory bounded by the tile size, the
+	// tiles blended over their overlaps (the image differs slightly from an
+	// untiled decode, as in diffusers).
+	VAETiling bool
+	// VAETileSize is the tile edge in pixels (0: the VAE config's
+	// sample_size, 1024 for SDXL); it needs VAETiling.
+	VAETileSize int
 
 	// Embeds and RefinerEmbeds replace prompt encoding for the base (or
 	// the only model) and the refiner: diffusers' prompt_embeds=,
@@ -189,11 +213,25 @@ func (r *Request) defaults() {
 	}
 	if r.Strength == 0 {
 		r.Strength = 0.3
-		if len(r.ControlNets) > 0 {
+		switch {
+		case r.inpainting():
+			r.Strength = DefaultInpaintStrength
+		case len(r.ControlNets) > 0:
 			r.Strength = 0.8 // StableDiffusionXLControlNetImg2ImgPipeline's
 		}
 	}
 	r.controlDefaults()
+}
+
+// inpainting reports a mask in either form.
+func (r *Request) inpainting() bool { return r.Mask != nil || r.MaskImage != nil }
+
+// tiling is the request's VAE tiling, nil when off.
+func (r *Request) tiling() *vae.Tiling {
+	if !r.VAETiling {
+		return nil
+	}
+	return &vae.Tiling{TileSize: r.VAETileSize}
 }
 
 // hasImage reports an img2img input in either form.

@@ -8,6 +8,7 @@ import (
 	"github.com/sdxl-go/sdxl/sched"
 	"github.com/sdxl-go/sdxl/sdxl/capture"
 	"github.com/sdxl-go/sdxl/sdxl/unet"
+	"github.com/sdxl-go/sdxl/sdxl/vae"
 	"github.com/sdxl-go/sdxl/tensor"
 )
 
@@ -32,7 +33,7 @@ func (p *Pipeline) runStage(ctx context.Context, r *Request, st *stage, gen sche
 	if dt == tensor.F16 {
 		randn = gen.RandnHalf
 	}
-	latents, shape, err := p.initialLatents(r, st, gen, randn)
+	latents, shape, err := p.initialLatents(ctx, r, st, gen, randn)
 	if err != nil {
 		return nil, shape, err
 	}
@@ -85,8 +86,11 @@ func (p *Pipeline) conditioning(ctx context.Context, r *Request, st *stage, cfg 
 
 // initialLatents are the latents the denoising starts from: scaled noise
 // for text to image, the (noised) encoded image for img2img.
-func (p *Pipeline) initialLatents(r *Request, st *stage, gen sched.Generator, randn func(int) []float32) ([]float32, [4]int, error) {
+func (p *Pipeline) initialLatents(ctx context.Context, r *Request, st *stage, gen sched.Generator, randn func(int) []float32) ([]float32, [4]int, error) {
 	m, n := st.model, r.NumImages
+	if st.inp != nil {
+		return p.prepareInpaint(ctx, r, st, gen, randn)
+	}
 	if !st.img2img {
 		f := m.VAE.ScaleFactor()
 		shape := [4]int{n, m.UNet.InChannels(), r.Height / f, r.Width / f}
@@ -106,7 +110,7 @@ func (p *Pipeline) initialLatents(r *Request, st *stage, gen sched.Generator, ra
 	var init []float32
 	var shape [4]int
 	err := p.onDevice(func() (err error) {
-		init, shape, err = p.encodeImage(m, st, gen, n)
+		init, shape, err = p.encodeImage(ctx, m, st, gen, n)
 		return err
 	}, m.VAE)
 	if err != nil || validFrac(st.denoisingStart) {
@@ -119,7 +123,7 @@ func (p *Pipeline) initialLatents(r *Request, st *stage, gen sched.Generator, ra
 // encodeImage is the img2img pipeline's prepare_latents up to the noise:
 // VAE-encode pixels (sampling the posterior with the generator) and scale,
 // or take latents as they are; then repeat for the batch.
-func (p *Pipeline) encodeImage(m *Model, st *stage, gen sched.Generator, n int) ([]float32, [4]int, error) {
+func (p *Pipeline) encodeImage(ctx context.Context, m *Model, st *stage, gen sched.Generator, n int) ([]float32, [4]int, error) {
 	var lat []float32
 	var shape [4]int
 	if st.imageIsLatents {
@@ -127,7 +131,7 @@ func (p *Pipeline) encodeImage(m *Model, st *stage, gen sched.Generator, n int) 
 		copy(shape[:], st.imageShape)
 	} else {
 		var err error
-		if lat, shape, err = p.encodePixels(m, st.image, st.imageShape, gen); err != nil {
+		if lat, shape, err = p.encodePixels(ctx, m, st.image, st.imageShape, st.tiling, gen); err != nil {
 			return nil, shape, err
 		}
 	}
@@ -141,13 +145,22 @@ func (p *Pipeline) encodeImage(m *Model, st *stage, gen sched.Generator, n int) 
 	return repeat(lat, n), shape, nil
 }
 
-// encodePixels VAE-encodes an image and samples its posterior.
-func (p *Pipeline) encodePixels(m *Model, img []float32, ishape []int, gen sched.Generator) ([]float32, [4]int, error) {
+// encodePixels VAE-encodes an image (in tiles with tiling) and samples its
+// posterior.
+func (p *Pipeline) encodePixels(ctx context.Context, m *Model, img []float32, ishape []int, tiling *vae.Tiling, gen sched.Generator) ([]float32, [4]int, error) {
 	b := p.Backend
 	var shape [4]int
 	x := b.FromFloat32(tensor.F32, tensor.Shape(ishape), img)
 	defer x.Free()
-	post, err := m.VAE.Encode(b, nil, x)
+	var post *vae.Posterior
+	var err error
+	if tiling != nil {
+		if post, err = m.VAE.EncodeTiled(ctx, b, x, *tiling); err != nil && canceled(ctx) != nil {
+			return nil, shape, canceled(ctx)
+		}
+	} else {
+		post, err = m.VAE.Encode(b, nil, x)
+	}
 	if err != nil {
 		return nil, shape, err
 	}
@@ -194,6 +207,11 @@ func (lp *loop) denoise(ctx context.Context, latents []float32) ([]float32, erro
 		if latents, err = lp.st.sched.Step(pred, t, latents, lp.noise); err != nil {
 			return nil, err
 		}
+		if lp.st.inp != nil {
+			if latents, err = lp.st.inp.blend(lp.st.sched, latents, lp.st.timesteps, i); err != nil {
+				return nil, err
+			}
+		}
 		if k := firstNonFinite(latents); k >= 0 {
 			return nil, fmt.Errorf("%s step %d of %d: the latents hold %v (at index %d): the model's weights, its scheduler config or half-precision overflow are the likely causes",
 				lp.st.name, i+1, len(lp.st.timesteps), latents[k], k)
@@ -232,6 +250,12 @@ func (lp *loop) predict(latents []float32, t float64, step int) ([]float32, erro
 	x := b.FromFloat32(lp.dt, tensor.Shape{rows, shape[1], shape[2], shape[3]}, scaled)
 	defer x.Free()
 	uin := unet.Input{Sample: x, Timesteps: []float32{float32(t)}, EncoderHiddenStates: lp.ctxT, TextEmbeds: lp.pooledT, TimeIDs: lp.timeIDs}
+	if lp.st.inp != nil && lp.st.inp.nine {
+		// The 9-channel inpainting UNet also sees the masks.
+		in, ch := lp.st.inp.modelInput(scaled, rows)
+		uin.Sample = b.FromFloat32(lp.dt, tensor.Shape{rows, ch, shape[2], shape[3]}, in)
+		defer uin.Sample.Free()
+	}
 	ctrl, err := lp.control.residuals(b, nnRec, controlStep{i: step, t: float32(t), x: x, context: lp.ctxT, pooled: lp.pooledT, timeIDs: lp.timeIDs})
 	if err != nil {
 		return nil, err

@@ -17,6 +17,9 @@ func (p *Pipeline) warnings(pl *plan) []Warning {
 	if r.NegativePrompt == nil && r.NegativePrompt2 != nil && p.Base != nil && p.Base.Text.ForceZerosForEmptyPrompt && r.Guidance > 1 {
 		out = append(out, Warning{Field: "NegativePrompt2", Message: "a second negative prompt without a negative prompt is ignored by the base, as in diffusers (no negative prompt means zeros there); give an empty negative prompt to use it"})
 	}
+	if r.inpainting() && p.Base != nil && p.Refiner != nil {
+		out = append(out, Warning{Field: maskField(r), Message: "inpainting runs the base alone: the refiner is not used"})
+	}
 	if (r.AestheticScore != nil || r.NegativeAestheticScore != nil) && !p.usesAesthetics(pl) {
 		out = append(out, Warning{Field: "AestheticScore", Message: "aesthetic scores only condition a refiner (requires_aesthetics_score); this run ignores them"})
 	}

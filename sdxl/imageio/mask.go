@@ -98,8 +98,8 @@ func LoadMask(path string, w, h int) (*Mask, error) {
 
 // Latent is the mask at latent resolution, F.interpolate(mask,
 // size=(H/f, W/f)) in torch's "nearest" mode: for the exact factor f,
-// latent (i, j) takes pixel (f*i, f*j). A mask that repaints pixels but no
-// latent is an error wrapping ErrEmptyMask (inpainting would change
+// latent (i, j) takes pixel (f*i, f*j). A mask without any latent to
+// repaint is an error wrapping ErrEmptyMask (inpainting would change
 // nothing).
 func (m *Mask) Latent(f int) (*Mask, error) {
 	if f <= 0 || m.W%f != 0 || m.H%f != 0 {
@@ -116,7 +116,12 @@ func (m *Mask) Latent(f int) (*Mask, error) {
 		}
 	}
 	if !some {
-		return nil, fmt.Errorf("the mask repaints pixels but none on the latent grid (every %dth row and column, from 0): %w", f, ErrEmptyMask)
+		for _, v := range m.Pix {
+			if v != 0 {
+				return nil, fmt.Errorf("the mask repaints pixels but none on the latent grid (every %dth row and column, from 0): %w", f, ErrEmptyMask)
+			}
+		}
+		return nil, fmt.Errorf("the mask is all 0 (black): %w", ErrEmptyMask)
 	}
 	return out, nil
 }

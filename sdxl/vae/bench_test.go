@@ -47,8 +47,9 @@ func BenchmarkDecodeTiled4096(bm *testing.B) {
 	z := b.FromFloat32(tensor.F32, tensor.Shape{1, 4, h, w}, d)
 	bm.ResetTimer()
 	for range bm.N {
-		img, err := v.DecodeTiled(context.Background(), b, z, Tiling{Progress: func(done, total int) {
+		img, err := v.DecodeTiled(context.Background(), b, z, Tiling{Progress: func(done, total int) error {
 			bm.Logf("tile %d/%d, maxrss %d MB", done, total, maxRSS()>>20)
+			return nil
 		}})
 		if err != nil {
 			bm.Fatal(err)

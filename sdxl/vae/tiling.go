@@ -22,8 +22,8 @@ type Tiling struct {
 	// multiple of the scale factor and at least twice it.
 	TileSize int
 	// Progress, when set, is called after each tile with the tiles done and
-	// the total of this decode or encode.
-	Progress func(done, total int)
+	// the total of this decode or encode; an error stops the pass.
+	Progress func(done, total int) error
 }
 
 // TileSizes returns the pixel and latent tile edges t resolves to for v.
@@ -41,6 +41,20 @@ func (v *VAE) TileSizes(t Tiling) (sample, latent int, err error) {
 		return 0, 0, fmt.Errorf("vae tile size %d: must be a multiple of %d and at least %d pixels", sample, f, 2*f)
 	}
 	return sample, sample / f, nil
+}
+
+// DecodeTiles is the number of tiles DecodeTiled cuts latents of h x w
+// into (1: decoded whole), or 0 for an invalid tile size.
+func (v *VAE) DecodeTiles(h, w int, t Tiling) int {
+	_, latent, err := v.TileSizes(t)
+	if err != nil {
+		return 0
+	}
+	if h <= latent && w <= latent {
+		return 1
+	}
+	g := tileGrid{step: int(float64(latent) * (1 - TileOverlap))}
+	return g.count(h) * g.count(w)
 }
 
 // DecodeTiled is Decode with tiling: z [B, latent, h, w] is cut into
@@ -153,7 +167,7 @@ func (g tileGrid) count(size int) int {
 // bottom, each left to right). Only the previous row of tiles is kept,
 // blended but not cropped, which is all the in-place blending of later
 // tiles reads.
-func (g tileGrid) run(ctx context.Context, b tensor.Backend, x *tensor.Tensor, outC int, progress func(int, int), f func(*tensor.Tensor) (*tensor.Tensor, error)) (*tensor.Tensor, error) {
+func (g tileGrid) run(ctx context.Context, b tensor.Backend, x *tensor.Tensor, outC int, progress func(int, int) error, f func(*tensor.Tensor) (*tensor.Tensor, error)) (*tensor.Tensor, error) {
 	N, H, W := x.Dim(0), x.Dim(2), x.Dim(3)
 	rows, cols := g.count(H), g.count(W)
 	out := make([]float32, N*outC*g.outH*g.outW)
@@ -185,7 +199,9 @@ func (g tileGrid) run(ctx context.Context, b tensor.Backend, x *tensor.Tensor, o
 			ox += cw
 			rowH = ch
 			if progress != nil {
-				progress(i*cols+j+1, rows*cols)
+				if err := progress(i*cols+j+1, rows*cols); err != nil {
+					return nil, err
+				}
 			}
 		}
 		if ox < g.outW {

@@ -48,18 +48,19 @@ func TestGoldenTiledDecode(t *testing.T) {
 			zd, zs := g.Get("in.z")
 			z := b.FromFloat32(tensor.F32, zs, zd)
 			var calls, total int
-			img, err := v.DecodeTiled(context.Background(), b, z, Tiling{TileSize: c.tile, Progress: func(done, n int) {
+			img, err := v.DecodeTiled(context.Background(), b, z, Tiling{TileSize: c.tile, Progress: func(done, n int) error {
 				calls++
 				if done != calls {
 					t.Errorf("progress %d after %d tiles", done, calls)
 				}
 				total = n
+				return nil
 			}})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if calls != c.tiles || total != c.tiles {
-				t.Errorf("%d progress calls, total %d, want %d tiles", calls, total, c.tiles)
+			if calls != c.tiles || total != c.tiles || v.DecodeTiles(zs[2], zs[3], Tiling{TileSize: c.tile}) != c.tiles {
+				t.Errorf("%d progress calls, total %d, DecodeTiles %d, want %d tiles", calls, total, v.DecodeTiles(zs[2], zs[3], Tiling{TileSize: c.tile}), c.tiles)
 			}
 			want, ws := g.Get("out.tiled")
 			h, w := 8*zs[2], 8*zs[3]
@@ -79,7 +80,7 @@ func TestTiledDecodeSmallLatents(t *testing.T) {
 	g := golden.Open(t, "vae_tiling/vae_tiled_astro_8x8_t4.safetensors")
 	zd, zs := g.Get("in.z")
 	z := b.FromFloat32(tensor.F32, zs, zd)
-	img, err := v.DecodeTiled(context.Background(), b, z, Tiling{TileSize: 64, Progress: func(int, int) { t.Error("tiled") }})
+	img, err := v.DecodeTiled(context.Background(), b, z, Tiling{TileSize: 64, Progress: func(int, int) error { t.Error("tiled"); return nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,11 +196,21 @@ func TestTilingErrors(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := 0
-	_, err := v.DecodeTiled(ctx, b, z, Tiling{TileSize: 32, Progress: func(int, int) {
+	_, err := v.DecodeTiled(ctx, b, z, Tiling{TileSize: 32, Progress: func(int, int) error {
 		n++
 		cancel()
+		return nil
 	}})
 	if !errors.Is(err, context.Canceled) || n != 1 {
 		t.Errorf("after cancel: err = %v after %d tiles", err, n)
+	}
+	stop := errors.New("stop")
+	n = 0
+	_, err = v.DecodeTiled(context.Background(), b, z, Tiling{TileSize: 32, Progress: func(int, int) error {
+		n++
+		return stop
+	}})
+	if !errors.Is(err, stop) || n != 1 {
+		t.Errorf("progress error: err = %v after %d tiles", err, n)
 	}
 }
