@@ -3,7 +3,6 @@ package vae
 import (
 	"context"
 	"testing"
-	"unsafe"
 
 	"github.com/sdxl-go/sdxl/backend/cpu"
 	"github.com/sdxl-go/sdxl/tensor"
@@ -14,36 +13,34 @@ import (
 type trackBackend struct {
 	*cpu.Backend
 	live, peak int64
-	held       map[*float32]int64
+	// held maps the storage of each live tensor (a pointer, shared by
+	// reshaped views) to its bytes.
+	held map[any]int64
 }
 
 func newTrack() *trackBackend {
-	return &trackBackend{Backend: cpu.New(), held: map[*float32]int64{}}
+	return &trackBackend{Backend: cpu.New(), held: map[any]int64{}}
 }
 
 func (t *trackBackend) wrap(x *tensor.Tensor) *tensor.Tensor {
-	s := x.Storage.([]float32)
-	if len(s) > 0 {
-		n := int64(4 * len(s))
-		t.held[unsafe.SliceData(s)] = n
+	if n := int64(x.Numel() * x.DType().Size()); n > 0 {
+		t.held[x.Storage] = n
 		t.live += n
 		t.peak = max(t.peak, t.live)
 	}
-	return tensor.New(t, x.Shape(), x.DType(), s)
+	return tensor.New(t, x.Shape(), x.DType(), x.Storage)
 }
 
 // reset starts a measurement: live tensors so far are forgotten.
 func (t *trackBackend) reset() {
 	t.live, t.peak = 0, 0
-	t.held = map[*float32]int64{}
+	t.held = map[any]int64{}
 }
 
 func (t *trackBackend) Free(x *tensor.Tensor) {
-	if s, ok := x.Storage.([]float32); ok && len(s) > 0 {
-		if n, ok := t.held[unsafe.SliceData(s)]; ok {
-			t.live -= n
-			delete(t.held, unsafe.SliceData(s))
-		}
+	if n, ok := t.held[x.Storage]; ok {
+		t.live -= n
+		delete(t.held, x.Storage)
 	}
 }
 
