@@ -204,6 +204,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.Var(&o.dump, "dump", "record UNet activations of modules matching these patterns (e.g. 'down_blocks.1.**.attn2'; repeatable)")
 	fs.StringVar(&o.dumpTo, "dump-to", "", "safetensors file for --dump activations and per-step latents")
 	fs.StringVar(&o.verifyWatermark, "verify-watermark", "", "decode the invisible watermark of a PNG and report it, then exit")
+	addFromPNGFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: sdxl-run [flags]            generate an image\n       sdxl-run tokenize [--model PATH] TEXT\n       sdxl-run bench --random-weights [--device cuda] [--size 1024] [--steps 30]\n\nflags:")
 		fs.PrintDefaults()

@@ -111,6 +111,10 @@ type generation struct {
 func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	g := &generation{stdout: stdout, stderr: stderr}
 	g.fs = newFlagSet(&g.o, stderr)
+	args, err := applyFromPNG(g.fs, args, stderr)
+	if err != nil {
+		return err
+	}
 	if err := parseFlags(g.fs, args, stderr); err != nil {
 		return err
 	}
@@ -183,7 +187,7 @@ func (g *generation) run(ctx context.Context, req sdxl.Request) error {
 	}
 	defer dev.close()
 	prog.doneLoading()
-	hashes := hashFiles(modelFiles(eng))
+	hashes := hashFiles(ctx, eng)
 	warnings, err := eng.Check(req)
 	if err != nil {
 		return cliError(err)

@@ -196,7 +196,7 @@ func TestCLIFirstRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	params, ok := imageio.Lookup(chunks, imageio.ParametersKey)
-	if !ok || !strings.HasPrefix(params, "a photo of an astronaut riding a horse on mars\nSteps: 3, Sampler: Euler, CFG scale: 5, Seed: ") {
+	if !ok || !strings.HasPrefix(params, "a photo of an astronaut riding a horse on mars\nNegative prompt: \nSteps: 3, Sampler: Euler, Schedule type: Automatic, CFG scale: 5, Seed: ") {
 		t.Errorf("parameters chunk: %q", params)
 	}
 	runJSON, ok := imageio.Lookup(chunks, "sdxl-run")

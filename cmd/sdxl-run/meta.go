@@ -1,18 +1,20 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
+	"context"
 	"flag"
-	"io"
 	"os"
+	"path/filepath"
 	"runtime"
-	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sdxl-go/sdxl/sdxl"
+	"github.com/sdxl-go/sdxl/sdxl/bundled"
+	"github.com/sdxl-go/sdxl/sdxl/hashes"
 	"github.com/sdxl-go/sdxl/sdxl/imageio"
+	"github.com/sdxl-go/sdxl/sdxl/infotext"
 )
 
 // fileHash is one model file's identity for the run record.
@@ -23,38 +25,60 @@ type fileHash struct {
 	Error  string `json:"error,omitempty"`
 }
 
-// pendingHashes hashes model files in the background while the image is
-// generated, so a run can be repeated and verified from the PNG alone
-// without adding the hashing time (seconds for real SDXL files) to it.
-type pendingHashes chan []fileHash
+// modelRef names one loaded model the way the parameters chunk does.
+type modelRef struct {
+	Role string `json:"role"` // "base" or "refiner"
+	Path string `json:"path"`
+	// Name is A1111's name_for_extra: the file name without extension, or
+	// the folder's name.
+	Name string `json:"name"`
+	// Hash is A1111's short model hash, the first 10 hex digits of the
+	// SHA-256 of HashOf: the checkpoint file, or for a diffusers folder
+	// (which has no single checkpoint) its UNet weights file.
+	Hash   string `json:"hash,omitempty"`
+	HashOf string `json:"hash_of,omitempty"`
+}
 
-func hashFiles(paths []string) pendingHashes {
+// runHashes are the model files' hashes and the models they identify.
+type runHashes struct {
+	files  []fileHash
+	models []modelRef
+}
+
+// pendingHashes hashes model files in the background while the image is
+// generated. Hashes come from the cache (package hashes) after the first
+// run on a file, so a 6.9 GB checkpoint is read once, not on every run.
+type pendingHashes chan runHashes
+
+func hashFiles(ctx context.Context, e *sdxl.Engine) pendingHashes {
+	files, models := modelFiles(e), modelRefs(e)
 	ch := make(pendingHashes, 1)
 	go func() {
-		out := make([]fileHash, len(paths))
-		for i, p := range paths {
-			out[i] = fileHash{Path: p}
-			f, err := os.Open(p)
-			if err != nil {
+		cache := hashes.Default()
+		out := make([]fileHash, len(files))
+		sums := map[string]string{}
+		for i, path := range files {
+			out[i] = fileHash{Path: path}
+			if st, err := os.Stat(path); err == nil {
+				out[i].Size = st.Size()
+			}
+			// A cache that cannot be written still returns the digest.
+			sum, err := cache.SHA256(ctx, path)
+			if sum == "" {
 				out[i].Error = err.Error()
 				continue
 			}
-			h := sha256.New()
-			n, err := io.Copy(h, f)
-			f.Close()
-			out[i].Size = n
-			if err != nil {
-				out[i].Error = err.Error()
-				continue
-			}
-			out[i].SHA256 = hex.EncodeToString(h.Sum(nil))
+			out[i].SHA256, sums[path] = sum, sum
 		}
-		ch <- out
+		for i := range models {
+			models[i].Hash = hashes.ModelHash(sums[models[i].HashOf])
+		}
+		ch <- runHashes{out, models}
 	}()
 	return ch
 }
 
-func (p pendingHashes) wait() []fileHash { return <-p }
+func (p pendingHashes) wait() runHashes { return <-p }
 
 func modelFiles(e *sdxl.Engine) []string {
 	var files []string
@@ -66,13 +90,42 @@ func modelFiles(e *sdxl.Engine) []string {
 	return files
 }
 
-// a1111Samplers names our schedulers the way AUTOMATIC1111's UI does, so
-// that tools reading the parameters chunk recognise them.
-var a1111Samplers = map[string]string{
-	"euler": "Euler", "euler_a": "Euler a", "heun": "Heun", "ddim": "DDIM", "ddpm": "DDPM",
-	"pndm": "PLMS", "lms": "LMS", "dpmpp_2m": "DPM++ 2M", "dpmpp_2m_karras": "DPM++ 2M",
-	"dpmpp_2m_sde": "DPM++ 2M SDE", "dpmpp_2m_sde_karras": "DPM++ 2M SDE", "dpm_single": "DPM++ 2S",
-	"kdpm2": "DPM2", "kdpm2_a": "DPM2 a", "deis": "DEIS", "unipc": "UniPC", "edm_euler": "Euler EDM",
+func modelRefs(e *sdxl.Engine) []modelRef {
+	var refs []modelRef
+	for _, r := range []struct {
+		role string
+		m    *sdxl.Model
+	}{{"base", e.Base()}, {"refiner", e.Refiner()}} {
+		if r.m != nil {
+			refs = append(refs, modelRef{Role: r.role, Path: r.m.Path, Name: modelName(r.m.Path), HashOf: modelHashFile(r.m)})
+		}
+	}
+	return refs
+}
+
+// modelName is A1111's CheckpointInfo.name_for_extra: the base name without
+// extension; a folder keeps its whole name.
+func modelName(path string) string {
+	base := filepath.Base(path)
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return base
+	}
+	return strings.TrimSuffix(base, filepath.Ext(base))
+}
+
+// modelHashFile is the file whose SHA-256 makes the model hash: the
+// checkpoint itself, or a diffusers folder's (first) UNet weights file.
+func modelHashFile(m *sdxl.Model) string {
+	if st, err := os.Stat(m.Path); err == nil && !st.IsDir() {
+		return m.Path
+	}
+	unet := filepath.Join(m.Path, "unet")
+	for _, f := range m.Files {
+		if filepath.Dir(f) == unet {
+			return f
+		}
+	}
+	return ""
 }
 
 type runRecord struct {
@@ -86,21 +139,23 @@ type runRecord struct {
 	Seed      uint64            `json:"seed"`
 	Scheduler string            `json:"scheduler_class"`
 	Timesteps []float64         `json:"timesteps"`
+	Models    []modelRef        `json:"models"`
 	Files     []fileHash        `json:"model_files"`
 	Seconds   float64           `json:"seconds"`
 	Image     int               `json:"image_index,omitempty"`
 }
 
 type metadata struct {
-	gen imageio.Generation
-	rec runRecord
+	params infotext.Params
+	rec    runRecord
 	// batch is --num-images: with several images each PNG's parameters
-	// carry AUTOMATIC1111's "Batch size" and "Batch pos" (every image of
-	// a batch has the same seed; its position selects its noise slice).
+	// carry "Batch size" and "Batch pos" (the names of A1111 before 1.6;
+	// every image of our batch has the same seed, its position selects its
+	// noise slice).
 	batch int
 }
 
-func runMetadata(o *options, fs *flag.FlagSet, set map[string]bool, seed uint64, res *sdxl.Result, files []fileHash, elapsed time.Duration, dev *device) *metadata {
+func runMetadata(o *options, fs *flag.FlagSet, set map[string]bool, seed uint64, res *sdxl.Result, h runHashes, elapsed time.Duration, dev *device) *metadata {
 	flags := map[string]string{}
 	fs.VisitAll(func(f *flag.Flag) {
 		if set[f.Name] || f.Name == "steps" || f.Name == "guidance" || f.Name == "scheduler" || f.Name == "rng" {
@@ -108,47 +163,65 @@ func runMetadata(o *options, fs *flag.FlagSet, set map[string]bool, seed uint64,
 		}
 	})
 	flags["seed"] = strconv.FormatUint(seed, 10)
-	sampler := a1111Samplers[o.scheduler]
-	if sampler == "" {
-		sampler = o.scheduler
+	if o.model == "" && len(h.models) > 0 && h.models[0].Role == "base" {
+		h.models[0].Name = bundled.Name
 	}
-	schedule := ""
-	if o.karras || o.scheduler == "dpmpp_2m_karras" || o.scheduler == "dpmpp_2m_sde_karras" {
-		schedule = "Karras"
-	}
-	model := o.model
-	if model == "" {
-		model = "bundled sdxl-small-base (random weights)"
-	}
-	g := imageio.Generation{
-		Prompt: o.prompt, NegativePrompt: o.negative.v, Steps: o.steps, Sampler: sampler, ScheduleType: schedule,
-		CFGScale: o.guidance, Seed: seed, Width: res.ImageShape[3], Height: res.ImageShape[2], Model: model,
-	}
-	var extra []imageio.Field
-	if o.image != "" {
-		extra = append(extra, imageio.Field{Key: "Denoising strength", Value: imageio.FormatFloat(o.strength)})
-	}
-	if o.refiner != "" {
-		extra = append(extra, imageio.Field{Key: "Refiner", Value: o.refiner}, imageio.Field{Key: "Refiner switch at", Value: imageio.FormatFloat(o.highNoiseFrac)})
-	}
-	if o.guidanceRescale != 0 {
-		extra = append(extra, imageio.Field{Key: "CFG rescale", Value: imageio.FormatFloat(o.guidanceRescale)})
-	}
-	if o.prompt2 != "" {
-		extra = append(extra, imageio.Field{Key: "Prompt 2", Value: o.prompt2})
-	}
-	extra = append(extra, imageio.Field{Key: "Version", Value: "sdxl-run " + version()})
-	g.Extra = extra
-	keys := make([]string, 0, len(flags))
-	for k := range flags {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return &metadata{batch: o.numImages, gen: g, rec: runRecord{
+	return &metadata{batch: o.numImages, params: o.infotext(seed, res, h.models), rec: runRecord{
 		Tool: "sdxl-run", Version: version(), Go: runtime.Version(), Date: time.Now().UTC().Format(time.RFC3339),
 		Device: dev.name, DType: dev.dtype.String(), Flags: flags, Seed: seed, Scheduler: res.Scheduler,
-		Timesteps: res.Timesteps, Files: files, Seconds: elapsed.Seconds(),
+		Timesteps: res.Timesteps, Models: h.models, Files: h.files, Seconds: elapsed.Seconds(),
 	}}
+}
+
+// infotext describes the run in AUTOMATIC1111's terms.
+func (o *options) infotext(seed uint64, res *sdxl.Result, models []modelRef) infotext.Params {
+	sampler, schedule, err := infotext.Sampler(o.scheduler, o.karras)
+	if err != nil {
+		sampler, schedule = o.scheduler, ""
+	}
+	p := infotext.Params{
+		Prompt: o.prompt, NegativePrompt: o.negative.v, Steps: o.steps, Sampler: sampler, ScheduleType: schedule,
+		CFGScale: o.guidance, Seed: seed, Width: res.ImageShape[3], Height: res.ImageShape[2],
+		ClipSkip: infotext.ClipSkipFor(o.clipSkip), Version: "sdxl-run " + version(),
+	}
+	if o.rng == "cpu" {
+		// A1111's default noise source, "GPU", is torch's CUDA stream:
+		// --rng cuda.
+		p.RNG = "CPU"
+	}
+	if o.image != "" {
+		p.DenoisingStrength = o.strength
+	}
+	for _, m := range models {
+		if m.Role == "refiner" && len(models) > 1 {
+			// A1111's refiner short_title, "name [shorthash]".
+			p.Refiner, p.RefinerSwitchAt = m.Name, o.highNoiseFrac
+			if m.Hash != "" {
+				p.Refiner += " [" + m.Hash + "]"
+			}
+			continue
+		}
+		p.Model, p.ModelHash = m.Name, m.Hash
+	}
+	for _, e := range []struct{ key, value string }{
+		{"Prompt 2", o.prompt2}, {"Negative prompt 2", o.negative2.v},
+		{"CFG rescale", formatNonZero(o.guidanceRescale)}, {"Denoising end", formatNonZero(o.denoisingEnd)},
+	} {
+		if e.value != "" {
+			p.Extra = append(p.Extra, infotext.Field{Key: e.key, Value: e.value})
+		}
+	}
+	if o.weighting != "none" {
+		p.Extra = append(p.Extra, infotext.Field{Key: "Prompt weighting", Value: o.weighting})
+	}
+	return p
+}
+
+func formatNonZero(v float64) string {
+	if v == 0 {
+		return ""
+	}
+	return infotext.FormatFloat(v)
 }
 
 // chunks returns the PNG text chunks of image i.
@@ -159,12 +232,12 @@ func (m *metadata) chunks(i int) ([]imageio.TextChunk, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := m.gen
+	p := m.params
 	if m.batch > 1 {
-		g.Extra = append([]imageio.Field{
+		p.Extra = append([]infotext.Field{
 			{Key: "Batch size", Value: strconv.Itoa(m.batch)},
 			{Key: "Batch pos", Value: strconv.Itoa(i)},
-		}, g.Extra...)
+		}, p.Extra...)
 	}
-	return []imageio.TextChunk{{Key: imageio.ParametersKey, Value: g.Parameters().String()}, run}, nil
+	return []imageio.TextChunk{{Key: imageio.ParametersKey, Value: infotext.Format(p)}, run}, nil
 }

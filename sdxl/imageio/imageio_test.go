@@ -173,19 +173,15 @@ func rawChunks(t *testing.T, b []byte) []string {
 }
 
 func TestPNGChunksRoundTrip(t *testing.T) {
-	gen := Generation{
-		Prompt:         "an astronaut riding a horse, on mars: 4k",
-		NegativePrompt: "blurry",
-		Steps:          30, Sampler: "Euler", ScheduleType: "Karras", CFGScale: 5, Seed: 42,
-		Width: 1024, Height: 1024, Model: "sd_xl_base_1.0",
-	}
+	params := TextChunk{ParametersKey, "an astronaut riding a horse, on mars: 4k\nNegative prompt: blurry\n" +
+		"Steps: 30, Sampler: Euler, Schedule type: Karras, CFG scale: 5, Seed: 42, Size: 1024x1024, Model: sd_xl_base_1.0"}
 	utf := TextChunk{"comment", "宇宙飛行士 🚀 über Mars"}
 	latin := TextChunk{"Title", "café crème"}
 	run, err := RunChunk(map[string]any{"prompt": "宇宙 <b>&", "seed": 42, "steps": 30})
 	if err != nil {
 		t.Fatal(err)
 	}
-	chunks := []TextChunk{gen.Parameters().Chunk(), run, utf, latin}
+	chunks := []TextChunk{params, run, utf, latin}
 	img := testImage(5, 3)
 	var buf bytes.Buffer
 	if err := EncodePNG(&buf, img, chunks); err != nil {
@@ -227,17 +223,10 @@ func TestPNGChunksRoundTrip(t *testing.T) {
 			}
 		}
 	}
-	p, err := ParseParameters(got[0].Value)
-	if err != nil {
-		t.Fatal(err)
+	m, err := ReadMetadata(bytes.NewReader(buf.Bytes()))
+	if err != nil || m.Parameters != params.Value || m.Run != run.Value || len(m.Chunks) != 4 {
+		t.Errorf("ReadMetadata = %+v, %v", m, err)
 	}
-	if p.Prompt != gen.Prompt || p.NegativePrompt != gen.NegativePrompt {
-		t.Errorf("parsed prompt %q / %q", p.Prompt, p.NegativePrompt)
-	}
-	if v, _ := p.Get("Seed"); v != "42" {
-		t.Errorf("parsed Seed %q", v)
-	}
-	t.Logf("parameters chunk:\n%s", got[0].Value)
 }
 
 // TestReadCompressedChunks covers zTXt and compressed iTXt, which other tools
@@ -280,7 +269,7 @@ func TestReadCompressedChunks(t *testing.T) {
 func TestChunkErrors(t *testing.T) {
 	for _, c := range []TextChunk{
 		{"", "x"}, {strings.Repeat("k", 80), "x"}, {" lead", "x"}, {"two  spaces", "x"},
-		{"tab\tkey", "x"}, {"ok", "nul\x00inside"}, {"ok", "bad utf8 \xff"},
+		{"tab\tkey", "x"}, {"ok", "nul\x00inside"}, {"ok", "bad utf8 \xff"}, {"prompt", "{}"}, {"workflow", "{}"},
 	} {
 		if err := EncodePNG(&bytes.Buffer{}, testImage(1, 1), []TextChunk{c}); err == nil {
 			t.Errorf("chunk %q accepted", c)
@@ -331,48 +320,6 @@ func TestWritePNGAtomic(t *testing.T) {
 			names = append(names, e.Name())
 		}
 		t.Errorf("directory holds %v, want only out.png", names)
-	}
-}
-
-func TestParametersFormat(t *testing.T) {
-	g := Generation{
-		Prompt: "a photo of an astronaut", Steps: 30, Sampler: "Euler", ScheduleType: "Karras",
-		CFGScale: 5, Seed: 42, Width: 1024, Height: 1024, Model: "sd_xl_base_1.0",
-	}
-	want := "a photo of an astronaut\nSteps: 30, Sampler: Euler, Schedule type: Karras, CFG scale: 5, Seed: 42, Size: 1024x1024, Model: sd_xl_base_1.0"
-	if got := g.Parameters().String(); got != want {
-		t.Errorf("got\n%s\nwant\n%s", got, want)
-	}
-	g.NegativePrompt = "blurry, ugly"
-	g.CFGScale = 7.5
-	g.Model = `C:\models\sdxl, v1.safetensors`
-	g.Extra = []Field{{"Denoising strength", "0.3"}, {"Note", "line1\nline2 \"q\"\t\x01é"}}
-	want = "a photo of an astronaut\nNegative prompt: blurry, ugly\n" +
-		`Steps: 30, Sampler: Euler, Schedule type: Karras, CFG scale: 7.5, Seed: 42, Size: 1024x1024, Model: "C:\\models\\sdxl, v1.safetensors", Denoising strength: 0.3, Note: "line1\nline2 \"q\"\t\u0001é"`
-	got := g.Parameters().String()
-	if got != want {
-		t.Errorf("got\n%s\nwant\n%s", got, want)
-	}
-	p, err := ParseParameters(got)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.Prompt != g.Prompt || p.NegativePrompt != g.NegativePrompt {
-		t.Errorf("parsed prompts %q, %q", p.Prompt, p.NegativePrompt)
-	}
-	if v, _ := p.Get("Model"); v != g.Model {
-		t.Errorf("parsed Model %q", v)
-	}
-	if v, _ := p.Get("Note"); v != g.Extra[1].Value {
-		t.Errorf("parsed Note %q", v)
-	}
-	if len(p.Fields) != 9 {
-		t.Errorf("parsed %d fields: %q", len(p.Fields), p.Fields)
-	}
-	// Multi-line prompt, surrounding whitespace stripped as Python's strip().
-	g2 := Generation{Prompt: "\x1f line one\nline two", Steps: 1, Sampler: "Euler", Seed: 1}
-	if s := g2.Parameters().String(); !strings.HasPrefix(s, "line one\nline two\nSteps: 1, Sampler: Euler, CFG scale: 0, Seed: 1") {
-		t.Errorf("got %q", s)
 	}
 }
 

@@ -57,6 +57,10 @@ func checkKeyword(k string) error {
 	if k[0] == ' ' || k[len(k)-1] == ' ' || strings.Contains(k, "  ") {
 		return fmt.Errorf("png text keyword %q has leading, trailing or double spaces", k)
 	}
+	if k == "prompt" || k == "workflow" {
+		// ComfyUI loads these as node graphs when an image is dropped on it.
+		return fmt.Errorf("png text keyword %q is ComfyUI's graph chunk; use another name", k)
+	}
 	return nil
 }
 
@@ -243,6 +247,38 @@ func ReadPNGText(path string) ([]TextChunk, error) {
 		return nil, fmt.Errorf("%s: %v", path, err)
 	}
 	return c, nil
+}
+
+// Metadata is what a PNG's text chunks say about how it was made.
+type Metadata struct {
+	// Run is the RunKey chunk: sdxl-run's JSON record of the run, "" when
+	// absent.
+	Run string
+	// Parameters is the ParametersKey chunk: AUTOMATIC1111's infotext as
+	// A1111, Forge, sd.cpp and sdxl-run write it (see package infotext), ""
+	// when absent.
+	Parameters string
+	// Chunks are all text chunks (tEXt, zTXt, iTXt) in file order.
+	Chunks []TextChunk
+}
+
+// ReadMetadata reads the text chunks of a PNG stream (see ReadTextChunks).
+func ReadMetadata(r io.Reader) (Metadata, error) {
+	c, err := ReadTextChunks(r)
+	return metadataOf(c), err
+}
+
+// ReadPNGMetadata opens a PNG file and reads its metadata.
+func ReadPNGMetadata(path string) (Metadata, error) {
+	c, err := ReadPNGText(path)
+	return metadataOf(c), err
+}
+
+func metadataOf(c []TextChunk) Metadata {
+	m := Metadata{Chunks: c}
+	m.Run, _ = Lookup(c, RunKey)
+	m.Parameters, _ = Lookup(c, ParametersKey)
+	return m
 }
 
 // Lookup returns the value of the first chunk with key.
