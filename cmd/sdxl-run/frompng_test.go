@@ -218,3 +218,36 @@ func TestScanArgs(t *testing.T) {
 		}
 	}
 }
+
+// TestEnsembleParameters: a single-file base's Model hash is the file's,
+// a refiner folder's is its UNet file's, written as A1111's short title;
+// the parameters alone repeat the ensemble once the files are given.
+func TestEnsembleParameters(t *testing.T) {
+	dir := t.TempDir()
+	base := golden.Path(t, "small/models/sdxl-small-base.safetensors")
+	cfg := golden.Path(t, "small/models/sdxl-small-base")
+	ref := golden.Path(t, "small/models/sdxl-small-refiner")
+	first := filepath.Join(dir, "out.png")
+	files := []string{"--model", base, "--config", cfg, "--refiner", ref}
+	code, _, stderr := runCLI(t, append(append(testDevice(), files...), "--prompt", "a lion", "--seed", "4", "--steps", "4",
+		"--high-noise-frac", "0.75", "--quiet", "--out", first)...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	c := hashes.Open("")
+	baseSum, _ := c.SHA256(t.Context(), base)
+	refSum, _ := c.SHA256(t.Context(), filepath.Join(ref, "unet", "diffusion_pytorch_model.safetensors"))
+	a1111 := filepath.Join(dir, "a1111.png")
+	params := parametersOnly(t, first, a1111)
+	want := "Model hash: " + baseSum[:10] + ", Model: sdxl-small-base, RNG: CPU, Refiner: sdxl-small-refiner [" + refSum[:10] + "], Refiner switch at: 0.75, Version: "
+	if !strings.Contains(params, want) {
+		t.Errorf("parameters:\n%s\nwant %q", params, want)
+	}
+	again := filepath.Join(dir, "again.png")
+	if code, _, stderr := runCLI(t, append(append(testDevice(), files...), "--quiet", "--from-png", a1111, "--out", again)...); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !bytes.Equal(pngPixels(t, first), pngPixels(t, again)) {
+		t.Error("--from-png did not reproduce the ensemble")
+	}
+}
