@@ -41,15 +41,7 @@ func readLatentsFile(t *testing.T, path string) ([]float32, []int) {
 
 func pngPixels(t *testing.T, path string) []byte {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := decodePNG(t, path)
 	var out []byte
 	b := img.Bounds()
 	for y := b.Min.Y; y < b.Max.Y; y++ {

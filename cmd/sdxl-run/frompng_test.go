@@ -27,7 +27,15 @@ func parametersOnly(t *testing.T, src, dst string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(src)
+	if err := imageio.WritePNG(dst, decodePNG(t, src), []imageio.TextChunk{{Key: imageio.ParametersKey, Value: m.Parameters}}, false); err != nil {
+		t.Fatal(err)
+	}
+	return m.Parameters
+}
+
+func decodePNG(t *testing.T, path string) image.Image {
+	t.Helper()
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,10 +44,7 @@ func parametersOnly(t *testing.T, src, dst string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := imageio.WritePNG(dst, img, []imageio.TextChunk{{Key: imageio.ParametersKey, Value: m.Parameters}}, false); err != nil {
-		t.Fatal(err)
-	}
-	return m.Parameters
+	return img
 }
 
 func readParams(t *testing.T, path string) string {
