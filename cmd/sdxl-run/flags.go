@@ -27,8 +27,10 @@ type options struct {
 	seed                           optUint
 	rng                            string
 	highNoiseFrac, denoisingEnd    float64
-	image                          string
+	image, mask                    string
 	strength                       float64
+	vaeTiling                      bool
+	vaeTileSize                    int
 	aesthetic, negAesthetic        optFloat
 	originalSize, targetSize       optSize
 	negOriginalSize, negTargetSize optSize
@@ -185,7 +187,10 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.Float64Var(&o.highNoiseFrac, "high-noise-frac", 0.8, "with --model and --refiner: fraction of the steps the base runs (denoising_end/denoising_start)")
 	fs.Float64Var(&o.denoisingEnd, "denoising-end", 0, "one-model runs: stop at this fraction of the denoising (diffusers' denoising_end); the partly denoised image is decoded as diffusers does, --save-latents keeps the latents")
 	fs.StringVar(&o.image, "image", "", "input image for img2img (PNG or JPEG)")
-	fs.Float64Var(&o.strength, "strength", 0.3, "img2img strength in (0, 1]")
+	fs.Float64Var(&o.strength, "strength", 0.3, "img2img strength in (0, 1] (with --mask: 0.9999, diffusers' inpainting default)")
+	fs.StringVar(&o.mask, "mask", "", "inpainting mask for --image (PNG or JPEG, white = repaint); the image and mask are resized to --width x --height (default: the model's size, as diffusers)")
+	fs.BoolVar(&o.vaeTiling, "vae-tiling", false, "decode (and encode --image) in overlapping tiles, diffusers' enable_tiling(): bounded memory for large images")
+	fs.IntVar(&o.vaeTileSize, "vae-tile-size", 0, "tile edge in pixels for --vae-tiling, a multiple of 8 (default: the VAE's sample_size, 1024 for SDXL)")
 	fs.Var(&o.aesthetic, "aesthetic-score", "refiner aesthetic score (default 6.0)")
 	fs.Var(&o.negAesthetic, "negative-aesthetic-score", "refiner negative aesthetic score (default 2.5)")
 	fs.Var(&o.originalSize, "original-size", "micro-conditioning original size WIDTHxHEIGHT (default: the output size)")
@@ -259,6 +264,7 @@ var fieldFlags = map[string]string{
 	"AestheticScore": "--aesthetic-score", "NegativeAestheticScore": "--negative-aesthetic-score",
 	"HighNoiseFrac": "--high-noise-frac", "DenoisingEnd": "--denoising-end", "InitImage": "--image",
 	"Image": "--image", "Strength": "--strength", "Watermark": "--no-watermark", "Dump": "--dump",
+	"MaskImage": "--mask", "Mask": "--mask", "VAETiling": "--vae-tiling", "VAETileSize": "--vae-tile-size",
 }
 
 // flagOf names a request field's flag.

@@ -281,6 +281,11 @@ func extraSettings(p infotext.Params) ([]setting, []string) {
 		switch {
 		case ourExtras[f.Key] != "":
 			out = append(out, setting{ourExtras[f.Key], f.Value})
+		case f.Key == "VAE tile size" && ours:
+			out = append(out, setting{"vae-tiling", "true"})
+			if f.Value != "default" {
+				out = append(out, setting{"vae-tile-size", f.Value})
+			}
 		case f.Key == "Batch size" && ours:
 			// Our batches share one seed; A1111's count seeds up.
 			out = append(out, setting{"num-images", f.Value})

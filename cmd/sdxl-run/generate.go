@@ -270,15 +270,20 @@ func (o *options) request(seed uint64) sdxl.Request {
 		NegativeOriginalSize: o.negOriginalSize.hw(), NegativeTargetSize: o.negTargetSize.hw(),
 		AestheticScore: o.aesthetic.ptr(), NegativeAestheticScore: o.negAesthetic.ptr(),
 		DenoisingEnd: o.denoisingEnd, Dump: o.dump, Watermark: !o.noWatermark, KeepStepLatents: o.dumpTo != "",
+		VAETiling: o.vaeTiling, VAETileSize: o.vaeTileSize,
 	}
 	// Flags whose defaults only mean something in some runs reach the
 	// request when the run uses them or the user typed them (then the
 	// engine says why they do not apply).
-	if (o.model != "" && o.refiner != "") || o.set["high-noise-frac"] {
+	if (o.model != "" && o.refiner != "" && o.mask == "") || o.set["high-noise-frac"] {
 		req.HighNoiseFrac = o.highNoiseFrac
 	}
-	if o.image != "" || o.set["strength"] {
-		req.Strength = o.strength
+	if (o.image != "" && o.mask == "") || o.set["strength"] {
+		req.Strength = o.strength // with a mask the engine's default is 0.9999
+	}
+	if o.mask != "" {
+		// Stands for the mask until readInputs reads it.
+		req.MaskImage = &imageio.RGB{}
 	}
 	if o.crop.set {
 		req.CropsTopLeft = [2]int{o.crop.a, o.crop.b}
@@ -302,6 +307,13 @@ func (o *options) readInputs(req *sdxl.Request) error {
 			return err
 		}
 		req.InitImage = img
+	}
+	if o.mask != "" {
+		m, err := imageio.Load(o.mask)
+		if err != nil {
+			return fmt.Errorf("--mask %v", err)
+		}
+		req.MaskImage = m
 	}
 	req.InitNoise = nil
 	if o.initNoise != "" {

@@ -191,6 +191,16 @@ func (o *options) infotext(seed uint64, res *sdxl.Result, models []modelRef) inf
 	}
 	if o.image != "" {
 		p.DenoisingStrength = o.strength
+		if o.mask != "" && !o.set["strength"] {
+			p.DenoisingStrength = sdxl.DefaultInpaintStrength
+		}
+	}
+	if o.vaeTiling {
+		size := "default"
+		if o.vaeTileSize != 0 {
+			size = strconv.Itoa(o.vaeTileSize)
+		}
+		p.Extra = append(p.Extra, infotext.Field{Key: "VAE tile size", Value: size})
 	}
 	for _, m := range models {
 		if m.Role == "refiner" && len(models) > 1 {
