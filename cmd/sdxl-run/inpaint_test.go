@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"image"
@@ -145,6 +146,20 @@ func TestCLIVAETiling(t *testing.T) {
 		t.Errorf("PNG differs from the tiled golden by up to %v levels (limit 1)", d)
 	}
 	t.Logf("PNG vs diffusers' tiled decode: max abs diff %v levels", d)
+
+	// The parameters record the tiling, so --from-png repeats it.
+	if p := readParams(t, out); !strings.Contains(p, "VAE tile size: 32") {
+		t.Errorf("parameters without the tile size: %s", p)
+	}
+	a1111, again := filepath.Join(dir, "a1111.png"), filepath.Join(dir, "again.png")
+	parametersOnly(t, out, a1111)
+	code, _, stderr = runCLI(t, append(testDevice(), "--quiet", "--model", golden.Path(t, "small/models/sdxl-small-base"), "--from-png", a1111, "--out", again)...)
+	if code != 0 {
+		t.Fatalf("--from-png: exit %d: %s", code, stderr)
+	}
+	if !bytes.Equal(pngPixels(t, out), pngPixels(t, again)) {
+		t.Error("--from-png did not repeat the tiled decode")
+	}
 }
 
 // TestCLIInpaintBadInput: mistakes about masks and tiling are one-line
