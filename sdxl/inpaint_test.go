@@ -2,10 +2,8 @@ package sdxl
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"math"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -17,42 +15,6 @@ import (
 	"github.com/sdxl-go/sdxl/tensor"
 )
 
-// inpaintScenario is one entry of golden/inpaint/index.json.
-type inpaintScenario struct {
-	Name      string  `json:"name"`
-	Model     string  `json:"model"` // base4 or inpaint9
-	Width     int     `json:"width"`
-	Height    int     `json:"height"`
-	Prompt    string  `json:"prompt"`
-	Negative  string  `json:"negative"`
-	Steps     int     `json:"steps"`
-	Guidance  float64 `json:"guidance"`
-	Scheduler string  `json:"scheduler"`
-	Seed      uint64  `json:"seed"`
-	Strength  float64 `json:"strength"`
-	Image     string  `json:"input_image_png"`
-	Mask      string  `json:"mask_png"`
-	File      string  `json:"file"`
-}
-
-func inpaintScenarios(t *testing.T) map[string]inpaintScenario {
-	t.Helper()
-	data, err := os.ReadFile(golden.Path(t, "inpaint/index.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var idx struct {
-		Scenarios map[string]inpaintScenario `json:"scenarios"`
-	}
-	if err := json.Unmarshal(data, &idx); err != nil {
-		t.Fatal(err)
-	}
-	if len(idx.Scenarios) != 4 {
-		t.Fatalf("inpaint/index.json lists %d scenarios, want 4", len(idx.Scenarios))
-	}
-	return idx.Scenarios
-}
-
 var inpaintModel struct {
 	once sync.Once
 	m    *Model
@@ -61,13 +23,13 @@ var inpaintModel struct {
 
 // modelFor loads the scenario's model: the small base (4-channel UNet) or
 // the small 9-channel inpainting model.
-func modelFor(t *testing.T, b tensor.Backend, sc inpaintScenario) *Model {
+func modelFor(t *testing.T, b tensor.Backend, sc golden.InpaintScenario) *Model {
 	t.Helper()
 	if sc.Model == "base4" {
 		m, _ := loadSmall(t, b, false)
 		return m
 	}
-	p := golden.Path(t, "inpaint/models/sdxl-small-inpaint")
+	p := golden.Path(t, golden.InpaintModels[sc.Model])
 	inpaintModel.once.Do(func() { inpaintModel.m, inpaintModel.err = LoadModel(b, p, LoadOptions{}) })
 	if inpaintModel.err != nil {
 		t.Fatal(inpaintModel.err)
@@ -78,13 +40,13 @@ func modelFor(t *testing.T, b tensor.Backend, sc inpaintScenario) *Model {
 // inpaintRequest builds the request of a scenario from its PNGs, given as
 // pictures (the engine processes them as diffusers' pipeline processes PIL
 // inputs).
-func inpaintRequest(t *testing.T, sc inpaintScenario) Request {
+func inpaintRequest(t *testing.T, sc golden.InpaintScenario) Request {
 	t.Helper()
-	img, err := imageio.Load(golden.Path(t, "inpaint/"+sc.Image))
+	img, err := imageio.Load(golden.Path(t, "inpaint/"+sc.ImagePNG))
 	if err != nil {
 		t.Fatal(err)
 	}
-	mask, err := imageio.Load(golden.Path(t, "inpaint/"+sc.Mask))
+	mask, err := imageio.Load(golden.Path(t, "inpaint/"+sc.MaskPNG))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +82,7 @@ func (r *valueGen) RandnHalf(n int) []float32 {
 // latents and the image against diffusers.
 func TestInpaintGoldens(t *testing.T) {
 	b := cpu.New()
-	for name, sc := range inpaintScenarios(t) {
+	for name, sc := range golden.InpaintScenarios(t) {
 		t.Run(name, func(t *testing.T) {
 			p := &Pipeline{Backend: b, Base: modelFor(t, b, sc)}
 			rec := &valueGen{}
@@ -191,7 +153,7 @@ func checkImageU8(t *testing.T, f *golden.File, res *Result, limit float64) {
 // latents, the initial noise and latents.
 func TestInpaintPreparation(t *testing.T) {
 	b := cpu.New()
-	for name, sc := range inpaintScenarios(t) {
+	for name, sc := range golden.InpaintScenarios(t) {
 		t.Run(name, func(t *testing.T) {
 			p := &Pipeline{Backend: b, Base: modelFor(t, b, sc)}
 			pl, err := p.plan(inpaintRequest(t, sc))
@@ -233,7 +195,7 @@ func TestInpaintPreparation(t *testing.T) {
 // 1 for the 9-channel model) and int(7 * 0.9999) = 6 of 7 steps run.
 func TestInpaintDefaults(t *testing.T) {
 	b := cpu.New()
-	sc := inpaintScenarios(t)["inp9_rect_euler"]
+	sc := golden.InpaintScenarios(t)["inp9_rect_euler"]
 	p := &Pipeline{Backend: b, Base: modelFor(t, b, sc)}
 	rec := recording(p)
 	req := inpaintRequest(t, sc)
@@ -249,7 +211,7 @@ func TestInpaintDefaults(t *testing.T) {
 // any work; what the run does differently is a warning.
 func TestInpaintChecks(t *testing.T) {
 	b := cpu.New()
-	scs := inpaintScenarios(t)
+	scs := golden.InpaintScenarios(t)
 	base := modelFor(t, b, scs["inp_base_rect_euler"])
 	nine := modelFor(t, b, scs["inp9_rect_euler"])
 	_, refiner := loadSmall(t, b, true)
@@ -315,7 +277,7 @@ func TestInpaintChecks(t *testing.T) {
 // with a warning; an Image tensor keeps its size.
 func TestInpaintSizes(t *testing.T) {
 	b := cpu.New()
-	sc := inpaintScenarios(t)["inp_base_rect_euler"]
+	sc := golden.InpaintScenarios(t)["inp_base_rect_euler"]
 	p := &Pipeline{Backend: b, Base: modelFor(t, b, sc)}
 	req := inpaintRequest(t, sc)
 	req.Width, req.Height = 0, 0

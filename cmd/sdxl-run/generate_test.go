@@ -82,43 +82,47 @@ func checkRun(t *testing.T, name, latents, pngPath string) {
 	t.Helper()
 	f := golden.Open(t, "small/e2e_"+name+".safetensors")
 	want, wshape := f.Get("final_latents")
-	lf, err := safetensors.Open(latents)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lf.Close()
-	got, gshape, err := lf.Float32("latents")
-	if err != nil {
-		t.Fatal(err)
-	}
+	got, gshape := savedLatents(t, latents)
 	if fmt.Sprint(gshape) != fmt.Sprint(wshape) {
 		t.Fatalf("latents shape %v, golden %v", gshape, wshape)
 	}
 	golden.Check(t, name+" final_latents", got, want, 1e-3)
-	fp, err := os.Open(pngPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fp.Close()
-	img, err := png.Decode(fp)
-	if err != nil {
-		t.Fatal(err)
-	}
 	u8, _ := f.Get("image_uint8")
-	b := img.Bounds()
-	maxd := 0.0
-	for y := 0; y < b.Dy(); y++ {
-		for x := 0; x < b.Dx(); x++ {
-			r, g, bl, _ := img.At(x, y).RGBA()
-			for c, v := range []uint32{r >> 8, g >> 8, bl >> 8} {
-				maxd = math.Max(maxd, math.Abs(float64(v)-float64(u8[(y*b.Dx()+x)*3+c])))
-			}
-		}
-	}
+	maxd := pngDiff(t, pngPath, u8)
 	if maxd > 2 {
 		t.Errorf("%s: PNG differs from image_uint8 by up to %v levels (limit 2)", name, maxd)
 	}
 	t.Logf("%s: PNG max abs diff %v levels", name, maxd)
+}
+
+// savedLatents reads a --save-latents file.
+func savedLatents(t *testing.T, path string) ([]float32, []int) {
+	t.Helper()
+	lf, err := safetensors.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	got, shape, err := lf.Float32("latents")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got, shape
+}
+
+// pngDiff is the largest difference in levels between a PNG and an NHWC
+// uint8 golden image.
+func pngDiff(t *testing.T, path string, u8 []float32) float64 {
+	t.Helper()
+	px := pngPixels(t, path)
+	if len(px) != len(u8) {
+		t.Fatalf("%s has %d values, the golden image %d", path, len(px), len(u8))
+	}
+	maxd := 0.0
+	for i, v := range px {
+		maxd = math.Max(maxd, math.Abs(float64(v)-float64(u8[i])))
+	}
+	return maxd
 }
 
 // TestCLIGoldenScenarios runs every golden/small scenario through sdxl-run's
@@ -222,6 +226,18 @@ func TestCLIBadInput(t *testing.T) {
 	out := filepath.Join(dir, "x.png")
 	corrupt := filepath.Join(dir, "corrupt.safetensors")
 	os.WriteFile(corrupt, []byte("\x10\x00\x00\x00\x00\x00\x00\x00{not json}      "), 0o644)
+	// Inpainting inputs: a picture, a text file posing as a mask, a black mask.
+	img := golden.Path(t, "inpaint/input_astro_euler.png")
+	text := filepath.Join(dir, "mask.png")
+	os.WriteFile(text, []byte("not an image"), 0o644)
+	black := filepath.Join(dir, "black.png")
+	dark := image.NewNRGBA(image.Rect(0, 0, 64, 64))
+	for i := 3; i < len(dark.Pix); i += 4 {
+		dark.Pix[i] = 255
+	}
+	if err := imageio.WritePNG(black, dark, nil, false); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		name string
 		args []string
@@ -240,6 +256,12 @@ func TestCLIBadInput(t *testing.T) {
 		{"bad weighting", []string{"--prompt-weighting", "foo"}, 2, "--prompt-weighting"},
 		{"bad device", []string{"--device", "tpu"}, 2, "--device"},
 		{"stray argument", []string{"hello"}, 2, "unexpected argument"},
+		{"mask without image", []string{"--mask", black}, 2, "--mask: a mask says which part of an input image to repaint"},
+		{"mask not an image", []string{"--image", img, "--mask", text}, 1, "--mask " + text + ": unsupported image format"},
+		{"missing mask", []string{"--image", img, "--mask", filepath.Join(dir, "nope.png")}, 1, "nope.png"},
+		{"black mask", []string{"--image", img, "--mask", black, "--steps", "2"}, 2, "--mask: the mask has no pixel at least 50% white"},
+		{"tile size alone", []string{"--vae-tile-size", "32"}, 2, "--vae-tile-size 32: applies to tiled VAE decoding"},
+		{"tile size", []string{"--vae-tiling", "--vae-tile-size", "12"}, 2, "--vae-tile-size 12"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			args := append([]string{"--prompt", "x", "--steps", "1", "--quiet"}, c.args...)

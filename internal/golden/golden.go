@@ -185,18 +185,25 @@ type Scenario struct {
 // SmallScenarios reads golden/small/index.json (skipping if absent).
 func SmallScenarios(t testing.TB) map[string]Scenario {
 	t.Helper()
-	b, err := os.ReadFile(Path(t, "small/index.json"))
+	return scenarios[Scenario](t, "small/index.json")
+}
+
+// scenarios reads the "scenarios" map of an index.json (skipping if
+// absent, failing if empty).
+func scenarios[T any](t testing.TB, rel string) map[string]T {
+	t.Helper()
+	b, err := os.ReadFile(Path(t, rel))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var idx struct {
-		Scenarios map[string]Scenario `json:"scenarios"`
+		Scenarios map[string]T `json:"scenarios"`
 	}
 	if err := json.Unmarshal(b, &idx); err != nil {
 		t.Fatal(err)
 	}
 	if len(idx.Scenarios) == 0 {
-		t.Fatal("small/index.json lists no scenarios")
+		t.Fatalf("%s lists no scenarios", rel)
 	}
 	return idx.Scenarios
 }
@@ -232,18 +239,33 @@ type ControlNetScenario struct {
 // absent).
 func ControlNetScenarios(t testing.TB) map[string]ControlNetScenario {
 	t.Helper()
-	b, err := os.ReadFile(Path(t, "controlnet/index.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var idx struct {
-		Scenarios map[string]ControlNetScenario `json:"scenarios"`
-	}
-	if err := json.Unmarshal(b, &idx); err != nil {
-		t.Fatal(err)
-	}
-	if len(idx.Scenarios) == 0 {
-		t.Fatal("controlnet/index.json lists no scenarios")
-	}
-	return idx.Scenarios
+	return scenarios[ControlNetScenario](t, "controlnet/index.json")
+}
+
+// InpaintScenario is one run of golden/inpaint/index.json.
+type InpaintScenario struct {
+	Name      string  `json:"name"`
+	Model     string  `json:"model"` // base4 (the small base) or inpaint9
+	Width     int     `json:"width"`
+	Height    int     `json:"height"`
+	Prompt    string  `json:"prompt"`
+	Negative  string  `json:"negative"`
+	Steps     int     `json:"steps"`
+	Guidance  float64 `json:"guidance"`
+	Scheduler string  `json:"scheduler"`
+	Seed      uint64  `json:"seed"`
+	Strength  float64 `json:"strength"`
+	// ImagePNG and MaskPNG name files in golden/inpaint.
+	ImagePNG string `json:"input_image_png"`
+	MaskPNG  string `json:"mask_png"`
+	File     string `json:"file"`
+}
+
+// InpaintModels are the folders of InpaintScenario.Model.
+var InpaintModels = map[string]string{"base4": "small/models/sdxl-small-base", "inpaint9": "inpaint/models/sdxl-small-inpaint"}
+
+// InpaintScenarios reads golden/inpaint/index.json (skipping if absent).
+func InpaintScenarios(t testing.TB) map[string]InpaintScenario {
+	t.Helper()
+	return scenarios[InpaintScenario](t, "inpaint/index.json")
 }
