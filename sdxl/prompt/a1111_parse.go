@@ -18,7 +18,8 @@ const BreakWeight = -1
 // multiplies, unclosed brackets run to the end, "\(" "\)" "\[" "\]" "\\"
 // are literal, and "BREAK" (a whole word) becomes the entry {"BREAK", -1}.
 // Runs of equal weight are merged. A weight that is not a number, such as
-// "(x:..)", is an error (A1111 raises there too).
+// "(x:..)", is an error (A1111 raises there too); so is a weight beyond
+// ±MaxWeight or not finite, which A1111 passes on.
 func ParseA1111(text string) ([]Fragment, error) {
 	p := &a1111Parser{text: strings.ToValidUTF8(text, "\uFFFD")}
 	for i := 0; i < len(p.text); {
@@ -45,6 +46,9 @@ func ParseA1111(text string) ([]Fragment, error) {
 			continue
 		}
 		out = append(out, f)
+	}
+	if err := checkFragments("a1111", out); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -73,7 +73,8 @@ const maxNesting = 64
 // (e.g. "()" or only withLora terms): Compel itself fails on it.
 var ErrEmptyPrompt = errors.New("compel prompt holds no text")
 
-// ParseCompel parses a prompt in Compel syntax.
+// ParseCompel parses a prompt in Compel syntax. Weights beyond ±MaxWeight
+// (or not finite) are an error, where Compel passes them on.
 func ParseCompel(prompt string) (*CompelParse, error) {
 	prompt = strings.ToValidUTF8(prompt, "\uFFFD")
 	// Compel enforces a space after every comma that lacks one.
@@ -95,6 +96,9 @@ func ParseCompel(prompt string) (*CompelParse, error) {
 	}
 	if len(out.Prompts) == 0 {
 		return nil, fmt.Errorf("%w: %q", ErrEmptyPrompt, prompt)
+	}
+	if err := out.checkWeights(); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
