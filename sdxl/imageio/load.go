@@ -7,33 +7,60 @@ import (
 	"image"
 	"image/jpeg"
 	"image/png"
-	"os"
+
+	"github.com/sdxl-go/sdxl/internal/regfile"
 )
 
 // maxPixels bounds the images Load accepts (a 16384x16384 picture) so that a
-// corrupt or hostile header cannot make it allocate without limit.
+// corrupt or hostile header cannot make it allocate without limit. A front
+// end should use LoadLimit with its own, smaller limit (a 783 KB PNG of
+// 16384x16384 decodes to 1 GiB of pixels before anything else can look at
+// it).
 const maxPixels = 1 << 28
+
+// MaxFileBytes bounds the size of an image file read by Load and LoadLimit.
+const MaxFileBytes = 256 << 20
+
+// TooLargeError reports an image whose header declares more pixels than
+// allowed; it comes before any pixel is decoded.
+type TooLargeError struct {
+	Width, Height, MaxPixels int
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("image size %dx%d (%d pixels) is over the limit of %d pixels", e.Width, e.Height, e.Width*e.Height, e.MaxPixels)
+}
 
 // Load reads a PNG or JPEG file the way diffusers.utils.load_image does:
 // decoded, EXIF orientation applied (PIL.ImageOps.exif_transpose), converted
 // to RGB (Pillow's convert("RGB")). PNG pixels are exact. JPEG pixels come
 // from Go's decoder and can differ from libjpeg's (Pillow's) by a few levels:
 // the IDCT and the chroma upsampling differ.
-func Load(path string) (*RGB, error) {
-	b, err := os.ReadFile(path)
+func Load(path string) (*RGB, error) { return LoadLimit(path, maxPixels) }
+
+// LoadLimit is Load for images of at most limit pixels (width x height):
+// the size is read from the PNG or JPEG header (image.DecodeConfig) and a
+// larger image is a *TooLargeError before any pixel is decoded, so an
+// image bomb costs nothing. Only a regular file of at most MaxFileBytes is
+// read.
+func LoadLimit(path string, limit int) (*RGB, error) {
+	b, err := regfile.ReadFile(path, MaxFileBytes)
 	if err != nil {
 		return nil, err
 	}
-	m, err := Decode(b)
+	m, err := DecodeLimit(b, limit)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return m, nil
 }
 
 // Decode is Load on the bytes of a PNG or JPEG file.
-func Decode(b []byte) (*RGB, error) {
-	m, orient, err := decodeRaw(b)
+func Decode(b []byte) (*RGB, error) { return DecodeLimit(b, maxPixels) }
+
+// DecodeLimit is LoadLimit on the bytes of a PNG or JPEG file.
+func DecodeLimit(b []byte, limit int) (*RGB, error) {
+	m, orient, err := decodeRaw(b, min(limit, maxPixels))
 	if err != nil {
 		return nil, err
 	}
@@ -42,7 +69,7 @@ func Decode(b []byte) (*RGB, error) {
 
 // decodeRaw decodes a PNG or JPEG into RGB as stored, without applying its
 // EXIF orientation, which it returns (1 when absent).
-func decodeRaw(b []byte) (*RGB, int, error) {
+func decodeRaw(b []byte, limit int) (*RGB, int, error) {
 	var (
 		m      image.Image
 		cfg    image.Config
@@ -52,7 +79,7 @@ func decodeRaw(b []byte) (*RGB, int, error) {
 	switch {
 	case bytes.HasPrefix(b, pngSignature):
 		if cfg, err = png.DecodeConfig(bytes.NewReader(b)); err == nil {
-			err = checkSize(cfg)
+			err = checkSize(cfg, limit)
 		}
 		if err == nil {
 			m, err = png.Decode(bytes.NewReader(b))
@@ -60,7 +87,7 @@ func decodeRaw(b []byte) (*RGB, int, error) {
 		orient = pngOrientation(b)
 	case bytes.HasPrefix(b, []byte{0xFF, 0xD8}):
 		if cfg, err = jpeg.DecodeConfig(bytes.NewReader(b)); err == nil {
-			err = checkSize(cfg)
+			err = checkSize(cfg, limit)
 		}
 		if err == nil {
 			m, err = jpeg.Decode(bytes.NewReader(b))
@@ -75,9 +102,12 @@ func decodeRaw(b []byte) (*RGB, int, error) {
 	return ToRGB(m), orient, nil
 }
 
-func checkSize(c image.Config) error {
-	if c.Width <= 0 || c.Height <= 0 || int64(c.Width)*int64(c.Height) > maxPixels {
+func checkSize(c image.Config, limit int) error {
+	if c.Width <= 0 || c.Height <= 0 {
 		return fmt.Errorf("image size %dx%d is outside what can be processed", c.Width, c.Height)
+	}
+	if int64(c.Width)*int64(c.Height) > int64(limit) {
+		return &TooLargeError{Width: c.Width, Height: c.Height, MaxPixels: limit}
 	}
 	return nil
 }

@@ -11,11 +11,11 @@ import (
 	"image"
 	"image/png"
 	"io"
-	"os"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/sdxl-go/sdxl/internal/atomicfile"
+	"github.com/sdxl-go/sdxl/internal/regfile"
 )
 
 // Chunk keywords this package writes.
@@ -237,7 +237,7 @@ func ReadTextChunks(r io.Reader) ([]TextChunk, error) {
 
 // ReadPNGText opens a PNG file and returns its text chunks.
 func ReadPNGText(path string) ([]TextChunk, error) {
-	f, err := os.Open(path)
+	f, err := regfile.Open(path)
 	if err != nil {
 		return nil, err
 	}

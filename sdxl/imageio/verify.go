@@ -2,8 +2,8 @@ package imageio
 
 import (
 	"fmt"
-	"os"
 
+	"github.com/sdxl-go/sdxl/internal/regfile"
 	"github.com/sdxl-go/sdxl/sdxl/watermark"
 )
 
@@ -29,11 +29,11 @@ func (r WatermarkReport) String() string {
 // mark lives in the stored pixel grid), exactly as the library would on the
 // image diffusers saved.
 func VerifyWatermark(path string) (WatermarkReport, error) {
-	b, err := os.ReadFile(path)
+	b, err := regfile.ReadFile(path, MaxFileBytes)
 	if err != nil {
 		return WatermarkReport{}, err
 	}
-	m, _, err := decodeRaw(b)
+	m, _, err := decodeRaw(b, maxPixels)
 	if err != nil {
 		return WatermarkReport{}, fmt.Errorf("%s: %v", path, err)
 	}
