@@ -20,7 +20,8 @@ const (
 
 // Event reports progress. A run sends, in order: for each stage a start
 // event (Step 0) and one event per finished unit (Step 1..Steps): text
-// encodings, denoising steps (with the latents), the decode.
+// encodings, denoising steps (with the latents), the decode (one unit, or
+// one per tile with VAE tiling).
 type Event struct {
 	Stage Stage
 	// Step counts the stage's finished units out of Steps.
