@@ -425,3 +425,65 @@ func TestFP16Variant(t *testing.T) {
 		}
 	}
 }
+
+// TestMergeSumRule: two ControlNets (the same model at scales a and b)
+// merge to the float64 sum of their residuals, and to one ControlNet at
+// a + b, within float32 rounding.
+func TestMergeSumRule(t *testing.T) {
+	b := cpu.New()
+	c := tinyNet(t, b, nil)
+	unit := forward(t, b, c, tinyInput(b, 1), nil)
+	const sa, sb = 0.3, 0.45
+	run := func(s float64) *Output {
+		out, err := c.Forward(b, tinyInput(b, s), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	sum := run(sa)
+	sum.Merge(b, run(sb))
+	both := run(sa + sb)
+	got := append(append([]*tensor.Tensor(nil), sum.Down...), sum.Mid)
+	one := append(append([]*tensor.Tensor(nil), both.Down...), both.Mid)
+	var worst64, worstOne float64
+	defer func() {
+		t.Logf("largest relative error: %.3g against the float64 sum, %.3g against one ControlNet at a+b", worst64, worstOne)
+	}()
+	for k, r := range got {
+		g := r.Backend().ToFloat32(r)
+		want := make([]float64, len(g))
+		var num, den, num2 float64
+		o := b.ToFloat32(one[k])
+		for i, v := range unit[k] {
+			want[i] = float64(v)*sa + float64(v)*sb
+			num += (float64(g[i]) - want[i]) * (float64(g[i]) - want[i])
+			num2 += (float64(g[i]) - float64(o[i])) * (float64(g[i]) - float64(o[i]))
+			den += want[i] * want[i]
+		}
+		e64, eOne := math.Sqrt(num/den), math.Sqrt(num2/den)
+		worst64, worstOne = max(worst64, e64), max(worstOne, eOne)
+		if e64 > 1e-6 {
+			t.Errorf("residual %d: relative error %.3g against the float64 sum", k, e64)
+		}
+		if eOne > 1e-6 {
+			t.Errorf("residual %d: relative error %.3g against one ControlNet at a+b", k, eOne)
+		}
+	}
+	sum.Free()
+	both.Free()
+}
+
+// TestPadZeros: guess mode's cat([zeros_like(r), r]).
+func TestPadZeros(t *testing.T) {
+	b := cpu.New()
+	r := b.FromFloat32(tensor.F32, tensor.Shape{1, 2, 1, 1}, []float32{3, 4})
+	o := &Output{Down: []*tensor.Tensor{r}, Mid: b.FromFloat32(tensor.F32, tensor.Shape{1, 1, 1, 1}, []float32{5})}
+	o.PadZeros(b)
+	if got := b.ToFloat32(o.Down[0]); !slices.Equal(got, []float32{0, 0, 3, 4}) || !o.Down[0].Shape().Equal(tensor.Shape{2, 2, 1, 1}) {
+		t.Errorf("down: %v %v", got, o.Down[0].Shape())
+	}
+	if got := b.ToFloat32(o.Mid); !slices.Equal(got, []float32{0, 5}) {
+		t.Errorf("mid: %v", got)
+	}
+}
