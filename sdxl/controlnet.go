@@ -77,7 +77,7 @@ func checkControlValues(r *Request, roles Roles) error {
 	for i, c := range r.ControlNets {
 		switch {
 		case math.IsNaN(c.Scale) || c.Scale < 0 || c.Scale > MaxControlScale:
-			return fieldErr("ControlNets", c.Scale, "ControlNet %d: the scale must be in [0, %d]", i+1, MaxControlScale)
+			return fieldErr("ControlNets", nil, "ControlNet %d: scale %g: must be in [0, %d]", i+1, c.Scale, MaxControlScale)
 		case !(c.Start >= 0 && c.Start < c.End && c.End <= 1):
 			return fieldErr("ControlNets", nil, "ControlNet %d: start %g and end %g: want 0 <= start < end <= 1", i+1, c.Start, c.End)
 		}

@@ -296,7 +296,7 @@ func TestControlNetCheck(t *testing.T) {
 		field string
 		want  string
 	}{
-		{"scale", Request{ControlNets: unit(func(u *ControlNet) { u.Scale = 11 })}, "ControlNets", "scale must be in [0, 10]"},
+		{"scale", Request{ControlNets: unit(func(u *ControlNet) { u.Scale = 11 })}, "ControlNets", "scale 11: must be in [0, 10]"},
 		{"negative scale", Request{ControlNets: unit(func(u *ControlNet) { u.Scale = -1 })}, "ControlNets", "scale"},
 		{"window", Request{ControlNets: unit(func(u *ControlNet) { u.Start, u.End = 0.6, 0.5 })}, "ControlNets", "start 0.6 and end 0.5"},
 		{"end", Request{ControlNets: unit(func(u *ControlNet) { u.End = 1.5 })}, "ControlNets", "end 1.5"},

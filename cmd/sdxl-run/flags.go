@@ -42,6 +42,7 @@ type options struct {
 	dump                           multiString
 	dumpTo                         string
 	verifyWatermark                string
+	control                        controlFlags
 
 	// set holds the names of the flags given on the command line.
 	set map[string]bool
@@ -187,7 +188,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.Float64Var(&o.highNoiseFrac, "high-noise-frac", 0.8, "with --model and --refiner: fraction of the steps the base runs (denoising_end/denoising_start)")
 	fs.Float64Var(&o.denoisingEnd, "denoising-end", 0, "one-model runs: stop at this fraction of the denoising (diffusers' denoising_end); the partly denoised image is decoded as diffusers does, --save-latents keeps the latents")
 	fs.StringVar(&o.image, "image", "", "input image for img2img (PNG or JPEG)")
-	fs.Float64Var(&o.strength, "strength", 0.3, "img2img strength in (0, 1] (with --mask: 0.9999, diffusers' inpainting default)")
+	fs.Float64Var(&o.strength, "strength", 0.3, "img2img strength in (0, 1] (with --mask: 0.9999, diffusers' inpainting default; with --controlnet: 0.8, diffusers' ControlNet img2img default)")
 	fs.StringVar(&o.mask, "mask", "", "inpainting mask for --image (PNG or JPEG, white = repaint); the image and mask are resized to --width x --height (default: the model's size, as diffusers)")
 	fs.BoolVar(&o.vaeTiling, "vae-tiling", false, "decode (and encode --image) in overlapping tiles, diffusers' enable_tiling(): bounded memory for large images")
 	fs.IntVar(&o.vaeTileSize, "vae-tile-size", 0, "tile edge in pixels for --vae-tiling, a multiple of 8 (default: the VAE's sample_size, 1024 for SDXL)")
@@ -208,6 +209,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.numImages, "num-images", 1, "images per prompt")
 	fs.Var(&o.dump, "dump", "record UNet activations of modules matching these patterns (e.g. 'down_blocks.1.**.attn2'; repeatable)")
 	fs.StringVar(&o.dumpTo, "dump-to", "", "safetensors file for --dump activations and per-step latents")
+	o.control.register(fs)
 	fs.StringVar(&o.verifyWatermark, "verify-watermark", "", "decode the invisible watermark of a PNG and report it, then exit")
 	addFromPNGFlag(fs)
 	fs.Usage = func() {
@@ -265,6 +267,7 @@ var fieldFlags = map[string]string{
 	"HighNoiseFrac": "--high-noise-frac", "DenoisingEnd": "--denoising-end", "InitImage": "--image",
 	"Image": "--image", "Strength": "--strength", "Watermark": "--no-watermark", "Dump": "--dump",
 	"MaskImage": "--mask", "Mask": "--mask", "VAETiling": "--vae-tiling", "VAETileSize": "--vae-tile-size",
+	"ControlNets": "--controlnet", "GuessMode": "--guess-mode",
 }
 
 // flagOf names a request field's flag.

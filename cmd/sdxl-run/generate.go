@@ -49,7 +49,17 @@ func (o *options) check() error {
 	if o.model == "" && o.refiner != "" && o.image == "" {
 		return usageErr("--refiner without --model refines an existing image: give --image (text-to-image needs a base model)")
 	}
-	return nil
+	return o.control.check()
+}
+
+// strengthValue is the img2img strength the run uses: the flag's when
+// typed, else diffusers' default of the pipeline (0.3, or 0.8 with
+// ControlNets).
+func (o *options) strengthValue() float64 {
+	if !o.set["strength"] && len(o.control.groups) > 0 {
+		return 0.8
+	}
+	return o.strength
 }
 
 // outputPaths returns the PNG paths of a run.
@@ -186,8 +196,11 @@ func (g *generation) run(ctx context.Context, req sdxl.Request) error {
 		return interrupted(ctx, err)
 	}
 	defer dev.close()
+	if err := o.control.loadModels(eng, &req); err != nil {
+		return err
+	}
 	prog.doneLoading()
-	hashes := hashFiles(ctx, eng)
+	hashes := hashFiles(ctx, eng, o.control.files(req))
 	warnings, err := eng.Check(req)
 	if err != nil {
 		return cliError(err)
@@ -278,13 +291,15 @@ func (o *options) request(seed uint64) sdxl.Request {
 	if (o.model != "" && o.refiner != "" && o.mask == "") || o.set["high-noise-frac"] {
 		req.HighNoiseFrac = o.highNoiseFrac
 	}
-	if (o.image != "" && o.mask == "") || o.set["strength"] {
-		req.Strength = o.strength // with a mask the engine's default is 0.9999
+	if (o.image != "" && o.mask == "" && len(o.control.groups) == 0) || o.set["strength"] {
+		// With a mask the engine's default is 0.9999, with ControlNets 0.8.
+		req.Strength = o.strength
 	}
 	if o.mask != "" {
 		// Stands for the mask until readInputs reads it.
 		req.MaskImage = &imageio.RGB{}
 	}
+	o.control.request(&req)
 	if o.crop.set {
 		req.CropsTopLeft = [2]int{o.crop.a, o.crop.b}
 	}
@@ -314,6 +329,9 @@ func (o *options) readInputs(req *sdxl.Request) error {
 			return fmt.Errorf("--mask %v", err)
 		}
 		req.MaskImage = m
+	}
+	if err := o.control.readImages(req); err != nil {
+		return err
 	}
 	req.InitNoise = nil
 	if o.initNoise != "" {

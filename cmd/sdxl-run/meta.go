@@ -50,8 +50,9 @@ type runHashes struct {
 // run on a file, so a 6.9 GB checkpoint is read once, not on every run.
 type pendingHashes chan runHashes
 
-func hashFiles(ctx context.Context, e *sdxl.Engine) pendingHashes {
-	files, models := modelFiles(e), modelRefs(e)
+// extra are more weight files to hash (the ControlNets').
+func hashFiles(ctx context.Context, e *sdxl.Engine, extra []string) pendingHashes {
+	files, models := append(modelFiles(e), extra...), modelRefs(e)
 	ch := make(pendingHashes, 1)
 	go func() {
 		cache := hashes.Default()
@@ -190,7 +191,7 @@ func (o *options) infotext(seed uint64, res *sdxl.Result, models []modelRef) inf
 		p.RNG = "CPU"
 	}
 	if o.image != "" {
-		p.DenoisingStrength = o.strength
+		p.DenoisingStrength = o.strengthValue()
 		if o.mask != "" && !o.set["strength"] {
 			p.DenoisingStrength = sdxl.DefaultInpaintStrength
 		}
@@ -224,6 +225,7 @@ func (o *options) infotext(seed uint64, res *sdxl.Result, models []modelRef) inf
 	if o.weighting != "none" {
 		p.Extra = append(p.Extra, infotext.Field{Key: "Prompt weighting", Value: o.weighting})
 	}
+	p.Extra = append(p.Extra, o.control.parameters()...)
 	return p
 }
 

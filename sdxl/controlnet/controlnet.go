@@ -34,6 +34,10 @@ type ControlNet struct {
 	ControlNetDownBlocks []*nn.Conv2d `st:"controlnet_down_blocks"`
 	ControlNetMidBlock   *nn.Conv2d   `st:"controlnet_mid_block"`
 
+	// Files lists the weight files it was loaded from (for a run's
+	// metadata).
+	Files []string
+
 	cfg *config.ControlNetConfig
 }
 

@@ -75,6 +75,7 @@ func LoadFile(b tensor.Backend, path string, u *config.UNetConfig, opt LoadOptio
 	if err := c.Load(b, s, opt); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	c.Files = []string{path}
 	return c, nil
 }
 

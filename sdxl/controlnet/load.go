@@ -63,5 +63,6 @@ func loadDir(b tensor.Backend, dir string, u *config.UNetConfig, opt LoadOptions
 	if err := c.Load(b, ws, opt); err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
+	c.Files = ws.Paths()
 	return c, nil
 }

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"fmt"
+	"image/png"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sdxl-go/sdxl/internal/golden"
+	"github.com/sdxl-go/sdxl/safetensors"
+	"github.com/sdxl-go/sdxl/sdxl/imageio"
+)
+
+// controlNetArgs turns a golden ControlNet scenario into sdxl-run flags.
+func controlNetArgs(t *testing.T, sc golden.ControlNetScenario) []string {
+	args := append(testDevice(), "--no-watermark", "--quiet", "--model", golden.Path(t, "small/models/sdxl-small-base"),
+		"--seed", fmt.Sprint(sc.Seed), "--prompt", sc.Prompt, "--steps", fmt.Sprint(sc.Steps),
+		"--guidance", fmt.Sprint(sc.Guidance), "--scheduler", sc.Scheduler,
+		"--controlnet", golden.Path(t, "controlnet/models/sdxl-small-controlnet"),
+		"--control-image", golden.Path(t, "controlnet/"+sc.ControlPNG),
+		"--control-scale", fmt.Sprint(sc.Scale), "--control-start", fmt.Sprint(sc.Start), "--control-end", fmt.Sprint(sc.End))
+	if sc.Negative != "" {
+		args = append(args, "--negative-prompt", sc.Negative)
+	}
+	if sc.Kind == "img2img" {
+		return append(args, "--image", golden.Path(t, "controlnet/"+sc.InitImagePNG), "--strength", fmt.Sprint(sc.Strength))
+	}
+	return append(args, "--width", fmt.Sprint(sc.Width), "--height", fmt.Sprint(sc.Height))
+}
+
+// TestCLIControlNetGoldens runs the diffusers ControlNet scenarios (scale
+// 1, scale 0.5 in the window (0.2, 0.8), img2img) as a user types them:
+// final latents within 1e-5, the PNG within 1 level, and the ControlNet
+// in the PNG's parameters.
+func TestCLIControlNetGoldens(t *testing.T) {
+	for name, sc := range golden.ControlNetScenarios(t) {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			out, lat := filepath.Join(dir, "out.png"), filepath.Join(dir, "latents.safetensors")
+			args := append(controlNetArgs(t, sc), "--out", out, "--save-latents", lat)
+			if code, _, stderr := runCLI(t, args...); code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			f := golden.Open(t, "controlnet/"+sc.File)
+			want, _ := f.Get("final_latents")
+			lf, err := safetensors.Open(lat)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer lf.Close()
+			got, _, err := lf.Float32("latents")
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden.Check(t, "final_latents", got, want, 1e-5)
+			checkPNGLevels(t, out, f, 1)
+			chunks, err := imageio.ReadPNGText(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			params, _ := imageio.Lookup(chunks, imageio.ParametersKey)
+			if want := fmt.Sprintf(`ControlNet 0: "Module: none, Model: sdxl-small-controlnet, Weight: %g, Guidance Start: %g, Guidance End: %g"`, sc.Scale, sc.Start, sc.End); !strings.Contains(params, want) {
+				t.Errorf("parameters %q lack %q", params, want)
+			}
+		})
+	}
+}
+
+func checkPNGLevels(t *testing.T, path string, f *golden.File, limit float64) {
+	t.Helper()
+	fp, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fp.Close()
+	img, err := png.Decode(fp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u8, _ := f.Get("image_uint8")
+	b := img.Bounds()
+	maxd := 0.0
+	for y := range b.Dy() {
+		for x := range b.Dx() {
+			r, g, bl, _ := img.At(x, y).RGBA()
+			for c, v := range []uint32{r >> 8, g >> 8, bl >> 8} {
+				maxd = math.Max(maxd, math.Abs(float64(v)-float64(u8[(y*b.Dx()+x)*3+c])))
+			}
+		}
+	}
+	if maxd > limit {
+		t.Errorf("PNG differs from image_uint8 by up to %v levels (limit %v)", maxd, limit)
+	}
+	t.Logf("PNG max abs diff %v levels", maxd)
+}
+
+// TestCLIControlNetErrors: ControlNet mistakes are usage errors naming the
+// flag, found before anything runs.
+func TestCLIControlNetErrors(t *testing.T) {
+	cn := golden.Path(t, "controlnet/models/sdxl-small-controlnet")
+	img := golden.Path(t, "controlnet/control_lines.png")
+	base := append(testDevice(), "--quiet", "--prompt", "x", "--steps", "2", "--model", golden.Path(t, "small/models/sdxl-small-base"),
+		"--out", filepath.Join(t.TempDir(), "o.png"))
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--control-image", img}, "after the --controlnet"},
+		{[]string{"--controlnet", cn}, "--controlnet " + cn + ": give its --control-image"},
+		{[]string{"--controlnet", cn, "--control-image", img, "--control-scale", "20"}, "scale 20: must be in [0, 10]"},
+		{[]string{"--controlnet", cn, "--control-image", img, "--control-start", "0.9", "--control-end", "0.5"}, "start 0.9 and end 0.5"},
+		{[]string{"--controlnet", cn, "--control-image", img, "--control-scale", "1", "--control-scale", "2"}, "given twice"},
+		{[]string{"--controlnet", cn, "--control-image", img, "--guidance-rescale", "0.5"}, "--guidance-rescale 0.5: is not an option"},
+		{[]string{"--guess-mode"}, "--guess-mode applies to ControlNets"},
+		{[]string{"--controlnet", cn, "--control-image", "/nonexistent.png"}, "--control-image /nonexistent.png"},
+		{[]string{"--controlnet", filepath.Join(t.TempDir(), "none"), "--control-image", img}, "--controlnet"},
+		{[]string{"--controlnet", cn, "--control-image", img, "--refiner", golden.Path(t, "small/models/sdxl-small-refiner")}, "--controlnet: diffusers' ControlNet pipelines run the base alone"},
+	} {
+		code, _, stderr := runCLI(t, append(append([]string(nil), base...), c.args...)...)
+		if code != 2 || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: exit %d, stderr %q, want exit 2 with %q", c.args, code, stderr, c.want)
+		}
+	}
+}
