@@ -60,42 +60,8 @@ func ParseControlNetConfig(name string, data []byte) (*ControlNetConfig, error) 
 	if err != nil {
 		return nil, err
 	}
-	e := &UNetConfig{
-		InChannels:                        o.Int("in_channels", 4),
-		FlipSinToCos:                      o.Bool("flip_sin_to_cos", true),
-		FreqShift:                         o.Float("freq_shift", 0),
-		DownBlockTypes:                    o.Strs("down_block_types", []string{"CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"}),
-		MidBlockType:                      o.Str("mid_block_type", "UNetMidBlock2DCrossAttn"),
-		BlockOutChannels:                  o.Ints("block_out_channels", []int{320, 640, 1280, 1280}),
-		DownsamplePadding:                 o.Int("downsample_padding", 1),
-		MidBlockScaleFactor:               o.Float("mid_block_scale_factor", 1),
-		ActFn:                             o.ReqStr("act_fn", "silu"),
-		NormNumGroups:                     o.OptInt("norm_num_groups", ptr(32)),
-		NormEps:                           o.Float("norm_eps", 1e-5),
-		EncoderHidDim:                     o.OptInt("encoder_hid_dim", nil),
-		EncoderHidDimType:                 o.Str("encoder_hid_dim_type", ""),
-		UseLinearProjection:               o.Bool("use_linear_projection", false),
-		ClassEmbedType:                    o.Str("class_embed_type", ""),
-		AdditionEmbedType:                 o.Str("addition_embed_type", ""),
-		AdditionTimeEmbedDim:              o.OptInt("addition_time_embed_dim", nil),
-		NumClassEmbeds:                    o.OptInt("num_class_embeds", nil),
-		UpcastAttention:                   o.Bool("upcast_attention", false),
-		ResnetTimeScaleShift:              o.ReqStr("resnet_time_scale_shift", "default"),
-		ProjectionClassEmbeddingsInputDim: o.OptInt("projection_class_embeddings_input_dim", nil),
-		AdditionEmbedTypeNumHeads:         o.Int("addition_embed_type_num_heads", 64),
-		// Fixed by the ControlNet constructor.
-		ResnetOutScaleFactor: 1,
-		TimeEmbeddingType:    "positional",
-		ConvInKernel:         3,
-		AttentionType:        "default",
-	}
-	c := &ControlNetConfig{
-		Encoder:                          e,
-		ConditioningChannels:             o.Int("conditioning_channels", 3),
-		ConditioningEmbeddingOutChannels: o.Ints("conditioning_embedding_out_channels", []int{16, 32, 96, 256}),
-		ChannelOrder:                     o.ReqStr("controlnet_conditioning_channel_order", "rgb"),
-		GlobalPoolConditions:             o.Bool("global_pool_conditions", false),
-	}
+	c := readControlNetScalars(o)
+	e := c.Encoder
 	if o.Err() != nil {
 		return nil, o.Err()
 	}
@@ -135,6 +101,47 @@ func ParseControlNetConfig(name string, data []byte) (*ControlNetConfig, error) 
 		return nil, fmt.Errorf("%s: %v", name, err)
 	}
 	return c, nil
+}
+
+// readControlNetScalars reads every key that is not per block; the
+// encoder's fixed settings are the ControlNet constructor's.
+func readControlNetScalars(o *jsonobj.Object) *ControlNetConfig {
+	e := &UNetConfig{
+		InChannels:                        o.Int("in_channels", 4),
+		FlipSinToCos:                      o.Bool("flip_sin_to_cos", true),
+		FreqShift:                         o.Float("freq_shift", 0),
+		DownBlockTypes:                    o.Strs("down_block_types", []string{"CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"}),
+		MidBlockType:                      o.Str("mid_block_type", "UNetMidBlock2DCrossAttn"),
+		BlockOutChannels:                  o.Ints("block_out_channels", []int{320, 640, 1280, 1280}),
+		DownsamplePadding:                 o.Int("downsample_padding", 1),
+		MidBlockScaleFactor:               o.Float("mid_block_scale_factor", 1),
+		ActFn:                             o.ReqStr("act_fn", "silu"),
+		NormNumGroups:                     o.OptInt("norm_num_groups", ptr(32)),
+		NormEps:                           o.Float("norm_eps", 1e-5),
+		EncoderHidDim:                     o.OptInt("encoder_hid_dim", nil),
+		EncoderHidDimType:                 o.Str("encoder_hid_dim_type", ""),
+		UseLinearProjection:               o.Bool("use_linear_projection", false),
+		ClassEmbedType:                    o.Str("class_embed_type", ""),
+		AdditionEmbedType:                 o.Str("addition_embed_type", ""),
+		AdditionTimeEmbedDim:              o.OptInt("addition_time_embed_dim", nil),
+		NumClassEmbeds:                    o.OptInt("num_class_embeds", nil),
+		UpcastAttention:                   o.Bool("upcast_attention", false),
+		ResnetTimeScaleShift:              o.ReqStr("resnet_time_scale_shift", "default"),
+		ProjectionClassEmbeddingsInputDim: o.OptInt("projection_class_embeddings_input_dim", nil),
+		AdditionEmbedTypeNumHeads:         o.Int("addition_embed_type_num_heads", 64),
+		// Fixed by the ControlNet constructor.
+		ResnetOutScaleFactor: 1,
+		TimeEmbeddingType:    "positional",
+		ConvInKernel:         3,
+		AttentionType:        "default",
+	}
+	return &ControlNetConfig{
+		Encoder:                          e,
+		ConditioningChannels:             o.Int("conditioning_channels", 3),
+		ConditioningEmbeddingOutChannels: o.Ints("conditioning_embedding_out_channels", []int{16, 32, 96, 256}),
+		ChannelOrder:                     o.ReqStr("controlnet_conditioning_channel_order", "rgb"),
+		GlobalPoolConditions:             o.Bool("global_pool_conditions", false),
+	}
 }
 
 // Validate checks what the constructor would refuse or could not build.
