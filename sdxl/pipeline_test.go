@@ -2,7 +2,6 @@ package sdxl
 
 import (
 	"context"
-	"math"
 	"sync"
 	"testing"
 
@@ -127,16 +126,7 @@ func TestSmallPipelines(t *testing.T) {
 				t.Fatal(err)
 			}
 			u8, _ := f.Get("image_uint8")
-			h, w := res.ImageShape[2], res.ImageShape[3]
-			maxd := 0.0
-			for y := 0; y < h; y++ {
-				for x := 0; x < w; x++ {
-					c := imgs[0].NRGBAAt(x, y)
-					for k, v := range []uint8{c.R, c.G, c.B} {
-						maxd = math.Max(maxd, math.Abs(float64(v)-float64(u8[(y*w+x)*3+k])))
-					}
-				}
-			}
+			maxd := golden.MaxLevelDiff(imgs[0], u8)
 			if maxd > 2 {
 				t.Errorf("image differs from image_uint8 by up to %v levels (limit 2)", maxd)
 			}

@@ -3,7 +3,6 @@ package cuda
 import (
 	"context"
 	"fmt"
-	"math"
 	"os"
 	"testing"
 	"time"
@@ -385,16 +384,7 @@ func runSmall(t *testing.T, m *pipeModels, name string) {
 		t.Fatal(err)
 	}
 	u8, _ := f.Get("image_uint8")
-	h, w := res.ImageShape[2], res.ImageShape[3]
-	maxd := 0.0
-	for y := range h {
-		for x := range w {
-			c := imgs[0].NRGBAAt(x, y)
-			for k, v := range []uint8{c.R, c.G, c.B} {
-				maxd = math.Max(maxd, math.Abs(float64(v)-float64(u8[(y*w+x)*3+k])))
-			}
-		}
-	}
+	maxd := golden.MaxLevelDiff(imgs[0], u8)
 	limit := 2.0 // the CPU backend's bound
 	if m.dt != tensor.F32 {
 		limit = 8

@@ -2,15 +2,11 @@ package main
 
 import (
 	"fmt"
-	"image/png"
-	"math"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/sdxl-go/sdxl/internal/golden"
-	"github.com/sdxl-go/sdxl/safetensors"
 	"github.com/sdxl-go/sdxl/sdxl/imageio"
 )
 
@@ -46,17 +42,14 @@ func TestCLIControlNetGoldens(t *testing.T) {
 			}
 			f := golden.Open(t, "controlnet/"+sc.File)
 			want, _ := f.Get("final_latents")
-			lf, err := safetensors.Open(lat)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer lf.Close()
-			got, _, err := lf.Float32("latents")
-			if err != nil {
-				t.Fatal(err)
-			}
+			got, _ := savedLatents(t, lat)
 			golden.Check(t, "final_latents", got, want, 1e-5)
-			checkPNGLevels(t, out, f, 1)
+			u8, _ := f.Get("image_uint8")
+			if d := pngDiff(t, out, u8); d > 1 {
+				t.Errorf("PNG differs from image_uint8 by up to %v levels (limit 1)", d)
+			} else {
+				t.Logf("PNG max abs diff %v levels", d)
+			}
 			chunks, err := imageio.ReadPNGText(out)
 			if err != nil {
 				t.Fatal(err)
@@ -67,34 +60,6 @@ func TestCLIControlNetGoldens(t *testing.T) {
 			}
 		})
 	}
-}
-
-func checkPNGLevels(t *testing.T, path string, f *golden.File, limit float64) {
-	t.Helper()
-	fp, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fp.Close()
-	img, err := png.Decode(fp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u8, _ := f.Get("image_uint8")
-	b := img.Bounds()
-	maxd := 0.0
-	for y := range b.Dy() {
-		for x := range b.Dx() {
-			r, g, bl, _ := img.At(x, y).RGBA()
-			for c, v := range []uint32{r >> 8, g >> 8, bl >> 8} {
-				maxd = math.Max(maxd, math.Abs(float64(v)-float64(u8[(y*b.Dx()+x)*3+c])))
-			}
-		}
-	}
-	if maxd > limit {
-		t.Errorf("PNG differs from image_uint8 by up to %v levels (limit %v)", maxd, limit)
-	}
-	t.Logf("PNG max abs diff %v levels", maxd)
 }
 
 // TestCLIControlNetErrors: ControlNet mistakes are usage errors naming the

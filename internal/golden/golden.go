@@ -9,6 +9,7 @@ package golden
 
 import (
 	"encoding/json"
+	"image"
 	"math"
 	"os"
 	"path/filepath"
@@ -146,6 +147,22 @@ func MaxAbs(got, want []float32) float64 {
 		}
 	}
 	return m
+}
+
+// MaxLevelDiff is the largest difference, in 8-bit levels, between an
+// image's RGB samples and a golden's image_uint8 (NHWC, same size).
+func MaxLevelDiff(img image.Image, u8 []float32) float64 {
+	b := img.Bounds()
+	maxd := 0.0
+	for y := range b.Dy() {
+		for x := range b.Dx() {
+			r, g, bl, _ := img.At(b.Min.X+x, b.Min.Y+y).RGBA()
+			for c, v := range []uint32{r >> 8, g >> 8, bl >> 8} {
+				maxd = math.Max(maxd, math.Abs(float64(v)-float64(u8[(y*b.Dx()+x)*3+c])))
+			}
+		}
+	}
+	return maxd
 }
 
 // Check fails the test when got differs from want by more than tol relative
