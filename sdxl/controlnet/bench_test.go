@@ -61,16 +61,7 @@ func BenchmarkCannySDXL512(bm *testing.B) {
 	start := time.Now()
 	nn.InitRandom(be, c, tensor.F32, 1)
 	bm.Logf("random init of %d parameters (%.2f GB in float32): %v", params, float64(4*params)/1e9, time.Since(start))
-	in := benchInput(be, c, 64, 64)
-	bm.ResetTimer()
-	for range bm.N {
-		out, err := c.Forward(be, in, nil)
-		if err != nil {
-			bm.Fatal(err)
-		}
-		out.Free()
-	}
-	bm.StopTimer()
+	benchForward(bm, be, c)
 	if gb, ok := peakRSS(); ok {
 		bm.ReportMetric(gb, "peak-RSS-GB")
 	}
@@ -84,6 +75,11 @@ func BenchmarkSmallControlNet(bm *testing.B) {
 	if err != nil {
 		bm.Fatal(err)
 	}
+	benchForward(bm, be, c)
+}
+
+// benchForward times forwards at 64x64 latents (512x512), batch 2.
+func benchForward(bm *testing.B, be tensor.Backend, c *ControlNet) {
 	in := benchInput(be, c, 64, 64)
 	bm.ResetTimer()
 	for range bm.N {
@@ -93,6 +89,7 @@ func BenchmarkSmallControlNet(bm *testing.B) {
 		}
 		out.Free()
 	}
+	bm.StopTimer()
 }
 
 // peakRSS reads the process's peak resident set (VmHWM) in GB, on Linux.
