@@ -73,6 +73,8 @@ func checkControlValues(r *Request, roles Roles) error {
 		return fieldErr("GuidanceRescale", r.GuidanceRescale, "is not an option of diffusers' ControlNet pipelines")
 	case roles.Image && r.DenoisingEnd != 0:
 		return fieldErr("DenoisingEnd", r.DenoisingEnd, "is not an option of diffusers' ControlNet img2img pipeline")
+	case r.inpainting():
+		return fieldErr("ControlNets", nil, "inpainting with ControlNets (diffusers' StableDiffusionXLControlNetInpaintPipeline) is not supported: give no mask")
 	}
 	for i, c := range r.ControlNets {
 		switch {

@@ -297,6 +297,7 @@ func TestControlNetCheck(t *testing.T) {
 		{"rescale", Request{GuidanceRescale: 0.5, ControlNets: unit(nil)}, "GuidanceRescale", "ControlNet pipelines"},
 		{"denoising end", Request{InitImage: pixels, DenoisingEnd: 0.5, ControlNets: unit(nil)}, "DenoisingEnd", "img2img"},
 		{"guess alone", Request{GuessMode: true}, "GuessMode", "has none"},
+		{"inpainting", Request{InitImage: pixels, MaskImage: pixels, ControlNets: unit(nil)}, "ControlNets", "inpainting with ControlNets"},
 		{"sizes", Request{ControlNets: append(unit(nil), ControlNet{Model: cn, Image: pixels2(72, 64)})}, "Width", "ControlNet 2's control image is 72x64"},
 	} {
 		_, err := e.Check(c.req)

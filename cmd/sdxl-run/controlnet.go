@@ -151,3 +151,47 @@ func (c *controlFlags) parameters() []infotext.Field {
 	}
 	return out
 }
+
+// controlRecord is one --controlnet group in the run record, its values as
+// typed ("" when not given).
+type controlRecord struct {
+	Path  string `json:"controlnet"`
+	Image string `json:"control_image"`
+	Scale string `json:"control_scale,omitempty"`
+	Start string `json:"control_start,omitempty"`
+	End   string `json:"control_end,omitempty"`
+}
+
+func (c *controlFlags) records() []controlRecord {
+	var out []controlRecord
+	for _, g := range c.groups {
+		r := controlRecord{Path: g.path, Image: g.image}
+		for _, f := range []struct {
+			v   optFloat
+			dst *string
+		}{{g.scale, &r.Scale}, {g.start, &r.Start}, {g.end, &r.End}} {
+			if f.v.set {
+				*f.dst = f.v.String()
+			}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// controlGroupFlags are the flags of a --controlnet group.
+var controlGroupFlags = map[string]bool{"controlnet": true, "control-image": true, "control-scale": true, "control-start": true, "control-end": true}
+
+// controlSettings repeats recorded groups as flags, in order (--from-png).
+func controlSettings(recs []controlRecord) []setting {
+	var out []setting
+	for _, r := range recs {
+		out = append(out, setting{"controlnet", r.Path}, setting{"control-image", r.Image})
+		for _, f := range []setting{{"control-scale", r.Scale}, {"control-start", r.Start}, {"control-end", r.End}} {
+			if f.value != "" {
+				out = append(out, f)
+			}
+		}
+	}
+	return out
+}

@@ -80,6 +80,7 @@ func TestCLIControlNetErrors(t *testing.T) {
 		{[]string{"--controlnet", cn, "--control-image", img, "--control-scale", "1", "--control-scale", "2"}, "given twice"},
 		{[]string{"--controlnet", cn, "--control-image", img, "--guidance-rescale", "0.5"}, "--guidance-rescale 0.5: is not an option"},
 		{[]string{"--guess-mode"}, "--guess-mode applies to ControlNets"},
+		{[]string{"--controlnet", cn, "--control-image", img, "--image", img, "--mask", img}, "inpainting with ControlNets"},
 		{[]string{"--controlnet", cn, "--control-image", "/nonexistent.png"}, "--control-image /nonexistent.png"},
 		{[]string{"--controlnet", filepath.Join(t.TempDir(), "none"), "--control-image", img}, "--controlnet"},
 		{[]string{"--controlnet", cn, "--control-image", img, "--refiner", golden.Path(t, "small/models/sdxl-small-refiner")}, "--controlnet: diffusers' ControlNet pipelines run the base alone"},
@@ -88,5 +89,36 @@ func TestCLIControlNetErrors(t *testing.T) {
 		if code != 2 || !strings.Contains(stderr, c.want) {
 			t.Errorf("%v: exit %d, stderr %q, want exit 2 with %q", c.args, code, stderr, c.want)
 		}
+	}
+}
+
+// TestCLIControlNetFromPNG: --from-png repeats a run with two ControlNet
+// groups exactly, and a --controlnet on the command line replaces them.
+func TestCLIControlNetFromPNG(t *testing.T) {
+	sc := golden.ControlNetScenarios(t)["cn_lines_s0p5_window_dpmpp"]
+	dir := t.TempDir()
+	out, lat := filepath.Join(dir, "a.png"), filepath.Join(dir, "a.safetensors")
+	cn, img := golden.Path(t, "controlnet/models/sdxl-small-controlnet"), golden.Path(t, "controlnet/"+sc.ControlPNG)
+	args := append(controlNetArgs(t, sc), "--controlnet", cn, "--control-image", img, "--control-scale", "0.25", "--out", out, "--save-latents", lat)
+	if code, _, stderr := runCLI(t, args...); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	out2, lat2 := filepath.Join(dir, "b.png"), filepath.Join(dir, "b.safetensors")
+	if code, _, stderr := runCLI(t, append(testDevice(), "--quiet", "--from-png", out, "--out", out2, "--save-latents", lat2)...); code != 0 {
+		t.Fatalf("--from-png: exit %d: %s", code, stderr)
+	}
+	a, _ := savedLatents(t, lat)
+	b, _ := savedLatents(t, lat2)
+	if d := golden.MaxAbs(a, b); d != 0 {
+		t.Errorf("the repeated run differs by %g", d)
+	}
+	out3, lat3 := filepath.Join(dir, "c.png"), filepath.Join(dir, "c.safetensors")
+	if code, _, stderr := runCLI(t, append(testDevice(), "--quiet", "--from-png", out, "--out", out3, "--save-latents", lat3,
+		"--controlnet", cn, "--control-image", img, "--control-scale", "0.75", "--control-start", "0.2", "--control-end", "0.8")...); code != 0 {
+		t.Fatalf("--from-png with --controlnet: exit %d: %s", code, stderr)
+	}
+	c, _ := savedLatents(t, lat3)
+	if golden.MaxAbs(c, a) == 0 {
+		t.Error("the replacing --controlnet group had no effect")
 	}
 }

@@ -141,9 +141,12 @@ type runRecord struct {
 	Scheduler string            `json:"scheduler_class"`
 	Timesteps []float64         `json:"timesteps"`
 	Models    []modelRef        `json:"models"`
-	Files     []fileHash        `json:"model_files"`
-	Seconds   float64           `json:"seconds"`
-	Image     int               `json:"image_index,omitempty"`
+	// ControlNets are the --controlnet groups in order (a flag given
+	// several times does not fit Flags).
+	ControlNets []controlRecord `json:"controlnets,omitempty"`
+	Files       []fileHash      `json:"model_files"`
+	Seconds     float64         `json:"seconds"`
+	Image       int             `json:"image_index,omitempty"`
 }
 
 type metadata struct {
@@ -171,6 +174,7 @@ func runMetadata(o *options, fs *flag.FlagSet, set map[string]bool, seed uint64,
 		Tool: "sdxl-run", Version: version(), Go: runtime.Version(), Date: time.Now().UTC().Format(time.RFC3339),
 		Device: dev.name, DType: dev.dtype.String(), Flags: flags, Seed: seed, Scheduler: res.Scheduler,
 		Timesteps: res.Timesteps, Models: h.models, Files: h.files, Seconds: elapsed.Seconds(),
+		ControlNets: o.control.records(),
 	}}
 }
 
