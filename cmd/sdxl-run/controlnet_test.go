@@ -122,3 +122,17 @@ func TestCLIControlNetFromPNG(t *testing.T) {
 		t.Error("the replacing --controlnet group had no effect")
 	}
 }
+
+// TestCLIControlNetOffload: with --offload the ControlNet's weights visit
+// the device with the UNet's, and the run still matches diffusers.
+func TestCLIControlNetOffload(t *testing.T) {
+	sc := golden.ControlNetScenarios(t)["cn_lines_euler"]
+	dir := t.TempDir()
+	out, lat := filepath.Join(dir, "out.png"), filepath.Join(dir, "l.safetensors")
+	if code, _, stderr := runCLI(t, append(controlNetArgs(t, sc), "--offload", "--out", out, "--save-latents", lat)...); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	want, _ := golden.Open(t, "controlnet/"+sc.File).Get("final_latents")
+	got, _ := savedLatents(t, lat)
+	golden.Check(t, "final_latents with --offload", got, want, 1e-5)
+}
