@@ -1,8 +1,10 @@
 // Package sdxl runs Stable Diffusion XL pipelines the way Hugging Face
 // diffusers does: StableDiffusionXLPipeline (text to image, optionally
 // stopping at denoising_end), StableDiffusionXLImg2ImgPipeline (image to
-// image and the refiner, optionally starting at denoising_start) and their
-// combination, the base + refiner "ensemble of experts".
+// image and the refiner, optionally starting at denoising_start), their
+// combination, the base + refiner "ensemble of experts", and with
+// Request.ControlNets StableDiffusionXLControlNetPipeline and its img2img
+// variant (one or several ControlNets, see ControlNet).
 //
 // Front ends (the sdxl-run command, servers, workers) use an Engine: opened
 // once with its models on a backend, it validates requests (Check), runs
