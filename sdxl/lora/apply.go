@@ -1,0 +1,271 @@
+package lora
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/sdxl-go/sdxl/nn"
+	"github.com/sdxl-go/sdxl/tensor"
+)
+
+// Use is one LoRA at given strengths.
+type Use struct {
+	File *File
+	// UNetScale and TextScale multiply the LoRA's change to the UNet and to
+	// the text encoders (AUTOMATIC1111's unet= and te= multipliers);
+	// `--lora PATH:S` and diffusers' lora_scale set both to S.
+	UNetScale, TextScale float64
+}
+
+// Scaled is a Use with one strength for every component.
+func Scaled(f *File, s float64) Use { return Use{File: f, UNetScale: s, TextScale: s} }
+
+func (u Use) scale(c Component) float64 {
+	if c == UNet {
+		return u.UNetScale
+	}
+	return u.TextScale
+}
+
+// Applier merges sets of LoRAs into one model's weights and takes them out
+// again. It keeps the original tensor of every weight it changed and
+// replaces merged weights by new tensors (never writing into a weight's
+// storage, which backends may have packed or cached), so restoring is
+// exact: after Set(A), Set(B) the model equals a fresh load with B merged,
+// and after Clear it equals a fresh load, bit for bit.
+//
+// The merge runs on each weight's own backend: plain LoRA products as one
+// MatMul per weight (all LoRAs touching it at once) and an Add, so on CUDA
+// they stay on the device; LoHa, LoKr and Tucker deltas are computed on the
+// host in float64 and uploaded. Memory: the originals of the changed
+// weights stay alive beside their merged copies.
+//
+// An Applier is not safe for concurrent use, and the model must not run
+// while Set or Clear does.
+type Applier struct {
+	target Target
+	names  *names
+	slots  map[string]*slot
+	active []Use
+	// Progress, when set, is called after each weight Set merges.
+	Progress func(done, total int)
+}
+
+// slot is a weight the Applier changed.
+type slot struct {
+	ptr  **tensor.Tensor
+	orig *tensor.Tensor
+}
+
+// NewApplier returns an Applier for the target model.
+func NewApplier(t Target) (*Applier, error) {
+	n, err := newNames(t)
+	if err != nil {
+		return nil, err
+	}
+	return &Applier{target: t, names: n, slots: map[string]*slot{}}, nil
+}
+
+// Active returns the LoRAs currently merged.
+func (a *Applier) Active() []Use { return append([]Use(nil), a.active...) }
+
+// Touched is the number of weights currently changed.
+func (a *Applier) Touched() int { return len(a.slots) }
+
+// plan is the merge of one weight.
+type plan struct {
+	w     weight
+	parts []part
+}
+
+// Set makes the model's weights the originals plus the deltas of uses (none
+// restores the model). Every file is mapped onto the model and every shape
+// checked before any weight changes; an error names the key and the file.
+// If ctx ends while weights are being merged, the model is restored to its
+// original weights and the context's error returned.
+func (a *Applier) Set(ctx context.Context, uses []Use) error {
+	plans, err := a.plan(uses)
+	if err != nil {
+		return err
+	}
+	want := map[string]bool{}
+	for _, p := range plans {
+		want[p.w.id()] = true
+	}
+	for id, s := range a.slots {
+		if !want[id] {
+			a.restore(id, s)
+		}
+	}
+	a.active = nil
+	for i, p := range plans {
+		if err := ctx.Err(); err != nil {
+			a.Clear()
+			return fmt.Errorf("applying LoRAs: %w", err)
+		}
+		s := a.slots[p.w.id()]
+		if s == nil {
+			s = &slot{ptr: p.w.param.Ptr, orig: *p.w.param.Ptr}
+			a.slots[p.w.id()] = s
+		}
+		merged, err := merge(s.orig, p.parts)
+		if err != nil {
+			a.Clear()
+			return fmt.Errorf("LoRA merge into %s: %w", p.w.id(), err)
+		}
+		if cur := *s.ptr; cur != s.orig {
+			cur.Free()
+		}
+		*s.ptr = merged
+		if a.Progress != nil {
+			a.Progress(i+1, len(plans))
+		}
+	}
+	a.active = append([]Use(nil), uses...)
+	return nil
+}
+
+// Clear restores every weight the Applier changed.
+func (a *Applier) Clear() {
+	for id, s := range a.slots {
+		a.restore(id, s)
+	}
+	a.active = nil
+}
+
+func (a *Applier) restore(id string, s *slot) {
+	if cur := *s.ptr; cur != s.orig {
+		cur.Free()
+	}
+	*s.ptr = s.orig
+	delete(a.slots, id)
+}
+
+// plan maps every layer of every use onto the model and computes the parts
+// of each weight (host data only; no weight changes).
+func (a *Applier) plan(uses []Use) ([]*plan, error) {
+	byID := map[string]*plan{}
+	for i, u := range uses {
+		if u.File == nil {
+			return nil, fmt.Errorf("LoRA %d: no file", i+1)
+		}
+		if !finite(u.UNetScale) || !finite(u.TextScale) {
+			return nil, fmt.Errorf("LoRA %s: strength must be a finite number", u.File.Path)
+		}
+		for _, l := range u.File.Layers {
+			if err := a.planLayer(byID, u, l); err != nil {
+				return nil, fmt.Errorf("LoRA %s: %v%s", u.File.Path, err, sdHint(u.File, a.names))
+			}
+		}
+	}
+	out := make([]*plan, 0, len(byID))
+	for _, p := range byID {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].w.id() < out[j].w.id() })
+	return out, nil
+}
+
+func (a *Applier) planLayer(byID map[string]*plan, u Use, l *Layer) error {
+	w, skip, err := a.names.resolve(a.target, l)
+	if err != nil || skip {
+		return err
+	}
+	s := u.scale(l.Component)
+	if s == 0 {
+		return nil // W + 0·Δ = W: leave the weight untouched
+	}
+	// The original tensor's shape: a weight this Applier already changed
+	// keeps its shape.
+	out, in, kh, kw := weightShape(*w.param.Ptr)
+	pt, err := u.File.part(l, out, in, kh, kw, s)
+	if err != nil {
+		return err
+	}
+	p := byID[w.id()]
+	if p == nil {
+		p = &plan{w: w}
+		byID[w.id()] = p
+	}
+	p.parts = append(p.parts, pt)
+	return nil
+}
+
+// merge returns orig + Σ parts as a new tensor of orig's dtype on orig's
+// backend. Low-rank parts are concatenated along their rank, so one MatMul
+// computes their sum: Σ u_i·d_i = [u_1 … u_n]·[d_1; …; d_n].
+func merge(orig *tensor.Tensor, parts []part) (*tensor.Tensor, error) {
+	b := orig.Backend()
+	if b == nil {
+		return nil, fmt.Errorf("the weight is not loaded (meta tensor)")
+	}
+	out := orig.Dim(0)
+	K := orig.Numel() / out
+	R := 0
+	var dense []float32
+	for _, p := range parts {
+		R += p.r
+		if p.dense != nil {
+			if dense == nil {
+				dense = make([]float32, out*K)
+			}
+			// Dense parts are few (one per LyCORIS layer): sum in float64
+			// order of arrival, rounded once per part.
+			for i, v := range p.dense {
+				dense[i] = float32(float64(dense[i]) + v)
+			}
+		}
+	}
+	var delta *tensor.Tensor
+	if R > 0 {
+		u := make([]float32, out*R)
+		d := make([]float32, 0, R*K)
+		off := 0
+		for _, p := range parts {
+			if p.r == 0 {
+				continue
+			}
+			for o := range out {
+				copy(u[o*R+off:o*R+off+p.r], p.u[o*p.r:(o+1)*p.r])
+			}
+			d = append(d, p.d...)
+			off += p.r
+		}
+		ut := b.FromFloat32(tensor.F32, tensor.Shape{out, R}, u)
+		dt := b.FromFloat32(tensor.F32, tensor.Shape{R, K}, d)
+		delta = b.MatMul(ut, dt, false, false)
+		ut.Free()
+		dt.Free()
+	}
+	if dense != nil {
+		h := b.FromFloat32(tensor.F32, tensor.Shape{out, K}, dense)
+		if delta == nil {
+			delta = h
+		} else {
+			sum := b.Add(delta, h)
+			delta.Free()
+			h.Free()
+			delta = sum
+		}
+	}
+	merged := b.Add(orig, delta.Reshape(orig.Shape()...))
+	delta.Free()
+	if err := b.Err(); err != nil {
+		merged.Free()
+		return nil, err
+	}
+	return merged, nil
+}
+
+// Params lists the parameters a target's applier may change, for tests and
+// tools (our names, prefixed by component).
+func (t Target) Params() []nn.Param {
+	var out []nn.Param
+	for c := Component(0); c < numComponents; c++ {
+		if m := t.module(c); m != nil {
+			out = append(out, nn.Params(m, c.String()+".")...)
+		}
+	}
+	return out
+}

@@ -1,0 +1,131 @@
+package lora_test
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"testing"
+
+	"github.com/sdxl-go/sdxl/backend/cpu"
+	"github.com/sdxl-go/sdxl/internal/golden"
+	"github.com/sdxl-go/sdxl/sdxl"
+	"github.com/sdxl-go/sdxl/sdxl/imageio"
+	"github.com/sdxl-go/sdxl/sdxl/lora"
+)
+
+// scenario is one entry of golden/lora/index.json "scenarios".
+type scenario struct {
+	Prompt    string  `json:"prompt"`
+	Negative  string  `json:"negative"`
+	Width     int     `json:"width"`
+	Height    int     `json:"height"`
+	Steps     int     `json:"steps"`
+	Guidance  float64 `json:"guidance"`
+	Scheduler string  `json:"scheduler"`
+	Seed      uint64  `json:"seed"`
+	Loras     []struct {
+		File  string  `json:"file"`
+		Scale float64 `json:"scale"`
+	} `json:"loras"`
+	File string `json:"file"`
+}
+
+func scenarios(t *testing.T) map[string]scenario {
+	t.Helper()
+	b, err := os.ReadFile(golden.Path(t, "lora/index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx struct {
+		Scenarios map[string]scenario `json:"scenarios"`
+	}
+	if err := json.Unmarshal(b, &idx); err != nil {
+		t.Fatal(err)
+	}
+	return idx.Scenarios
+}
+
+func (sc scenario) request() sdxl.Request {
+	neg := sc.Negative
+	return sdxl.Request{Prompt: sc.Prompt, NegativePrompt: &neg, Width: sc.Width, Height: sc.Height,
+		Steps: sc.Steps, Guidance: sc.Guidance, Scheduler: sc.Scheduler, Seed: sc.Seed, KeepStepLatents: true}
+}
+
+// uses loads the scenario's LoRAs.
+func (sc scenario) uses(t *testing.T) []lora.Use {
+	var out []lora.Use
+	for _, l := range sc.Loras {
+		out = append(out, lora.Scaled(loadGolden(t, "lora/"+l.File), l.Scale))
+	}
+	return out
+}
+
+// checkScenario compares a run with its golden: every step's and the final
+// latents within tol relative error, the 8-bit image within maxLevels.
+func checkScenario(t *testing.T, sc scenario, res *sdxl.Result, tol, maxLevels float64) {
+	t.Helper()
+	f := golden.Open(t, "lora/"+sc.File)
+	steps, sshape := f.Get("step_latents")
+	per := len(steps) / sshape[0]
+	if len(res.StepLatents) != sshape[0] {
+		t.Fatalf("%d steps, golden has %d", len(res.StepLatents), sshape[0])
+	}
+	worst := 0.0
+	for i, got := range res.StepLatents {
+		worst = max(worst, golden.RelErr(got, steps[i*per:(i+1)*per]))
+	}
+	t.Logf("step latents: worst relative error %.3g", worst)
+	want, _ := f.Get("final_latents")
+	golden.Check(t, "final_latents", res.Latents, want, tol)
+	imgs, err := imageio.FromNCHW(res.Images, res.ImageShape[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	u8, _ := f.Get("image_uint8")
+	h, w := res.ImageShape[2], res.ImageShape[3]
+	maxd := 0.0
+	for y := range h {
+		for x := range w {
+			c := imgs[0].NRGBAAt(x, y)
+			for k, v := range []uint8{c.R, c.G, c.B} {
+				maxd = math.Max(maxd, math.Abs(float64(v)-float64(u8[(y*w+x)*3+k])))
+			}
+		}
+	}
+	if maxd > maxLevels {
+		t.Errorf("image differs from image_uint8 by up to %v levels (limit %v)", maxd, maxLevels)
+	}
+	t.Logf("image max abs diff %v levels", maxd)
+}
+
+// TestGoldenScenarios runs every scenario of golden/lora (the LoRA in each
+// of its three spellings, the UNet and both text encoders changed) through
+// sdxl.Pipeline and checks diffusers' results: final latents within 1e-5,
+// the PNG within 1 level.
+func TestGoldenScenarios(t *testing.T) {
+	m := loadBase(t)
+	ap, err := lora.NewApplier(targetOf(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ap.Clear()
+	p := &sdxl.Pipeline{Backend: cpu.New(), Base: m}
+	for _, name := range []string{"lora_none", "lora_a_diffusers_s1p0", "lora_a_kohya_s0p6", "lora_a_kohya_sgm_s1p0"} {
+		sc, ok := scenarios(t)[name]
+		if !ok {
+			t.Errorf("scenario %s missing from lora/index.json", name)
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			if err := ap.Set(context.Background(), sc.uses(t)); err != nil {
+				t.Fatal(err)
+			}
+			res, err := p.Generate(context.Background(), sc.request())
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkScenario(t, sc, res, 1e-5, 1)
+		})
+	}
+}
