@@ -165,6 +165,9 @@ func sdHint(f *File, n *names) string {
 			break
 		}
 	}
+	if modelDim == 0 {
+		return ""
+	}
 	for _, l := range f.Layers {
 		if l.Component != UNet || l.Kind != LoRA || !strings.Contains(l.Module, "attn2") ||
 			!(strings.Contains(l.Module, "to_k") || strings.Contains(l.Module, "to_v")) {
