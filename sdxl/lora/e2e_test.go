@@ -2,9 +2,7 @@ package lora_test
 
 import (
 	"context"
-	"encoding/json"
 	"math"
-	"os"
 	"testing"
 
 	"github.com/sdxl-go/sdxl/backend/cpu"
@@ -14,36 +12,15 @@ import (
 	"github.com/sdxl-go/sdxl/sdxl/lora"
 )
 
-// scenario is one entry of golden/lora/index.json "scenarios".
-type scenario struct {
-	Prompt    string  `json:"prompt"`
-	Negative  string  `json:"negative"`
-	Width     int     `json:"width"`
-	Height    int     `json:"height"`
-	Steps     int     `json:"steps"`
-	Guidance  float64 `json:"guidance"`
-	Scheduler string  `json:"scheduler"`
-	Seed      uint64  `json:"seed"`
-	Loras     []struct {
-		File  string  `json:"file"`
-		Scale float64 `json:"scale"`
-	} `json:"loras"`
-	File string `json:"file"`
-}
+// scenario is one entry of golden/lora/index.json.
+type scenario struct{ golden.LoRAScenario }
 
 func scenarios(t *testing.T) map[string]scenario {
-	t.Helper()
-	b, err := os.ReadFile(golden.Path(t, "lora/index.json"))
-	if err != nil {
-		t.Fatal(err)
+	out := map[string]scenario{}
+	for k, v := range golden.LoRAScenarios(t) {
+		out[k] = scenario{v}
 	}
-	var idx struct {
-		Scenarios map[string]scenario `json:"scenarios"`
-	}
-	if err := json.Unmarshal(b, &idx); err != nil {
-		t.Fatal(err)
-	}
-	return idx.Scenarios
+	return out
 }
 
 func (sc scenario) request() sdxl.Request {
