@@ -115,3 +115,21 @@ func Linear(b Backend, x, w, bias *Tensor) *Tensor {
 type Linearer interface {
 	Linear(x, w, bias *Tensor) *Tensor
 }
+
+// AddMatMul computes c + a·b for a [M, K], b [K, N] and c [M, N] as a new
+// tensor of c's dtype (LoRA merges: W + up·down). Backends may implement
+// AddMatMuler so the product is never materialised.
+func AddMatMul(be Backend, c, a, b *Tensor) *Tensor {
+	if f, ok := be.(AddMatMuler); ok {
+		return f.AddMatMul(c, a, b)
+	}
+	y := be.MatMul(a, b, false, false)
+	out := be.Add(c, y)
+	y.Free()
+	return out
+}
+
+// AddMatMuler is an optional fused c + a·b (see AddMatMul).
+type AddMatMuler interface {
+	AddMatMul(c, a, b *Tensor) *Tensor
+}

@@ -193,8 +193,9 @@ func (a *Applier) planLayer(byID map[string]*plan, u Use, l *Layer) error {
 }
 
 // merge returns orig + Σ parts as a new tensor of orig's dtype on orig's
-// backend. Low-rank parts are concatenated along their rank, so one MatMul
-// computes their sum: Σ u_i·d_i = [u_1 … u_n]·[d_1; …; d_n].
+// backend. Low-rank parts are concatenated along their rank, so that one
+// fused c + u·d (tensor.AddMatMul) adds their sum: Σ u_i·d_i =
+// [u_1 … u_n]·[d_1; …; d_n]. Dense parts are summed on the host first.
 func merge(orig *tensor.Tensor, parts []part) (*tensor.Tensor, error) {
 	b := orig.Backend()
 	if b == nil {
@@ -202,60 +203,89 @@ func merge(orig *tensor.Tensor, parts []part) (*tensor.Tensor, error) {
 	}
 	out := orig.Dim(0)
 	K := orig.Numel() / out
-	R := 0
-	var dense []float32
-	for _, p := range parts {
-		R += p.r
-		if p.dense != nil {
-			if dense == nil {
-				dense = make([]float32, out*K)
-			}
-			// Dense parts are few (one per LyCORIS layer): sum in float64
-			// order of arrival, rounded once per part.
-			for i, v := range p.dense {
-				dense[i] = float32(float64(dense[i]) + v)
-			}
-		}
-	}
-	var delta *tensor.Tensor
-	if R > 0 {
-		u := make([]float32, out*R)
-		d := make([]float32, 0, R*K)
-		off := 0
-		for _, p := range parts {
-			if p.r == 0 {
-				continue
-			}
-			for o := range out {
-				copy(u[o*R+off:o*R+off+p.r], p.u[o*p.r:(o+1)*p.r])
-			}
-			d = append(d, p.d...)
-			off += p.r
-		}
-		ut := b.FromFloat32(tensor.F32, tensor.Shape{out, R}, u)
-		dt := b.FromFloat32(tensor.F32, tensor.Shape{R, K}, d)
-		delta = b.MatMul(ut, dt, false, false)
-		ut.Free()
-		dt.Free()
-	}
-	if dense != nil {
-		h := b.FromFloat32(tensor.F32, tensor.Shape{out, K}, dense)
-		if delta == nil {
-			delta = h
-		} else {
-			sum := b.Add(delta, h)
+	u, d, R := concatLowRank(parts, out, K)
+	dense := sumDense(parts, out*K)
+	w := orig.Reshape(out, K)
+	var merged *tensor.Tensor
+	switch {
+	case dense == nil: // then R > 0: every part is low-rank or dense
+		merged = addLowRank(b, w, u, d, R)
+	default:
+		// W + (Σ dense + Σ u·d): the delta is built in float32, then added
+		// to the weight once.
+		delta := b.FromFloat32(tensor.F32, tensor.Shape{out, K}, dense)
+		if R > 0 {
+			sum := addLowRank(b, delta, u, d, R)
 			delta.Free()
-			h.Free()
 			delta = sum
 		}
+		merged = b.Add(w, delta)
+		delta.Free()
 	}
-	merged := b.Add(orig, delta.Reshape(orig.Shape()...))
-	delta.Free()
 	if err := b.Err(); err != nil {
 		merged.Free()
 		return nil, err
 	}
-	return merged, nil
+	return merged.Reshape(orig.Shape()...), nil
+}
+
+// concatLowRank lays the low-rank parts side by side: u [out, R] and
+// d [R, K].
+func concatLowRank(parts []part, out, K int) (u, d []float32, R int) {
+	for _, p := range parts {
+		R += p.r
+	}
+	if R == 0 {
+		return nil, nil, 0
+	}
+	u = make([]float32, out*R)
+	d = make([]float32, 0, R*K)
+	off := 0
+	for _, p := range parts {
+		if p.r == 0 {
+			continue
+		}
+		for o := range out {
+			copy(u[o*R+off:o*R+off+p.r], p.u[o*p.r:(o+1)*p.r])
+		}
+		d = append(d, p.d...)
+		off += p.r
+	}
+	return u, d, R
+}
+
+// sumDense adds the dense parts in float64 (nil if there are none).
+func sumDense(parts []part, n int) []float32 {
+	var acc []float64
+	for _, p := range parts {
+		if p.dense == nil {
+			continue
+		}
+		if acc == nil {
+			acc = make([]float64, n)
+		}
+		for i, v := range p.dense {
+			acc[i] += v
+		}
+	}
+	if acc == nil {
+		return nil
+	}
+	out := make([]float32, n)
+	for i, v := range acc {
+		out[i] = float32(v)
+	}
+	return out
+}
+
+// addLowRank is c + u·d on c's backend (R > 0).
+func addLowRank(b tensor.Backend, c *tensor.Tensor, u, d []float32, R int) *tensor.Tensor {
+	ut := b.FromFloat32(tensor.F32, tensor.Shape{c.Dim(0), R}, u)
+	dt := b.FromFloat32(tensor.F32, tensor.Shape{R, c.Dim(1)}, d)
+	out := tensor.AddMatMul(b, c, ut, dt)
+	ut.Free()
+	dt.Free()
+	return out
 }
 
 // Params lists the parameters a target's applier may change, for tests and
