@@ -10,7 +10,8 @@ import (
 
 // TestAddMatMul: the fused c + a·b equals Add(c, MatMul(a, b)) bit for bit
 // (inner dimension up to one GEMM block), in every dtype, on shapes with
-// partial tiles and several row blocks, and matches a float64 reference.
+// partial tiles and several row blocks, whether c is packed as a Linear
+// weight or not (leaving c as it was), and matches a float64 reference.
 func TestAddMatMul(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	fill := func(n int) []float32 {
@@ -31,8 +32,17 @@ func TestAddMatMul(t *testing.T) {
 				got := b.ToFloat32(b.AddMatMul(c, a, bb))
 				want := b.ToFloat32(b.Add(c, b.MatMul(a, bb, false, false)))
 				cw := b.ToFloat32(c)
+				// The same with c packed as a Linear weight first: the
+				// product accumulates into the unpacked copy, and c stays.
+				pc := b.FromFloat32(dt, tensor.Shape{m, n}, cv)
+				b.Linear(b.FromFloat32(tensor.F32, tensor.Shape{2, n}, fill(2*n)), pc, nil)
+				gotPacked := b.ToFloat32(b.AddMatMul(pc, a, bb))
+				pcAfter := b.ToFloat32(pc)
 				worst := 0.0
 				for i := range got {
+					if math.Float32bits(gotPacked[i]) != math.Float32bits(got[i]) || math.Float32bits(pcAfter[i]) != math.Float32bits(cw[i]) {
+						t.Fatalf("%v %v: a packed c gives %v (c now %v), an unpacked one %v (c %v)", s, dt, gotPacked[i], pcAfter[i], got[i], cw[i])
+					}
 					if k <= gemmKC && math.Float32bits(got[i]) != math.Float32bits(want[i]) {
 						t.Fatalf("%v %v: element %d is %v, Add(MatMul) gives %v", s, dt, i, got[i], want[i])
 					}
