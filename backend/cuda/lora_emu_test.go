@@ -2,7 +2,6 @@ package cuda
 
 import (
 	"context"
-	"math"
 	"testing"
 
 	"github.com/sdxl-go/sdxl/internal/golden"
@@ -69,16 +68,7 @@ func testLoRAPipeline(t *testing.T, b *Backend) {
 		t.Fatal(err)
 	}
 	u8, _ := gf.Get("image_uint8")
-	h, w := res.ImageShape[2], res.ImageShape[3]
-	maxd := 0.0
-	for y := range h {
-		for x := range w {
-			c := imgs[0].NRGBAAt(x, y)
-			for k, v := range []uint8{c.R, c.G, c.B} {
-				maxd = math.Max(maxd, math.Abs(float64(v)-float64(u8[(y*w+x)*3+k])))
-			}
-		}
-	}
+	maxd := golden.MaxLevelDiff(imgs[0], u8)
 	if maxd > 1 {
 		t.Errorf("image differs from image_uint8 by up to %v levels (limit 1)", maxd)
 	}
