@@ -648,10 +648,30 @@ func WriteFile(path string, tensors []Tensor, metadata map[string]string) error 
 // WriteFileExclusive is WriteFile that, unless overwrite is set, fails
 // without touching anything when path already exists.
 func WriteFileExclusive(path string, tensors []Tensor, metadata map[string]string, overwrite bool) error {
+	out, err := float32Out(tensors)
+	if err != nil {
+		return err
+	}
+	return write(path, out, metadata, overwrite)
+}
+
+// Encoder returns a function that writes float32 tensors as one
+// safetensors file to w, for callers that place the file themselves (see
+// internal/atomicfile.Stage); the header is checked at once.
+func Encoder(tensors []Tensor, metadata map[string]string) (func(w io.Writer) error, error) {
+	out, err := float32Out(tensors)
+	if err != nil {
+		return nil, err
+	}
+	return encoder(out, metadata)
+}
+
+// float32Out prepares float32 tensors for writing.
+func float32Out(tensors []Tensor) ([]outTensor, error) {
 	out := make([]outTensor, len(tensors))
 	for i, t := range tensors {
 		if err := checkOut(t.Name, F32, t.Shape, 4*int64(len(t.Data))); err != nil {
-			return err
+			return nil, err
 		}
 		data := t.Data
 		out[i] = outTensor{t.Name, F32, t.Shape, 4 * int64(len(data)), func(w io.Writer, buf []byte) error {
@@ -668,7 +688,7 @@ func WriteFileExclusive(path string, tensors []Tensor, metadata map[string]strin
 			return nil
 		}}
 	}
-	return write(path, out, metadata, overwrite)
+	return out, nil
 }
 
 // WriteRawFile writes tensors of any dtype atomically, like WriteFile.
@@ -691,6 +711,16 @@ func WriteRawFile(path string, tensors []RawTensor, metadata map[string]string) 
 // JSON padded with spaces to a multiple of 8 bytes so the data section is
 // 8-aligned, as the reference writer does) and streams the data.
 func write(path string, tensors []outTensor, metadata map[string]string, overwrite bool) error {
+	fill, err := encoder(tensors, metadata)
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(path, overwrite, fill)
+}
+
+// encoder checks and lays out the header and returns the function that
+// writes the file.
+func encoder(tensors []outTensor, metadata map[string]string) (func(w io.Writer) error, error) {
 	type entry struct {
 		DType       DType   `json:"dtype"`
 		Shape       []int   `json:"shape"`
@@ -700,7 +730,7 @@ func write(path string, tensors []outTensor, metadata map[string]string, overwri
 	if len(metadata) > 0 {
 		for k, v := range metadata {
 			if !utf8.ValidString(k) || !utf8.ValidString(v) {
-				return fmt.Errorf("safetensors: metadata %q: not valid UTF-8", k)
+				return nil, fmt.Errorf("safetensors: metadata %q: not valid UTF-8", k)
 			}
 		}
 		hdr["__metadata__"] = metadata
@@ -708,7 +738,7 @@ func write(path string, tensors []outTensor, metadata map[string]string, overwri
 	var off int64
 	for _, t := range tensors {
 		if _, dup := hdr[t.name]; dup {
-			return fmt.Errorf("safetensors: duplicate tensor name %q", t.name)
+			return nil, fmt.Errorf("safetensors: duplicate tensor name %q", t.name)
 		}
 		shape := t.shape
 		if shape == nil {
@@ -719,15 +749,15 @@ func write(path string, tensors []outTensor, metadata map[string]string, overwri
 	}
 	js, err := json.Marshal(hdr)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(js) > MaxHeaderSize {
-		return fmt.Errorf("safetensors: header of %d bytes is over the %d-byte limit", len(js), MaxHeaderSize)
+		return nil, fmt.Errorf("safetensors: header of %d bytes is over the %d-byte limit", len(js), MaxHeaderSize)
 	}
 	for len(js)%8 != 0 {
 		js = append(js, ' ')
 	}
-	return atomicfile.Write(path, overwrite, func(w io.Writer) error {
+	return func(w io.Writer) error {
 		var lb [8]byte
 		binary.LittleEndian.PutUint64(lb[:], uint64(len(js)))
 		if _, err := w.Write(lb[:]); err != nil {
@@ -743,5 +773,5 @@ func write(path string, tensors []outTensor, metadata map[string]string, overwri
 			}
 		}
 		return nil
-	})
+	}, nil
 }

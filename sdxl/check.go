@@ -11,6 +11,7 @@ import (
 
 	"github.com/sdxl-go/sdxl/sched"
 	"github.com/sdxl-go/sdxl/sdxl/capture"
+	"github.com/sdxl-go/sdxl/sdxl/prompt"
 )
 
 // FieldError is a request error that names the Request field at fault, so
@@ -88,6 +89,9 @@ func checkRequest(r *Request, roles Roles) error {
 	}
 	if r.Weighting != WeightingNone {
 		if err := checkWeighted(r.prompts(false)); err != nil {
+			return err
+		}
+		if err := checkPromptSyntax(r); err != nil {
 			return err
 		}
 		if r.Weighting == WeightingA1111 && roles.Refiner {
@@ -213,13 +217,34 @@ func checkInputs(r *Request) error {
 }
 
 // firstNonFinite returns the index of the first NaN or infinity, or -1.
-func firstNonFinite(x []float32) int {
-	for i, v := range x {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return i
+func firstNonFinite(x []float32) int { return sched.FirstNonFinite(x) }
+
+// checkPromptSyntax parses the prompts in the request's weighting syntax,
+// so that a syntax error or an overflowing weight (Compel's "cat" and
+// 1000 "+") is a field error before any work.
+func checkPromptSyntax(r *Request) error {
+	var parse func(string) error
+	switch r.Weighting {
+	case WeightingCompel:
+		parse = func(s string) error { _, err := prompt.ParseCompel(s); return err }
+	case WeightingA1111:
+		parse = func(s string) error { _, err := prompt.ParseA1111(s); return err }
+	default:
+		return nil
+	}
+	texts := []struct {
+		field string
+		s     *string
+	}{{"Prompt", &r.Prompt}, {"NegativePrompt", r.NegativePrompt}}
+	for _, t := range texts {
+		if t.s == nil {
+			continue
+		}
+		if err := parse(*t.s); err != nil && !errors.Is(err, prompt.ErrEmptyPrompt) {
+			return fieldErr(t.field, nil, "%v", err)
 		}
 	}
-	return -1
+	return nil
 }
 
 // validFrac is diffusers' denoising_value_valid: a float strictly inside

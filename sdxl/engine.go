@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/sdxl-go/sdxl/sched"
+	"github.com/sdxl-go/sdxl/sdxl/memory"
 	"github.com/sdxl-go/sdxl/tensor"
 )
 
@@ -35,6 +36,14 @@ type Options struct {
 	CUDAGenerator func(seed uint64) sched.Generator
 	// Limits bound what a request may ask for (zero: the defaults).
 	Limits Limits
+	// MemoryBudget bounds the memory a request may need on the compute
+	// device, weights included, in bytes: a request whose estimate
+	// (package memory) is larger is refused by Check with a message saying
+	// what fits. 0 means the memory this process may use when the backend
+	// computes in host memory (the CPU backend: the cgroup limit or the
+	// available memory) and no check on other devices; negative turns the
+	// check off.
+	MemoryBudget int64
 	// LoadProgress reports weight loading: component, tensors done, total.
 	LoadProgress func(component string, done, total int)
 }
@@ -79,6 +88,10 @@ type Engine struct {
 	mu     sync.Mutex
 	p      Pipeline
 	limits Limits
+	// mem describes the models for memory estimates; budget is the
+	// resolved Options.MemoryBudget (<= 0: no check).
+	mem    []*memory.Model
+	budget int64
 }
 
 // Open loads the models of opt and returns an engine serving them.
@@ -132,9 +145,14 @@ func New(opt Options, base, refiner *Model) (*Engine, error) {
 	if base == nil && refiner == nil {
 		return nil, errors.New("sdxl: no model")
 	}
-	e := &Engine{limits: opt.Limits.withDefaults()}
+	e := &Engine{limits: opt.Limits.withDefaults(), budget: memoryBudget(opt)}
 	e.p = Pipeline{Backend: opt.Backend, Base: base, Refiner: refiner, Precision: opt.Precision,
 		Offload: opt.Offload, CUDAGenerator: opt.CUDAGenerator}
+	for _, m := range []*Model{base, refiner} {
+		if m != nil {
+			e.mem = append(e.mem, memoryModel(m))
+		}
+	}
 	return e, nil
 }
 
@@ -189,7 +207,10 @@ func (e *Engine) plan(req Request) (*plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pl, e.checkLimits(&pl.req)
+	if err := e.checkLimits(&pl.req); err != nil {
+		return nil, err
+	}
+	return pl, e.checkMemory(pl)
 }
 
 func (e *Engine) checkLimits(r *Request) error {

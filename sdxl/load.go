@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/sdxl-go/sdxl/sched"
@@ -130,15 +131,19 @@ func LoadModel(b tensor.Backend, path string, opt LoadOptions) (*Model, error) {
 // costs in memory and compute, so benchmarks need no download. Its images
 // are meaningless. The VAE is always F32.
 func RandomModel(b tensor.Backend, refiner bool, dt tensor.DType, seed uint64) (*Model, error) {
-	name := config.SDXLBaseName
-	if refiner {
-		name = config.SDXLRefinerName
-	}
-	d, err := config.RealModelDir(name)
+	d, err := config.RealModelDir(realName(refiner))
 	if err != nil {
 		return nil, err
 	}
-	return buildModel(b, "random:"+name, d, randomWeights{seed: seed}, LoadOptions{DType: dt})
+	return buildModel(b, "random:"+realName(refiner), d, randomWeights{seed: seed}, LoadOptions{DType: dt})
+}
+
+// realName names the embedded SDXL 1.0 base or refiner config set.
+func realName(refiner bool) string {
+	if refiner {
+		return config.SDXLRefinerName
+	}
+	return config.SDXLBaseName
 }
 
 // buildModel is the one way a Model comes to be: meta components from d's
@@ -252,6 +257,13 @@ func schedulerConfig(d *config.ModelDir) (sched.Config, error) {
 	cfg, err := sched.ParseConfig(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: scheduler config: %v", d.Root, err)
+	}
+	// Its values are checked now, against the class it names (when known):
+	// a broken file is the model's fault, not the --scheduler choice's.
+	if cls := cfg.ClassName(); slices.Contains(sched.ClassNames(), cls) {
+		if _, err := sched.Resolve(cls, cfg); err != nil {
+			return nil, fmt.Errorf("%s: %v", filepath.Join(d.Root, "scheduler", "scheduler_config.json"), err)
+		}
 	}
 	return cfg, nil
 }

@@ -213,5 +213,9 @@ func (p *Pipeline) decode(ctx context.Context, m *Model, latents []float32, shap
 	}
 	defer img.Free()
 	s := img.Shape()
-	return b.ToFloat32(img), [4]int{s[0], s[1], s[2], s[3]}, nil
+	out := b.ToFloat32(img)
+	if err := sched.CheckFinite(out, string(StageVAE), "the decoded image", sched.CauseModel); err != nil {
+		return nil, [4]int{}, err
+	}
+	return out, [4]int{s[0], s[1], s[2], s[3]}, nil
 }

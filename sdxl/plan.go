@@ -84,6 +84,9 @@ func (p *Pipeline) plan(req Request) (*plan, error) {
 		}
 	}
 	pl.stages = p.stagesFor(r)
+	if err := checkDumpPatterns(r, pl.stages[0].model); err != nil {
+		return nil, err
+	}
 	for _, st := range pl.stages {
 		if err := p.prepareStage(r, st); err != nil {
 			return nil, err

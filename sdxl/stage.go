@@ -81,6 +81,11 @@ func (p *Pipeline) conditioning(ctx context.Context, r *Request, st *stage, cfg 
 	if err != nil {
 		return nil, err
 	}
+	for _, e := range [][]float32{cond.Prompt, cond.Negative, cond.Pooled, cond.NegativePooled} {
+		if err := sched.CheckFinite(e, string(st.name), "the text encoders' output", sched.CauseModel); err != nil {
+			return nil, err
+		}
+	}
 	return cond, tr.textDone()
 }
 
@@ -212,9 +217,11 @@ func (lp *loop) denoise(ctx context.Context, latents []float32) ([]float32, erro
 				return nil, err
 			}
 		}
-		if k := firstNonFinite(latents); k >= 0 {
-			return nil, fmt.Errorf("%s step %d of %d: the latents hold %v (at index %d): the model's weights, its scheduler config or half-precision overflow are the likely causes",
-				lp.st.name, i+1, len(lp.st.timesteps), latents[k], k)
+		// NaN or infinite values would decode to an all-black image: stop
+		// at the step, blaming the UNet or the scheduler by which output
+		// first holds them.
+		if err := sched.CheckStep(string(lp.st.name), i+1, len(lp.st.timesteps), pred, latents); err != nil {
+			return nil, err
 		}
 		if lp.r.KeepStepLatents {
 			lp.res.StepLatents = append(lp.res.StepLatents, latents)

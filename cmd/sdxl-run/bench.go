@@ -10,6 +10,7 @@ import (
 
 	"github.com/sdxl-go/sdxl/internal/opprof"
 	"github.com/sdxl-go/sdxl/sdxl"
+	"github.com/sdxl-go/sdxl/sdxl/memory"
 	"github.com/sdxl-go/sdxl/tensor"
 )
 
@@ -35,13 +36,62 @@ func parseBench(args []string, stderr io.Writer) (*benchFlags, error) {
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return nil, err
 	}
+	if fs.NArg() > 0 {
+		return nil, usageErr("unexpected argument %q (bench takes only flags)", fs.Arg(0))
+	}
 	if !f.random && f.model == "" {
 		return nil, usageErr("give --random-weights (real SDXL sizes, no files) or --model PATH")
 	}
 	if f.size%8 != 0 || f.size <= 0 || f.steps < 1 {
 		return nil, usageErr("--size must be a positive multiple of 8 and --steps at least 1")
 	}
+	if int64(f.size)*int64(f.size) > benchMaxPixels {
+		return nil, usageErr("--size %d: %dx%d is over bench's limit of %d pixels", f.size, f.size, f.size, benchMaxPixels)
+	}
 	return f, nil
+}
+
+// benchMaxPixels bounds --size: far beyond what generation allows (bench
+// measures what does not fit too), but a size is still refused here rather
+// than after building the models.
+const benchMaxPixels = 1 << 30
+
+// checkMemory estimates the run from the models' configs before anything
+// is built and refuses one that cannot fit in this machine's memory (on
+// the CPU; a GPU's memory is not known before it is opened).
+func (f *benchFlags) checkMemory(dev *device) error {
+	if f.device != "cpu" {
+		return nil
+	}
+	var models []*memory.Model
+	if f.random {
+		for _, refiner := range []bool{false, true}[:1+boolInt(f.refiner)] {
+			m, err := sdxl.RandomMemoryModel(refiner)
+			if err != nil {
+				return err
+			}
+			models = append(models, m)
+		}
+	} else {
+		m, err := sdxl.FolderMemoryModel(f.model)
+		if err != nil {
+			return nil // a single file or a bad folder: loading says more
+		}
+		models = append(models, m)
+	}
+	r := memory.Request{Width: f.size, Height: f.size, Images: 1, Guidance: true,
+		WeightBytes: dev.dtype.Size(), ComputeBytes: dev.dtype.Size(), VAEBytes: 4}
+	if err := memory.Check(r, sdxl.HostMemoryBudget(), models...); err != nil {
+		return usageErr("--size %d: %v", f.size, err)
+	}
+	return nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // runBench times a whole generation with the real SDXL sizes: text
@@ -58,6 +108,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer dev.close()
+	if err := f.checkMemory(dev); err != nil {
+		return err
+	}
 	t0 := time.Now()
 	opt, base, ref, err := f.models(dev)
 	if err != nil {

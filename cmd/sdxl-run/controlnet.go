@@ -102,7 +102,7 @@ func (c *controlFlags) request(req *sdxl.Request) {
 // readImages reads the control images into req.
 func (c *controlFlags) readImages(req *sdxl.Request) error {
 	for i, g := range c.groups {
-		img, err := imageio.Load(g.image)
+		img, err := imageio.LoadLimit(g.image, sdxl.DefaultMaxPixels)
 		if err != nil {
 			return usageErr("--control-image %s: %v", g.image, err)
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	crand "crypto/rand"
 	"encoding/binary"
@@ -8,13 +9,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/sdxl-go/sdxl/internal/atomicfile"
 	"github.com/sdxl-go/sdxl/safetensors"
 	"github.com/sdxl-go/sdxl/sdxl"
 	"github.com/sdxl-go/sdxl/sdxl/imageio"
@@ -80,21 +81,44 @@ func (o *options) outputPaths(seed uint64) []string {
 	return paths
 }
 
-// checkWritable fails early when an output exists (without --overwrite)
-// or its folder cannot take a file, before minutes of computing.
-func checkWritable(path string, overwrite bool) error {
-	if !overwrite {
-		if _, err := os.Lstat(path); err == nil {
-			return usageErr("%s already exists (use --overwrite to replace it)", path)
+// outputFlags pairs each output path of a run with the flag that names
+// it.
+func (g *generation) outputFlags() [][2]string {
+	var out [][2]string
+	for _, p := range g.paths {
+		out = append(out, [2]string{"--out", p})
+	}
+	for _, f := range [][2]string{{"--save-latents", g.o.saveLatents}, {"--dump-to", g.o.dumpTo}} {
+		if f[1] != "" {
+			out = append(out, f)
 		}
 	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".sdxl-run-check-*")
-	if err != nil {
-		return &exitError{code: 1, err: fmt.Errorf("cannot write %s: %v", path, err)}
+	return out
+}
+
+// checkOutputs fails early, before minutes of computing, when two outputs
+// share a path, when an output exists (without --overwrite) or is not a
+// regular file (a device, a pipe, a folder: never replaced), or when its
+// folder cannot take a file.
+func (g *generation) checkOutputs() error {
+	seen := map[string]string{}
+	byFlag := map[string][]string{}
+	for _, f := range g.outputFlags() {
+		key := filepath.Clean(f[1])
+		if abs, err := filepath.Abs(key); err == nil {
+			key = abs
+		}
+		if prev, dup := seen[key]; dup {
+			return usageErr("%s %s: the same file as %s %s (each output needs its own path)", f[0], f[1], prev, f[1])
+		}
+		seen[key] = f[0]
+		byFlag[f[0]] = append(byFlag[f[0]], f[1])
 	}
-	f.Close()
-	os.Remove(f.Name())
+	for _, flag := range []string{"--out", "--save-latents", "--dump-to"} {
+		if err := atomicfile.CheckTargets(g.o.overwrite, byFlag[flag]...); err != nil {
+			return usageErr("%s: %v", flag, err)
+		}
+	}
 	return nil
 }
 
@@ -131,12 +155,15 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if g.fs.NArg() > 0 {
 		return usageErr("unexpected argument %q (flags start with --; quote the prompt: --prompt \"...\")", g.fs.Arg(0))
 	}
-	if g.o.verifyWatermark != "" {
-		return verifyWatermark(g.o.verifyWatermark, stdout)
-	}
 	g.set = map[string]bool{}
 	g.fs.Visit(func(f *flag.Flag) { g.set[f.Name] = true })
 	g.o.set = g.set
+	if g.set["verify-watermark"] {
+		if g.o.verifyWatermark == "" {
+			return usageErr("--verify-watermark: give the image file to check")
+		}
+		return verifyWatermark(g.o.verifyWatermark, stdout)
+	}
 	req, err := g.prepare()
 	if err != nil {
 		return err
@@ -171,13 +198,8 @@ func (g *generation) prepare() (sdxl.Request, error) {
 		fmt.Fprintf(g.stderr, "seed: %d\n", g.seed)
 	}
 	g.paths = o.outputPaths(g.seed)
-	for _, p := range append(append([]string(nil), g.paths...), o.saveLatents, o.dumpTo) {
-		if p == "" {
-			continue
-		}
-		if err := checkWritable(p, o.overwrite); err != nil {
-			return req, err
-		}
+	if err := g.checkOutputs(); err != nil {
+		return req, err
 	}
 	return req, o.readInputs(&req)
 }
@@ -208,7 +230,12 @@ func (g *generation) run(ctx context.Context, req sdxl.Request) error {
 	for _, w := range warnings {
 		fmt.Fprintf(g.stderr, "note: %s\n", w.Message)
 	}
-	req.Progress = prog.step
+	req.Progress = func(e sdxl.Event) error {
+		if e.Step == 0 {
+			stageHook(ctx, string(e.Stage))
+		}
+		return prog.step(e)
+	}
 	start := time.Now()
 	res, err := eng.Generate(ctx, req)
 	prog.finish()
@@ -220,33 +247,44 @@ func (g *generation) run(ctx context.Context, req sdxl.Request) error {
 		return interrupted(ctx, err)
 	}
 	meta := runMetadata(o, g.fs, g.set, g.seed, res, hashes.wait(), time.Since(start), dev)
-	return g.write(res, meta)
+	if err := g.write(ctx, res, meta); err != nil {
+		return interrupted(ctx, err)
+	}
+	return nil
 }
 
 // interrupted maps an error of a cancelled run to exit 130, others to the
 // CLI's errors.
 func interrupted(ctx context.Context, err error) error {
-	if errors.Is(err, sdxl.ErrCanceled) || ctx.Err() != nil {
+	if errors.Is(err, sdxl.ErrCanceled) || errors.Is(err, context.Canceled) || ctx.Err() != nil {
 		return &exitError{code: 130, err: errors.New("interrupted; no output written")}
 	}
 	return cliError(err)
 }
 
-// write stores the run's outputs: latents and dumps when asked, then the
-// PNGs, each atomically.
-func (g *generation) write(res *sdxl.Result, meta *metadata) error {
-	o := &g.o
-	if o.saveLatents != "" {
-		s := res.LatentShape
-		if err := safetensors.WriteFileExclusive(o.saveLatents, []safetensors.Tensor{{Name: "latents", Shape: s[:], Data: res.Latents}},
-			map[string]string{"seed": strconv.FormatUint(g.seed, 10), "prompt": o.prompt}, o.overwrite); err != nil {
-			return err
+// write stores the run's outputs: the PNGs, and the latents and dumps
+// when asked. Each is staged under a temporary name first and all are put
+// in place together at the end, so that an error or a signal on the way
+// leaves none of them.
+func (g *generation) write(ctx context.Context, res *sdxl.Result, meta *metadata) error {
+	defer holdWrites(ctx)()
+	stageHook(ctx, "write")
+	var staged []*atomicfile.Pending
+	ok := false
+	defer func() {
+		if !ok {
+			atomicfile.AbortAll(staged...)
 		}
+	}()
+	stage := func(path string, fill func(io.Writer) error) error {
+		p, err := atomicfile.Stage(ctx, path, g.o.overwrite, fill)
+		if err == nil {
+			staged = append(staged, p)
+		}
+		return err
 	}
-	if o.dumpTo != "" {
-		if err := writeDump(o.dumpTo, res, o.overwrite); err != nil {
-			return err
-		}
+	if err := g.stageData(res, stage); err != nil {
+		return err
 	}
 	imgs, err := imageio.FromNCHW(res.Images, res.ImageShape[:])
 	if err != nil {
@@ -257,13 +295,50 @@ func (g *generation) write(res *sdxl.Result, meta *metadata) error {
 		if err != nil {
 			return err
 		}
-		if err := imageio.WritePNG(g.paths[i], img, chunks, o.overwrite); err != nil {
+		var buf bytes.Buffer
+		if err := imageio.EncodePNG(&buf, img, chunks); err != nil {
+			return fmt.Errorf("%s: %v", g.paths[i], err)
+		}
+		if err := stage(g.paths[i], func(w io.Writer) error { _, err := w.Write(buf.Bytes()); return err }); err != nil {
 			return err
 		}
-		fmt.Fprintln(g.stdout, g.paths[i])
 	}
-	if !o.quiet {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ok = true
+	if err := atomicfile.CommitAll(staged...); err != nil {
+		return err
+	}
+	for _, p := range g.paths {
+		fmt.Fprintln(g.stdout, p)
+	}
+	if !g.o.quiet {
 		fmt.Fprintf(g.stderr, "done in %.1fs\n", meta.rec.Seconds)
+	}
+	return nil
+}
+
+// stageData stages the latents (--save-latents) and the dump (--dump-to).
+func (g *generation) stageData(res *sdxl.Result, stage func(string, func(io.Writer) error) error) error {
+	o := &g.o
+	if o.saveLatents != "" {
+		s := res.LatentShape
+		fill, err := safetensors.Encoder([]safetensors.Tensor{{Name: "latents", Shape: s[:], Data: res.Latents}},
+			map[string]string{"seed": strconv.FormatUint(g.seed, 10), "prompt": o.prompt})
+		if err != nil {
+			return fmt.Errorf("%s: %v", o.saveLatents, err)
+		}
+		if err := stage(o.saveLatents, fill); err != nil {
+			return err
+		}
+	}
+	if o.dumpTo != "" {
+		fill, err := dumpEncoder(res)
+		if err != nil {
+			return fmt.Errorf("%s: %v", o.dumpTo, err)
+		}
+		return stage(o.dumpTo, fill)
 	}
 	return nil
 }
@@ -315,18 +390,21 @@ func (o *options) request(seed uint64) sdxl.Request {
 }
 
 // readInputs reads the input files the flags name into the request.
+// Images are size-checked from their headers against the engine's pixel
+// limit before they are decoded; every problem with an input file is a
+// usage error naming the flag.
 func (o *options) readInputs(req *sdxl.Request) error {
 	if o.image != "" {
-		img, err := imageio.Load(o.image)
+		img, err := imageio.LoadLimit(o.image, sdxl.DefaultMaxPixels)
 		if err != nil {
-			return err
+			return usageErr("--image %v", err)
 		}
 		req.InitImage = img
 	}
 	if o.mask != "" {
-		m, err := imageio.Load(o.mask)
+		m, err := imageio.LoadLimit(o.mask, sdxl.DefaultMaxPixels)
 		if err != nil {
-			return fmt.Errorf("--mask %v", err)
+			return usageErr("--mask %v", err)
 		}
 		req.MaskImage = m
 	}
@@ -337,7 +415,7 @@ func (o *options) readInputs(req *sdxl.Request) error {
 	if o.initNoise != "" {
 		var err error
 		if req.InitNoise, req.InitNoiseShape, err = readLatents(o.initNoise); err != nil {
-			return err
+			return usageErr("--init-noise %v", err)
 		}
 	}
 	return nil
@@ -355,7 +433,8 @@ func readLatents(path string) ([]float32, []int, error) {
 	return f.Float32("latents")
 }
 
-func writeDump(path string, res *sdxl.Result, overwrite bool) error {
+// dumpEncoder writes the activations and the latents after every step.
+func dumpEncoder(res *sdxl.Result) (func(io.Writer) error, error) {
 	var ts []safetensors.Tensor
 	for _, a := range res.Dumps {
 		ts = append(ts, safetensors.Tensor{Name: a.Name, Shape: a.Shape, Data: a.Data})
@@ -364,7 +443,7 @@ func writeDump(path string, res *sdxl.Result, overwrite bool) error {
 	for i, l := range res.StepLatents {
 		ts = append(ts, safetensors.Tensor{Name: fmt.Sprintf("latents.step%d", i), Shape: s[:], Data: l})
 	}
-	return safetensors.WriteFileExclusive(path, ts, map[string]string{"format": "sdxl-run dump: <stage>.step<k>.<module path> activations, latents.step<k> after each scheduler step"}, overwrite)
+	return safetensors.Encoder(ts, map[string]string{"format": "sdxl-run dump: <stage>.step<k>.<module path> activations, latents.step<k> after each scheduler step"})
 }
 
 func version() string {

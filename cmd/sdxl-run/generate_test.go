@@ -252,13 +252,15 @@ func TestCLIBadInput(t *testing.T) {
 		{"missing model", []string{"--model", filepath.Join(dir, "nope")}, 1, "nope"},
 		{"corrupt model", []string{"--model", corrupt}, 1, "corrupt.safetensors"},
 		{"refiner without base", []string{"--refiner", filepath.Join(dir, "some-refiner")}, 2, "text-to-image needs a base model"},
-		{"unwritable output", []string{"--out", filepath.Join(dir, "no", "such", "dir", "x.png")}, 1, "cannot write"},
+		// Every problem with a path the user gave (input or output) is a
+		// usage error naming the flag.
+		{"unwritable output", []string{"--out", filepath.Join(dir, "no", "such", "dir", "x.png")}, 2, "--out: cannot write"},
 		{"bad weighting", []string{"--prompt-weighting", "foo"}, 2, "--prompt-weighting"},
 		{"bad device", []string{"--device", "tpu"}, 2, "--device"},
 		{"stray argument", []string{"hello"}, 2, "unexpected argument"},
 		{"mask without image", []string{"--mask", black}, 2, "--mask: a mask says which part of an input image to repaint"},
-		{"mask not an image", []string{"--image", img, "--mask", text}, 1, "--mask " + text + ": unsupported image format"},
-		{"missing mask", []string{"--image", img, "--mask", filepath.Join(dir, "nope.png")}, 1, "nope.png"},
+		{"mask not an image", []string{"--image", img, "--mask", text}, 2, "--mask " + text + ": unsupported image format"},
+		{"missing mask", []string{"--image", img, "--mask", filepath.Join(dir, "nope.png")}, 2, "--mask " + filepath.Join(dir, "nope.png") + ": no such file"},
 		{"black mask", []string{"--image", img, "--mask", black, "--steps", "2"}, 2, "--mask: the mask has no pixel at least 50% white"},
 		{"tile size alone", []string{"--vae-tile-size", "32"}, 2, "--vae-tile-size 32: applies to tiled VAE decoding"},
 		{"tile size", []string{"--vae-tiling", "--vae-tile-size", "12"}, 2, "--vae-tile-size 12"},

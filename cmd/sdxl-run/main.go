@@ -20,14 +20,113 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"sync"
 	"syscall"
+	"time"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
+	os.Exit(runMain(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// graceAfterSignal is how long a run may take to stop after SIGINT or
+// SIGTERM before the process exits anyway (a long step that does not look
+// at the context, such as one big UNet or VAE forward): the whole exit
+// stays within about 5 seconds.
+const graceAfterSignal = 3 * time.Second
+
+// runMain runs the command with the process's signal handling and the
+// last-resort recovery. The first SIGINT or SIGTERM cancels the run, which
+// stops at its next check and writes nothing; the exit status is then 130
+// or 143 (128 + the signal). A run still busy graceAfterSignal later (and
+// not placing its outputs) is abandoned; a second signal exits at once. A
+// panic is an internal error: exit 3 with a request to report it.
+func runMain(parent context.Context, args []string, stdout, stderr io.Writer) int {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	guard := &writeGuard{}
+	ctx = context.WithValue(ctx, writeGuardKey{}, guard)
+	done := make(chan int, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				fmt.Fprintf(stderr, "sdxl-run: internal error: %v\n%s\nThis is a bug in sdxl-run: please report it with the command line and this message.\n", r, debug.Stack())
+				done <- 3
+			}
+		}()
+		done <- run(ctx, args, stdout, stderr)
+	}()
+	var got os.Signal
+	var grace <-chan time.Time
+	for {
+		select {
+		case code := <-done:
+			if got != nil && code != 0 {
+				return signalCode(got)
+			}
+			return code
+		case sig := <-sigs:
+			if got != nil {
+				fmt.Fprintf(stderr, "sdxl-run: %v again: exiting now\n", sig)
+				return signalCode(got)
+			}
+			got = sig
+			cancel()
+			fmt.Fprintf(stderr, "sdxl-run: %v: stopping; no output will be written (again to exit at once)\n", sig)
+			grace = time.After(graceAfterSignal)
+		case <-grace:
+			if guard.busy() {
+				grace = time.After(100 * time.Millisecond) // outputs being placed: let it finish or undo
+				continue
+			}
+			fmt.Fprintf(stderr, "sdxl-run: still busy %v after %v: exiting; no output was written\n", graceAfterSignal, got)
+			return signalCode(got)
+		}
+	}
+}
+
+// signalCode is the conventional exit status of a process stopped by sig.
+func signalCode(sig os.Signal) int {
+	if s, ok := sig.(syscall.Signal); ok {
+		return 128 + int(s)
+	}
+	return 130
+}
+
+// writeGuard marks the time a run spends placing its outputs, when an exit
+// would leave a temporary file behind.
+type writeGuard struct {
+	mu    sync.Mutex
+	depth int
+}
+
+type writeGuardKey struct{}
+
+func (g *writeGuard) busy() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.depth > 0
+}
+
+// holdWrites marks ctx's run as writing until the returned function is
+// called.
+func holdWrites(ctx context.Context) func() {
+	g, ok := ctx.Value(writeGuardKey{}).(*writeGuard)
+	if !ok {
+		return func() {}
+	}
+	g.mu.Lock()
+	g.depth++
+	g.mu.Unlock()
+	return func() {
+		g.mu.Lock()
+		g.depth--
+		g.mu.Unlock()
+	}
 }
 
 // exitError carries an exit status through run's callers.
@@ -66,4 +165,15 @@ func report(stderr io.Writer, name string, err error) int {
 	}
 	fmt.Fprintf(stderr, "%s: %v\n", name, err)
 	return 1
+}
+
+// stageHookKey carries a function called when a run reaches a stage
+// ("text", "base", "refiner", "vae", "write"); only the signal tests set
+// one.
+type stageHookKey struct{}
+
+func stageHook(ctx context.Context, stage string) {
+	if f, ok := ctx.Value(stageHookKey{}).(func(string)); ok {
+		f(stage)
+	}
 }

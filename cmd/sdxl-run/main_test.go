@@ -11,7 +11,11 @@ import (
 // both these tests and `sdxl-run bench` (see scripts/device-check.sh).
 func TestMain(m *testing.M) {
 	if os.Getenv("SDXL_RUN_CLI") == "1" {
-		os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+		ctx := context.Background()
+		if spec := os.Getenv("SDXL_RUN_TEST_SIGNAL"); spec != "" {
+			ctx = context.WithValue(ctx, stageHookKey{}, signalHook(spec))
+		}
+		os.Exit(runMain(ctx, os.Args[1:], os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
 }

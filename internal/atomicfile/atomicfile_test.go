@@ -135,3 +135,42 @@ func assertOnly(t *testing.T, dir string, names ...string) {
 		t.Errorf("%s holds %v, want %v", dir, got, names)
 	}
 }
+
+// TestCommitAll: staged files appear only at the commit; a commit that
+// fails part-way removes the files it created and aborts the rest.
+func TestCommitAll(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	fill := func(s string) func(io.Writer) error {
+		return func(w io.Writer) error { _, err := io.WriteString(w, s); return err }
+	}
+	a, err := Stage(ctx, filepath.Join(dir, "a.png"), false, fill("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Stage(ctx, filepath.Join(dir, "b.safetensors"), false, fill("b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(a.Path()); err == nil {
+		t.Error("a staged file is visible before the commit")
+	}
+	if err := CommitAll(a, b); err != nil {
+		t.Fatal(err)
+	}
+	assertOnly(t, dir, "a.png", "b.safetensors")
+	// c stages fine, then d's path appears before the commit.
+	c, _ := Stage(ctx, filepath.Join(dir, "c.png"), false, fill("c"))
+	d, _ := Stage(ctx, filepath.Join(dir, "d.png"), false, fill("d"))
+	e, _ := Stage(ctx, filepath.Join(dir, "e.png"), false, fill("e"))
+	if err := os.WriteFile(filepath.Join(dir, "d.png"), []byte("someone else's"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := CommitAll(c, d, e); !errors.Is(err, ErrExists) {
+		t.Errorf("CommitAll over a new file: %v", err)
+	}
+	assertOnly(t, dir, "a.png", "b.safetensors", "d.png")
+	f, _ := Stage(ctx, filepath.Join(dir, "f.png"), false, fill("f"))
+	AbortAll(f)
+	assertOnly(t, dir, "a.png", "b.safetensors", "d.png")
+}

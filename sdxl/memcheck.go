@@ -1,0 +1,167 @@
+package sdxl
+
+import (
+	"errors"
+	"math"
+	"runtime/debug"
+	"strings"
+
+	"github.com/sdxl-go/sdxl/internal/memlimit"
+	"github.com/sdxl-go/sdxl/nn"
+	"github.com/sdxl-go/sdxl/sdxl/clip"
+	"github.com/sdxl-go/sdxl/sdxl/config"
+	"github.com/sdxl-go/sdxl/sdxl/memory"
+	"github.com/sdxl-go/sdxl/sdxl/unet"
+	"github.com/sdxl-go/sdxl/sdxl/vae"
+)
+
+// memoryModel describes m for package memory: its configs and parameter
+// counts (counted once, when the engine is made).
+func memoryModel(m *Model) *memory.Model {
+	if m == nil {
+		return nil
+	}
+	mm := &memory.Model{UNet: m.UNet.Config(), VAE: m.VAE.Config(), Params: map[string]int64{
+		"unet": nn.CountParams(m.UNet), "vae": nn.CountParams(m.VAE)}}
+	if te := m.Text.TextEncoder; te != nil {
+		mm.TextEncoders = append(mm.TextEncoders, te.Config)
+		mm.Params["text_encoder"] = nn.CountParams(te)
+	}
+	if te := m.Text.TextEncoder2; te != nil {
+		mm.TextEncoders = append(mm.TextEncoders, te.Config)
+		mm.Params["text_encoder_2"] = nn.CountParams(te)
+	}
+	return mm
+}
+
+// memoryBudget resolves Options.MemoryBudget: a positive value as given;
+// 0 the memory this process may use when the backend computes in host
+// memory (the CPU backend), else unknown; negative: no check.
+func memoryBudget(opt Options) int64 {
+	switch {
+	case opt.MemoryBudget != 0:
+		return max(opt.MemoryBudget, 0)
+	case opt.Backend.Name() == "cpu":
+		return HostMemoryBudget()
+	}
+	return 0
+}
+
+// checkMemory refuses a plan whose memory estimate (package memory) is
+// over the engine's budget, naming the field to change and what fits.
+func (e *Engine) checkMemory(pl *plan) error {
+	if e.budget <= 0 {
+		return nil
+	}
+	r := &pl.req
+	first := pl.stages[0]
+	mr := memory.Request{Width: r.Width, Height: r.Height, Images: r.NumImages, Guidance: r.Guidance > 1,
+		WeightBytes: weightBytes(first.model), ComputeBytes: e.p.activationDType(first.model).Size(), VAEBytes: 4,
+		Encode: first.img2img && !first.imageIsLatents, Offload: e.p.Offload != nil}
+	last := pl.stages[len(pl.stages)-1]
+	if last.tiling != nil {
+		mr.DecodeBytes = tiledDecodeBytes(last, r)
+	}
+	err := memory.Check(mr, e.budget, e.mem...)
+	var tl *memory.TooLarge
+	if !errors.As(err, &tl) {
+		return err
+	}
+	field := "Width"
+	switch {
+	case strings.Contains(tl.Fits, "images fit"):
+		field = "NumImages"
+	case r.hasImage():
+		field = "InitImage"
+	}
+	return fieldErr(field, nil, "%dx%d, %d image(s) %v", r.Width, r.Height, r.NumImages, err)
+}
+
+// weightBytes is the storage size of m's UNet weights.
+func weightBytes(m *Model) int {
+	if ps := nn.Params(m.UNet, ""); len(ps) > 0 {
+		return ps[0].Tensor().DType().Size()
+	}
+	return 4
+}
+
+// tiledDecodeBytes estimates a tiled decode: one tile's decode of the
+// batch plus the full image and its blending buffer.
+func tiledDecodeBytes(st *stage, r *Request) int64 {
+	tile, _, err := st.model.VAE.TileSizes(*st.tiling)
+	if err != nil {
+		return 0
+	}
+	one := memory.Of(memory.Request{Width: tile, Height: tile, Images: r.NumImages, VAEBytes: 4}, &memory.Model{VAE: st.model.VAE.Config()})
+	return one.Peak.Bytes + 2*3*int64(r.Width)*int64(r.Height)*int64(r.NumImages)*4
+}
+
+// RandomMemoryModel describes RandomModel(b, refiner, ...) for memory
+// estimates before it is built.
+func RandomMemoryModel(refiner bool) (*memory.Model, error) {
+	d, err := config.RealModelDir(realName(refiner))
+	if err != nil {
+		return nil, err
+	}
+	return configMemoryModel(d)
+}
+
+// FolderMemoryModel describes the diffusers folder dir for memory
+// estimates before it is loaded.
+func FolderMemoryModel(dir string) (*memory.Model, error) {
+	d, err := config.OpenModelDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	return configMemoryModel(d)
+}
+
+// configMemoryModel describes the model whose configs d holds: parameters
+// are counted on meta models, which allocate no weights.
+func configMemoryModel(d *config.ModelDir) (*memory.Model, error) {
+	mm := &memory.Model{Params: map[string]int64{}}
+	var err error
+	if mm.UNet, err = d.UNetConfig(); err != nil {
+		return nil, err
+	}
+	if mm.VAE, err = d.VAEConfig(); err != nil {
+		return nil, err
+	}
+	u, err := unet.New(mm.UNet)
+	if err != nil {
+		return nil, err
+	}
+	v, err := vae.New(mm.VAE)
+	if err != nil {
+		return nil, err
+	}
+	mm.Params["unet"], mm.Params["vae"] = nn.CountParams(u), nn.CountParams(v)
+	for _, sub := range []string{"text_encoder", "text_encoder_2"} {
+		if c, ok := d.ModelIndex.Component(sub); !ok || !c.Present() {
+			continue
+		}
+		cfg, err := d.TextEncoderConfig(sub)
+		if err != nil {
+			return nil, err
+		}
+		te, err := clip.New(cfg)
+		if err != nil {
+			return nil, err
+		}
+		mm.TextEncoders = append(mm.TextEncoders, cfg)
+		mm.Params[sub] = nn.CountParams(te)
+	}
+	return mm, nil
+}
+
+// HostMemoryBudget is the memory this process may use, in bytes: the
+// cgroup limit or the available memory plus what it holds, or the Go
+// runtime's memory limit (GOMEMLIMIT) when that is lower; 0 when it cannot
+// tell. It is Options.MemoryBudget's default on the CPU.
+func HostMemoryBudget() int64 {
+	avail := memlimit.Available()
+	if l := debug.SetMemoryLimit(-1); l > 0 && l < math.MaxInt64 && (avail == 0 || l < avail) {
+		return l
+	}
+	return avail
+}
