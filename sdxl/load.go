@@ -177,15 +177,20 @@ func buildModel(b tensor.Backend, path string, d *config.ModelDir, src weightSou
 }
 
 func buildText(b tensor.Backend, d *config.ModelDir, sub string, src weightSource, opt LoadOptions) (*clip.TextModel, error) {
-	cfg, err := d.TextEncoderConfig(sub)
-	if err != nil {
-		return nil, err
-	}
-	te, err := clip.New(cfg)
+	te, err := metaText(d, sub)
 	if err != nil {
 		return nil, err
 	}
 	return te, src.fill(b, sub, te, opt)
+}
+
+// metaText builds text encoder sub of d without weights.
+func metaText(d *config.ModelDir, sub string) (*clip.TextModel, error) {
+	cfg, err := d.TextEncoderConfig(sub)
+	if err != nil {
+		return nil, err
+	}
+	return clip.New(cfg)
 }
 
 func buildUNet(b tensor.Backend, d *config.ModelDir, src weightSource, opt LoadOptions) (*unet.UNet, error) {

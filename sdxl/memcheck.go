@@ -8,7 +8,6 @@ import (
 
 	"github.com/sdxl-go/sdxl/internal/memlimit"
 	"github.com/sdxl-go/sdxl/nn"
-	"github.com/sdxl-go/sdxl/sdxl/clip"
 	"github.com/sdxl-go/sdxl/sdxl/config"
 	"github.com/sdxl-go/sdxl/sdxl/memory"
 	"github.com/sdxl-go/sdxl/sdxl/unet"
@@ -140,15 +139,11 @@ func configMemoryModel(d *config.ModelDir) (*memory.Model, error) {
 		if c, ok := d.ModelIndex.Component(sub); !ok || !c.Present() {
 			continue
 		}
-		cfg, err := d.TextEncoderConfig(sub)
+		te, err := metaText(d, sub)
 		if err != nil {
 			return nil, err
 		}
-		te, err := clip.New(cfg)
-		if err != nil {
-			return nil, err
-		}
-		mm.TextEncoders = append(mm.TextEncoders, cfg)
+		mm.TextEncoders = append(mm.TextEncoders, te.Config)
 		mm.Params[sub] = nn.CountParams(te)
 	}
 	return mm, nil
