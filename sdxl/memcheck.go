@@ -56,11 +56,11 @@ func (e *Engine) checkMemory(pl *plan) error {
 	first := pl.stages[0]
 	mr := memory.Request{Width: r.Width, Height: r.Height, Images: r.NumImages, Guidance: r.Guidance > 1,
 		WeightBytes: weightBytes(first.model), ComputeBytes: e.p.activationDType(first.model).Size(), VAEBytes: 4,
-		Encode: first.img2img && !first.imageIsLatents, Offload: e.p.Offload != nil}
+		Img2Img: first.img2img && !first.imageIsLatents, Offload: e.p.Offload != nil}
+	// The VAE's own estimates replay its allocations, tiled or not.
 	last := pl.stages[len(pl.stages)-1]
-	if last.tiling != nil {
-		mr.DecodeBytes = tiledDecodeBytes(last, r)
-	}
+	mr.Decode = vaeEstimate(last.model.VAE.DecodeMemory, last.tiling)
+	mr.Encode = vaeEstimate(first.model.VAE.EncodeMemory, first.tiling)
 	err := memory.Check(mr, e.budget, e.mem...)
 	var tl *memory.TooLarge
 	if !errors.As(err, &tl) {
@@ -76,23 +76,24 @@ func (e *Engine) checkMemory(pl *plan) error {
 	return fieldErr(field, nil, "%dx%d, %d image(s) %v", r.Width, r.Height, r.NumImages, err)
 }
 
+// vaeEstimate adapts a VAE memory estimate (DecodeMemory, EncodeMemory)
+// with its tiling to memory.Request's form.
+func vaeEstimate(f func(n, width, height int, t *vae.Tiling) (vae.Memory, error), t *vae.Tiling) func(int, int, int) int64 {
+	return func(n, width, height int) int64 {
+		m, err := f(n, width, height, t)
+		if err != nil {
+			return 0
+		}
+		return m.Total()
+	}
+}
+
 // weightBytes is the storage size of m's UNet weights.
 func weightBytes(m *Model) int {
 	if ps := nn.Params(m.UNet, ""); len(ps) > 0 {
 		return ps[0].Tensor().DType().Size()
 	}
 	return 4
-}
-
-// tiledDecodeBytes estimates a tiled decode: one tile's decode of the
-// batch plus the full image and its blending buffer.
-func tiledDecodeBytes(st *stage, r *Request) int64 {
-	tile, _, err := st.model.VAE.TileSizes(*st.tiling)
-	if err != nil {
-		return 0
-	}
-	one := memory.Of(memory.Request{Width: tile, Height: tile, Images: r.NumImages, VAEBytes: 4}, &memory.Model{VAE: st.model.VAE.Config()})
-	return one.Peak.Bytes + 2*3*int64(r.Width)*int64(r.Height)*int64(r.NumImages)*4
 }
 
 // RandomMemoryModel describes RandomModel(b, refiner, ...) for memory

@@ -58,11 +58,14 @@ type Request struct {
 	// activation; VAEBytes that of a VAE weight and activation (SDXL's VAE
 	// runs in float32: 4). Zero means 4.
 	WeightBytes, ComputeBytes, VAEBytes int
-	// Encode is set for img2img: the VAE encodes a Width x Height image.
-	Encode bool
-	// DecodeBytes, when > 0, replaces the untiled VAE decode estimate (a
-	// tiled decode supplies its own).
-	DecodeBytes int64
+	// Img2Img is set when the VAE encodes a Width x Height input image.
+	Img2Img bool
+	// Decode and Encode, when set, replace the formulas for the VAE decode
+	// of images at width x height and the encode of one image, in bytes
+	// (the VAE's own DecodeMemory and EncodeMemory replay its allocations,
+	// tiled or not; the formulas serve where only the configs are at hand,
+	// and where these return 0).
+	Decode, Encode func(images, width, height int) int64
 	// Offload keeps the weights on the host and puts one component at a
 	// time on the device.
 	Offload bool
@@ -170,17 +173,29 @@ func stagesOf(m *Model, r Request) []Stage {
 	}
 	if m.VAE != nil {
 		vb := orFour(r.VAEBytes)
-		if r.Encode {
-			out = append(out, Stage{"vae encode", slack(encodeFloats(m.VAE, r.Height, r.Width) * vb)})
+		if r.Img2Img {
+			enc := slack(encodeFloats(m.VAE, r.Height, r.Width) * vb)
+			if v := call(r.Encode, 1, r.Width, r.Height); v > 0 {
+				enc = v
+			}
+			out = append(out, Stage{"vae encode", enc})
 		}
 		// The batch is decoded at once, as diffusers does.
 		dec := slack(decodeFloats(m.VAE, r.Height, r.Width) * batch * vb)
-		if r.DecodeBytes > 0 {
-			dec = r.DecodeBytes
+		if v := call(r.Decode, int(batch), r.Width, r.Height); v > 0 {
+			dec = v
 		}
 		out = append(out, Stage{"vae decode", dec})
 	}
 	return out
+}
+
+// call returns f(n, w, h), or 0 for a nil f.
+func call(f func(int, int, int) int64, n, w, h int) int64 {
+	if f == nil {
+		return 0
+	}
+	return f(n, w, h)
 }
 
 func slack(b int64) int64 { return int64(float64(b) * Slack) }

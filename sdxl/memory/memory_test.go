@@ -73,7 +73,7 @@ func TestEstimateCoversMeasuredPeak(t *testing.T) {
 	}
 	m := &memory.Model{UNet: u.Config(), VAE: v.Config()}
 	estimate := func(stage string, size int) int64 {
-		for _, s := range memory.Of(memory.Request{Width: size, Height: size, Images: 1, Guidance: true, Encode: true}, m).Stages {
+		for _, s := range memory.Of(memory.Request{Width: size, Height: size, Images: 1, Guidance: true, Img2Img: true}, m).Stages {
 			if s.Name == stage {
 				return s.Bytes
 			}
@@ -222,7 +222,7 @@ func TestCheckSaysWhatFits(t *testing.T) {
 		{memory.Request{Width: 65536, Height: 65536, Images: 1, Guidance: true}, "fits with 1 image"},
 		{memory.Request{Width: 16384, Height: 16384, Images: 1}, "fits with 1 image"},
 		{memory.Request{Width: 1024, Height: 1024, Images: 100000, Guidance: true}, "images fit at 1024x1024"},
-		{memory.Request{Width: 4096, Height: 4096, Images: 1, Encode: true}, "fits with 1 image"},
+		{memory.Request{Width: 4096, Height: 4096, Images: 1, Img2Img: true}, "fits with 1 image"},
 	} {
 		err := memory.Check(c.r, budget, base)
 		var tl *memory.TooLarge
