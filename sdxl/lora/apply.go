@@ -3,6 +3,7 @@ package lora
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/sdxl-go/sdxl/nn"
@@ -16,7 +17,25 @@ type Use struct {
 	// the text encoders (AUTOMATIC1111's unet= and te= multipliers);
 	// `--lora PATH:S` and diffusers' lora_scale set both to S.
 	UNetScale, TextScale float64
+	// Components limits the LoRA to some components (zero: all): e.g.
+	// only the text_encoder_2 layers of a base LoRA for the refiner.
+	Components ComponentSet
 }
+
+// ComponentSet is a set of components; the zero value means all.
+type ComponentSet uint8
+
+// Components returns the set of cs.
+func Components(cs ...Component) ComponentSet {
+	var s ComponentSet
+	for _, c := range cs {
+		s |= 1 << c
+	}
+	return s
+}
+
+// Has reports whether c is in the set (every component is in the zero set).
+func (s ComponentSet) Has(c Component) bool { return s == 0 || s&(1<<c) != 0 }
 
 // Scaled is a Use with one strength for every component.
 func Scaled(f *File, s float64) Use { return Use{File: f, UNetScale: s, TextScale: s} }
@@ -85,7 +104,10 @@ type plan struct {
 // If ctx ends while weights are being merged, the model is restored to its
 // original weights and the context's error returned.
 func (a *Applier) Set(ctx context.Context, uses []Use) error {
-	plans, err := a.plan(uses)
+	if slices.Equal(uses, a.active) {
+		return nil // already merged: switching to the same set is free
+	}
+	plans, err := a.plan(uses, false)
 	if err != nil {
 		return err
 	}
@@ -126,6 +148,15 @@ func (a *Applier) Set(ctx context.Context, uses []Use) error {
 	return nil
 }
 
+// Check maps uses onto the model and checks every shape, as Set does,
+// without computing or changing anything. It reads no weight (the shapes
+// were noted by NewApplier), so it may run while another goroutine runs
+// the model or Set.
+func (a *Applier) Check(uses []Use) error {
+	_, err := a.plan(uses, true)
+	return err
+}
+
 // Clear restores every weight the Applier changed.
 func (a *Applier) Clear() {
 	for id, s := range a.slots {
@@ -144,7 +175,7 @@ func (a *Applier) restore(id string, s *slot) {
 
 // plan maps every layer of every use onto the model and computes the parts
 // of each weight (host data only; no weight changes).
-func (a *Applier) plan(uses []Use) ([]*plan, error) {
+func (a *Applier) plan(uses []Use, check bool) ([]*plan, error) {
 	byID := map[string]*plan{}
 	for i, u := range uses {
 		if u.File == nil {
@@ -154,7 +185,7 @@ func (a *Applier) plan(uses []Use) ([]*plan, error) {
 			return nil, fmt.Errorf("LoRA %s: strength must be a finite number", u.File.Path)
 		}
 		for _, l := range u.File.Layers {
-			if err := a.planLayer(byID, u, l); err != nil {
+			if err := a.planLayer(byID, u, l, check); err != nil {
 				return nil, fmt.Errorf("LoRA %s: %v%s", u.File.Path, err, sdHint(u.File, a.names))
 			}
 		}
@@ -167,7 +198,10 @@ func (a *Applier) plan(uses []Use) ([]*plan, error) {
 	return out, nil
 }
 
-func (a *Applier) planLayer(byID map[string]*plan, u Use, l *Layer) error {
+func (a *Applier) planLayer(byID map[string]*plan, u Use, l *Layer, check bool) error {
+	if !u.Components.Has(l.Component) {
+		return nil
+	}
 	w, skip, err := a.names.resolve(a.target, l)
 	if err != nil || skip {
 		return err
@@ -176,11 +210,9 @@ func (a *Applier) planLayer(byID map[string]*plan, u Use, l *Layer) error {
 	if s == 0 {
 		return nil // W + 0·Δ = W: leave the weight untouched
 	}
-	// The original tensor's shape: a weight this Applier already changed
-	// keeps its shape.
-	out, in, kh, kw := weightShape(*w.param.Ptr)
-	pt, err := u.File.part(l, out, in, kh, kw, s)
-	if err != nil {
+	out, in, kh, kw := w.dims()
+	pt, err := u.File.part(l, out, in, kh, kw, s, check)
+	if err != nil || check {
 		return err
 	}
 	p := byID[w.id()]

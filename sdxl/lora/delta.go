@@ -54,16 +54,17 @@ func (l *Layer) alphaScale(rank int) float64 {
 }
 
 // part computes the layer's change to weight w (shape [out, in(, kh, kw)])
-// at the given strength, checking every tensor's shape against it.
-func (f *File) part(l *Layer, out, in, kh, kw int, strength float64) (part, error) {
+// at the given strength, checking every tensor's shape against it. With
+// check set it only checks (the dense deltas are not computed).
+func (f *File) part(l *Layer, out, in, kh, kw int, strength float64, check bool) (part, error) {
 	switch l.Kind {
 	case LoHa:
-		return f.lohaPart(l, out, in, kh, kw, strength)
+		return f.lohaPart(l, out, in, kh, kw, strength, check)
 	case LoKr:
-		return f.lokrPart(l, out, in, kh, kw, strength)
+		return f.lokrPart(l, out, in, kh, kw, strength, check)
 	}
 	if l.has(roleMid) {
-		return f.tuckerLoRAPart(l, out, in, kh, kw, strength)
+		return f.tuckerLoRAPart(l, out, in, kh, kw, strength, check)
 	}
 	ts, err := f.load(l, roleDown, roleUp)
 	if err != nil {
@@ -131,7 +132,7 @@ func checkMatrix(t tensor64, rows, cols int) error {
 // lora_down 1x1 conv to rank r, lora_mid the k×k conv r -> r, lora_up 1x1
 // conv to out): Δ[o,i,k] = Σ_a Σ_b up[o,a]·mid[a,b,k]·down[b,i], scaled by
 // alpha / down's rank (stable-diffusion.cpp lora.hpp get_lora_weight_diff).
-func (f *File) tuckerLoRAPart(l *Layer, out, in, kh, kw int, strength float64) (part, error) {
+func (f *File) tuckerLoRAPart(l *Layer, out, in, kh, kw int, strength float64, check bool) (part, error) {
 	ts, err := f.load(l, roleDown, roleUp, roleMid)
 	if err != nil {
 		return part{}, err
@@ -149,6 +150,9 @@ func (f *File) tuckerLoRAPart(l *Layer, out, in, kh, kw int, strength float64) (
 		if err := checkShape(c.t, c.a, c.b, c.h, c.w); err != nil {
 			return part{}, err
 		}
+	}
+	if check {
+		return part{}, nil
 	}
 	s := l.alphaScale(rd) * strength
 	kk := kh * kw
@@ -184,7 +188,7 @@ func (f *File) tuckerLoRAPart(l *Layer, out, in, kh, kw int, strength float64) (
 // rule as AUTOMATIC1111's network_hada.py and stable-diffusion.cpp). With
 // Tucker cores each factor is Σ_ij t[i,j,k]·w_b[j,n]·w_a[i,o]
 // (make_weight_tucker: w_a is [r, out], w_b is [r, in]).
-func (f *File) lohaPart(l *Layer, out, in, kh, kw int, strength float64) (part, error) {
+func (f *File) lohaPart(l *Layer, out, in, kh, kw int, strength float64, check bool) (part, error) {
 	ts, err := f.load(l, roleHadaW1A, roleHadaW1B, roleHadaW2A, roleHadaW2B, roleHadaT1, roleHadaT2)
 	if err != nil {
 		return part{}, err
@@ -192,20 +196,23 @@ func (f *File) lohaPart(l *Layer, out, in, kh, kw int, strength float64) (part, 
 	rank := ts[roleHadaW1B].shape[0]
 	var h1, h2 []float64
 	if l.has(roleHadaT1) {
-		if h1, err = tuckerFactor(ts[roleHadaT1], ts[roleHadaW1A], ts[roleHadaW1B], out, in, kh, kw); err != nil {
+		if h1, err = tuckerFactor(ts[roleHadaT1], ts[roleHadaW1A], ts[roleHadaW1B], out, in, kh, kw, check); err != nil {
 			return part{}, err
 		}
-		if h2, err = tuckerFactor(ts[roleHadaT2], ts[roleHadaW2A], ts[roleHadaW2B], out, in, kh, kw); err != nil {
+		if h2, err = tuckerFactor(ts[roleHadaT2], ts[roleHadaW2A], ts[roleHadaW2B], out, in, kh, kw, check); err != nil {
 			return part{}, err
 		}
 	} else {
 		K := in * kh * kw
-		if h1, err = lowRank(ts[roleHadaW1A], ts[roleHadaW1B], out, K); err != nil {
+		if h1, err = lowRank(ts[roleHadaW1A], ts[roleHadaW1B], out, K, check); err != nil {
 			return part{}, err
 		}
-		if h2, err = lowRank(ts[roleHadaW2A], ts[roleHadaW2B], out, K); err != nil {
+		if h2, err = lowRank(ts[roleHadaW2A], ts[roleHadaW2B], out, K, check); err != nil {
 			return part{}, err
 		}
+	}
+	if check {
+		return part{}, nil
 	}
 	s := l.alphaScale(rank) * strength
 	for i := range h1 {
@@ -215,8 +222,8 @@ func (f *File) lohaPart(l *Layer, out, in, kh, kw int, strength float64) (part, 
 }
 
 // lowRank is a·b for a [rows, r] and b [r, cols] (trailing dimensions
-// flattened), in float64.
-func lowRank(a, b tensor64, rows, cols int) ([]float64, error) {
+// flattened), in float64 (nil with check: shapes only).
+func lowRank(a, b tensor64, rows, cols int, check bool) ([]float64, error) {
 	if len(a.shape) < 2 {
 		return nil, fmt.Errorf("key %q has shape %v", a.key, a.shape)
 	}
@@ -224,7 +231,7 @@ func lowRank(a, b tensor64, rows, cols int) ([]float64, error) {
 	if err := checkMatrix(a, rows, r); err != nil {
 		return nil, err
 	}
-	if err := checkMatrix(b, r, cols); err != nil {
+	if err := checkMatrix(b, r, cols); err != nil || check {
 		return nil, err
 	}
 	out := make([]float64, rows*cols)
@@ -241,8 +248,9 @@ func lowRank(a, b tensor64, rows, cols int) ([]float64, error) {
 
 // tuckerFactor rebuilds p[o, n, k] = Σ_ij t[i,j,k]·wb[j,n]·wa[i,o] for
 // t [ri, rj, kh, kw], wa [ri, P], wb [rj, Q] (LyCORIS's einsum
-// "i j ..., j r, i p -> p r ..."); it is [P, Q·kh·kw] flattened.
-func tuckerFactor(t, wa, wb tensor64, P, Q, kh, kw int) ([]float64, error) {
+// "i j ..., j r, i p -> p r ..."); it is [P, Q·kh·kw] flattened (nil with
+// check: shapes only).
+func tuckerFactor(t, wa, wb tensor64, P, Q, kh, kw int, check bool) ([]float64, error) {
 	if len(t.shape) != 4 || t.shape[2] != kh || t.shape[3] != kw {
 		return nil, fmt.Errorf("key %q has shape %v, the model's layer needs a [r, r, %d, %d] core", t.key, t.shape, kh, kw)
 	}
@@ -250,7 +258,7 @@ func tuckerFactor(t, wa, wb tensor64, P, Q, kh, kw int) ([]float64, error) {
 	if err := checkMatrix(wa, ri, P); err != nil {
 		return nil, err
 	}
-	if err := checkMatrix(wb, rj, Q); err != nil {
+	if err := checkMatrix(wb, rj, Q); err != nil || check {
 		return nil, err
 	}
 	// u[o, j, k] = Σ_i wa[i,o]·t[i,j,k]
@@ -287,12 +295,12 @@ func tuckerFactor(t, wa, wb tensor64, P, Q, kh, kw int) ([]float64, error) {
 // is factored, else lokr_w2_b's; with both factors whole the scale is 1
 // (lycoris/modules/lokr.py: "use scale = 1"; network_lokr.py and
 // stable-diffusion.cpp agree).
-func (f *File) lokrPart(l *Layer, out, in, kh, kw int, strength float64) (part, error) {
+func (f *File) lokrPart(l *Layer, out, in, kh, kw int, strength float64, check bool) (part, error) {
 	ts, err := f.load(l, roleLokrW1, roleLokrW1A, roleLokrW1B, roleLokrW2, roleLokrW2A, roleLokrW2B, roleLokrT2)
 	if err != nil {
 		return part{}, err
 	}
-	w1, a, c, err := lokrFactor(ts, roleLokrW1, roleLokrW1A, roleLokrW1B)
+	w1, a, c, err := lokrFactor(ts, roleLokrW1, roleLokrW1A, roleLokrW1B, check)
 	if err != nil {
 		return part{}, err
 	}
@@ -303,14 +311,14 @@ func (f *File) lokrPart(l *Layer, out, in, kh, kw int, strength float64) (part, 
 	var w2 []float64
 	switch {
 	case l.has(roleLokrT2):
-		w2, err = tuckerFactor(ts[roleLokrT2], ts[roleLokrW2A], ts[roleLokrW2B], b, in/c, kh, kw)
+		w2, err = tuckerFactor(ts[roleLokrT2], ts[roleLokrW2A], ts[roleLokrW2B], b, in/c, kh, kw, check)
 	case l.has(roleLokrW2):
 		w2 = ts[roleLokrW2].v
 		err = checkMatrix(ts[roleLokrW2], b, D)
 	default:
-		w2, err = lowRank(ts[roleLokrW2A], ts[roleLokrW2B], b, D)
+		w2, err = lowRank(ts[roleLokrW2A], ts[roleLokrW2B], b, D, check)
 	}
-	if err != nil {
+	if err != nil || check {
 		return part{}, err
 	}
 	s := strength
@@ -338,7 +346,7 @@ func (f *File) lokrPart(l *Layer, out, in, kh, kw int, strength float64) (part, 
 }
 
 // lokrFactor returns LoKr's first factor [a, c] whole or as w1a·w1b.
-func lokrFactor(ts map[role]tensor64, whole, fa, fb role) ([]float64, int, int, error) {
+func lokrFactor(ts map[role]tensor64, whole, fa, fb role, check bool) ([]float64, int, int, error) {
 	if w, ok := ts[whole]; ok {
 		if len(w.shape) != 2 {
 			return nil, 0, 0, fmt.Errorf("key %q has shape %v, want a matrix", w.key, w.shape)
@@ -349,7 +357,7 @@ func lokrFactor(ts map[role]tensor64, whole, fa, fb role) ([]float64, int, int, 
 	if len(wa.shape) != 2 || len(wb.shape) != 2 {
 		return nil, 0, 0, fmt.Errorf("keys %q %v and %q %v: want matrices", wa.key, wa.shape, wb.key, wb.shape)
 	}
-	v, err := lowRank(wa, wb, wa.shape[0], wb.shape[1])
+	v, err := lowRank(wa, wb, wa.shape[0], wb.shape[1], check)
 	return v, wa.shape[0], wb.shape[1], err
 }
 

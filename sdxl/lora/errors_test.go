@@ -145,6 +145,7 @@ func TestApplyErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			wantErr(t, ap.Check([]lora.Use{lora.Scaled(f, 1)}), append(c.want, p)...)
 			err = ap.Set(context.Background(), []lora.Use{lora.Scaled(f, 1)})
 			wantErr(t, err, append(c.want, p)...)
 			if ap.Touched() != 0 {
@@ -228,6 +229,18 @@ func TestPartialTarget(t *testing.T) {
 	}
 	if ap.Touched() != te2 || te2 == 0 {
 		t.Errorf("%d weights changed, the file has %d text_encoder_2 layers", ap.Touched(), te2)
+	}
+	ap.Clear()
+	// The same through the Use on the whole model.
+	ap, err = lora.NewApplier(targetOf(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ap.Set(context.Background(), []lora.Use{{File: f, UNetScale: 1, TextScale: 1, Components: lora.Components(lora.TextEncoder2)}}); err != nil {
+		t.Fatal(err)
+	}
+	if ap.Touched() != te2 {
+		t.Errorf("Components(TextEncoder2): %d weights changed, want %d", ap.Touched(), te2)
 	}
 	ap.Clear()
 	ap, err = lora.NewApplier(lora.Target{TextEncoder2: m.Text.TextEncoder2})

@@ -46,6 +46,16 @@ func (t Target) module(c Component) any {
 type weight struct {
 	comp  Component
 	param nn.Param
+	shape tensor.Shape // as loaded: merges keep it, so it is read once
+}
+
+// dims is the weight's shape as [out, in, kh, kw] (kh = kw = 1 for a
+// linear layer).
+func (w weight) dims() (out, in, kh, kw int) {
+	if len(w.shape) == 4 {
+		return w.shape[0], w.shape[1], w.shape[2], w.shape[3]
+	}
+	return w.shape[0], w.shape[1], 1, 1
 }
 
 func (w weight) id() string { return w.comp.String() + "." + w.param.Name }
@@ -56,6 +66,7 @@ type names struct {
 	// params: our parameter names ("<module>.weight") of every weight a
 	// LoRA may change (linear and conv weights), by component.
 	params [numComponents]map[string]nn.Param
+	shapes map[string]tensor.Shape // by component-prefixed name
 	// other: every other parameter, to tell "not adaptable" from "absent".
 	other [numComponents]map[string]bool
 	// kohya: parameters by kohya name (without the lora_unet_/lora_te*_
@@ -69,7 +80,7 @@ type names struct {
 // original SGM UNet's (sdxl_original_unet.py), which sdxl/singlefile maps
 // from ours, and transformers' CLIP path with "text_model.".
 func newNames(t Target) (*names, error) {
-	n := &names{}
+	n := &names{shapes: map[string]tensor.Shape{}}
 	var layout singlefile.UNetLayout
 	if t.UNet != nil {
 		down, up := t.UNet.BlockTypes()
@@ -88,6 +99,7 @@ func newNames(t Target) (*names, error) {
 				continue
 			}
 			n.params[c][p.Name] = p
+			n.shapes[c.String()+"."+p.Name] = p.Tensor().Shape().Clone()
 			mod := strings.TrimSuffix(p.Name, ".weight")
 			keys := []string{flatten("text_model." + mod)}
 			if c == UNet {
@@ -129,14 +141,14 @@ func (n *names) resolve(t Target, l *Layer) (w weight, skip bool, err error) {
 		if !ok {
 			return w, false, fmt.Errorf("key %q maps to no %s layer of the model", l.firstKey(), c)
 		}
-		w.param = p
+		w.param, w.shape = p, n.shapes[c.String()+"."+p.Name]
 		return w, false, nil
 	}
 	name := l.module + ".weight"
 	p, ok := n.params[c][name]
 	switch {
 	case ok:
-		w.param = p
+		w.param, w.shape = p, n.shapes[c.String()+"."+p.Name]
 		return w, false, nil
 	case n.other[c][name]:
 		return w, false, fmt.Errorf("key %q: %s %s is not a linear or convolution weight", l.firstKey(), c, name)
@@ -144,24 +156,14 @@ func (n *names) resolve(t Target, l *Layer) (w weight, skip bool, err error) {
 	return w, false, fmt.Errorf("key %q maps to %s %s, which the model does not have", l.firstKey(), c, name)
 }
 
-// weightShape is a weight's shape as [out, in, kh, kw] (kh = kw = 1 for a
-// linear layer).
-func weightShape(t *tensor.Tensor) (out, in, kh, kw int) {
-	s := t.Shape()
-	if len(s) == 4 {
-		return s[0], s[1], s[2], s[3]
-	}
-	return s[0], s[1], 1, 1
-}
-
 // sdHint explains a failure on a LoRA made for another Stable Diffusion:
 // their cross-attention keys and values read 768-wide (SD 1.x) or 1024-wide
 // (SD 2.x) text features where SDXL's base reads 2048 and its refiner 1280.
 func sdHint(f *File, n *names) string {
 	modelDim := 0
-	for name, p := range n.params[UNet] {
-		if strings.Contains(name, "attn2.to_k.") {
-			modelDim = p.Tensor().Dim(-1)
+	for name, s := range n.shapes {
+		if strings.HasPrefix(name, "unet.") && strings.Contains(name, "attn2.to_k.") {
+			modelDim = s[len(s)-1]
 			break
 		}
 	}
