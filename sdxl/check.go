@@ -37,6 +37,9 @@ func (e *FieldError) Error() string {
 // FieldLabel spells a field name in words: "GuidanceRescale" → "guidance
 // rescale".
 func FieldLabel(field string) string {
+	if field == "LoRAs" {
+		return "LoRAs" // "lo r as" otherwise
+	}
 	var b strings.Builder
 	for i, r := range field {
 		if unicode.IsUpper(r) && i > 0 {
@@ -85,6 +88,9 @@ func checkRequest(r *Request, roles Roles) error {
 		return err
 	}
 	if err := checkControlValues(r, roles); err != nil {
+		return err
+	}
+	if err := checkLoRAValues(r); err != nil {
 		return err
 	}
 	if r.Weighting != WeightingNone {

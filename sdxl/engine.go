@@ -34,6 +34,9 @@ type Options struct {
 	Offload tensor.Backend
 	// CUDAGenerator draws the "cuda" RNG stream on the device.
 	CUDAGenerator func(seed uint64) sched.Generator
+	// LoRADir is the folder prompt tags <lora:NAME:W> load
+	// NAME.safetensors from ("": tags stay text, with a warning).
+	LoRADir string
 	// Limits bound what a request may ask for (zero: the defaults).
 	Limits Limits
 	// MemoryBudget bounds the memory a request may need on the compute
@@ -147,7 +150,8 @@ func New(opt Options, base, refiner *Model) (*Engine, error) {
 	}
 	e := &Engine{limits: opt.Limits.withDefaults(), budget: memoryBudget(opt)}
 	e.p = Pipeline{Backend: opt.Backend, Base: base, Refiner: refiner, Precision: opt.Precision,
-		Offload: opt.Offload, CUDAGenerator: opt.CUDAGenerator}
+		Offload: opt.Offload, CUDAGenerator: opt.CUDAGenerator, LoRADir: opt.LoRADir}
+	e.p.loraFiles() // made before any concurrent Check
 	for _, m := range []*Model{base, refiner} {
 		if m != nil {
 			e.mem = append(e.mem, memoryModel(m))

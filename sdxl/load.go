@@ -40,6 +40,9 @@ type Model struct {
 	Index *config.ModelIndex
 	// Files lists the weight files read, for the PNG metadata.
 	Files []string
+
+	// loras holds the LoRAs merged into the weights (see LoRA).
+	loras modelLoRAs
 }
 
 // IsRefiner reports a model without the first text encoder (SDXL refiner).

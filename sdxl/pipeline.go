@@ -44,6 +44,10 @@ type Pipeline struct {
 	// (see onDevice), trading upload time for GPU memory.
 	Offload tensor.Backend
 
+	// LoRADir, when set, is the folder prompt tags <lora:NAME:W> load
+	// NAME.safetensors from (see LoRA); without it the tags stay text.
+	LoRADir string
+
 	// CUDAGenerator, when set, provides the RNG "cuda" stream. The CUDA
 	// backend's device generator (cuda.Backend.NewTorchGenerator) draws it
 	// with the GPU's own math and so matches torch.Generator("cuda") bit for
@@ -53,6 +57,8 @@ type Pipeline struct {
 
 	// newGen, when set, replaces newGenerator (tests record the draws).
 	newGen func(kind string, seed uint64) sched.Generator
+	// loraCache holds the LoRA files prompt tags loaded (loraFiles).
+	loraCache *loraFileCache
 }
 
 // ErrCanceled is returned (wrapped together with the context's error, so
@@ -120,7 +126,10 @@ func newGenerator(kind string, seed uint64) sched.Generator {
 func (p *Pipeline) run(ctx context.Context, pl *plan) (*Result, error) {
 	req := &pl.req
 	gen := p.generator(req.RNG, req.Seed)
-	res := &Result{Warnings: pl.warnings}
+	res := &Result{Warnings: pl.warnings, LoRAs: req.LoRAs}
+	if err := p.applyLoRAs(ctx, pl); err != nil {
+		return nil, err
+	}
 	tr := newTracker(req.Progress, pl)
 	var latents []float32
 	var shape [4]int

@@ -6,6 +6,7 @@ import (
 
 	"github.com/sdxl-go/sdxl/sched"
 	"github.com/sdxl-go/sdxl/sdxl/imageio"
+	"github.com/sdxl-go/sdxl/sdxl/lora"
 	"github.com/sdxl-go/sdxl/sdxl/vae"
 )
 
@@ -18,6 +19,8 @@ type plan struct {
 	stages    []*stage
 	warnings  []Warning
 	watermark bool
+	// loras are the LoRAs each model of the run gets (nil: none).
+	loras map[*Model][]lora.Use
 }
 
 // stage is one diffusers pipeline call inside a Generate.
@@ -63,6 +66,9 @@ func (p *Pipeline) plan(req Request) (*plan, error) {
 		return nil, err
 	}
 	pl := &plan{req: req}
+	if err := p.planLoRATags(pl); err != nil {
+		return nil, err
+	}
 	if pl.req.inpainting() {
 		if err := p.resolveInpaintImage(pl); err != nil {
 			return nil, err
@@ -98,6 +104,9 @@ func (p *Pipeline) plan(req Request) (*plan, error) {
 	}
 	pl.stages[0].inp = inp
 	if err := p.checkInitNoise(r); err != nil {
+		return nil, err
+	}
+	if err := p.planLoRAs(pl); err != nil {
 		return nil, err
 	}
 	pl.watermark = r.Watermark && !r.OutputLatents

@@ -130,6 +130,12 @@ type Request struct {
 	// MaskImage or Mask, not both.
 	Mask []float32
 
+	// LoRAs are merged into the models' weights for this request (see
+	// LoRA); several add up. Prompt tags <lora:NAME:W> add more when the
+	// engine has a LoRA folder (Options.LoRADir). None (nil) runs the
+	// models as loaded: LoRAs of earlier requests are taken out.
+	LoRAs []LoRA
+
 	// VAETiling decodes (and encodes the input image) in tiles, diffusers'
 	// AutoencoderKL.enable_tiling(): memory bounded by the tile size, the
 	// tiles blended over their overlaps (the image differs slightly from an
@@ -192,6 +198,9 @@ type Result struct {
 	Scheduler string
 	// Warnings are Check's warnings for the request.
 	Warnings []Warning
+	// LoRAs are the LoRAs the run applied: the request's, then those of
+	// its prompt tags (Tag set), with their names.
+	LoRAs []LoRA
 }
 
 // defaults fills diffusers' defaults into zero fields.
