@@ -11,6 +11,7 @@ import (
 
 	"github.com/x448/float16"
 
+	"github.com/sdxl-go/sdxl/internal/golden"
 	"github.com/sdxl-go/sdxl/safetensors"
 )
 
@@ -27,18 +28,6 @@ func writeFile(t *testing.T, name, js string, data []byte) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-func bitsEqual(a, b []float32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
-			return false
-		}
-	}
-	return true
 }
 
 func TestWriteFileRoundTrip(t *testing.T) {
@@ -97,7 +86,7 @@ func TestWriteFileRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !reflect.DeepEqual(shape, tt.Shape) || !bitsEqual(got, tt.Data) {
+		if !reflect.DeepEqual(shape, tt.Shape) || !golden.SameBits(got, tt.Data) {
 			t.Errorf("%s: read %v %v, want %v %v", tt.Name, shape, got[:min(len(got), 8)], tt.Shape, tt.Data[:min(len(tt.Data), 8)])
 		}
 		raw, err := f.Raw(tt.Name, nil)
@@ -116,7 +105,7 @@ func TestWriteFileRoundTrip(t *testing.T) {
 	}
 	// Reading into a caller buffer and the scratch path.
 	dst := make([]float32, 5)
-	if err := f.ReadFloat32("d.vec", dst, make([]byte, 3)); err != nil || !bitsEqual(dst, tensors[3].Data) {
+	if err := f.ReadFloat32("d.vec", dst, make([]byte, 3)); err != nil || !golden.SameBits(dst, tensors[3].Data) {
 		t.Errorf("ReadFloat32: %v %v", dst, err)
 	}
 	// Errors name the file and the tensor.
@@ -202,7 +191,7 @@ func TestWriteRawFileRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if in.DType != c.t.DType || !reflect.DeepEqual(shape, c.t.Shape) || !bitsEqual(got, c.want) {
+		if in.DType != c.t.DType || !reflect.DeepEqual(shape, c.t.Shape) || !golden.SameBits(got, c.want) {
 			t.Errorf("%s: %s %v %v, want %s %v %v", c.t.Name, in.DType, shape, got, c.t.DType, c.t.Shape, c.want)
 		}
 	}
@@ -391,7 +380,7 @@ func TestAcceptedLayouts(t *testing.T) {
 	}
 	for name, want := range map[string][]float32{"a.pair": {1.5, -2}, "s.scalar": {9}, "zz.empty": {}, "m.empty": {}, "e.end": {}} {
 		got, _, err := f.Float32(name)
-		if err != nil || !bitsEqual(got, want) {
+		if err != nil || !golden.SameBits(got, want) {
 			t.Errorf("%s: %v %v, want %v", name, got, err, want)
 		}
 	}
@@ -574,7 +563,7 @@ func TestDecodeIntegers(t *testing.T) {
 	}
 	for _, c := range cases {
 		got := make([]float32, len(c.want))
-		if err := safetensors.Decode(c.dt, c.raw, got); err != nil || !bitsEqual(got, c.want) {
+		if err := safetensors.Decode(c.dt, c.raw, got); err != nil || !golden.SameBits(got, c.want) {
 			t.Errorf("%s: %v %v, want %v", c.dt, got, err, c.want)
 		}
 	}

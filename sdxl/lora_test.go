@@ -31,18 +31,6 @@ func loraRequest(t *testing.T, name string) (Request, golden.LoRAScenario) {
 	return req, sc
 }
 
-func sameBits(a, b []float32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
-			return false
-		}
-	}
-	return true
-}
-
 // TestEngineLoRAs: LoRAs in a request match diffusers (final latents within
 // 1e-5); the same LoRA as a prompt tag with a LoRA folder gives the same
 // run bit for bit; a request without LoRAs afterwards is the plain model's
@@ -80,7 +68,7 @@ func TestEngineLoRAs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !sameBits(res.Latents, want["lora_a_kohya_s0p6"]) {
+	if !golden.SameBits(res.Latents, want["lora_a_kohya_s0p6"]) {
 		t.Error("<lora:lora_a.kohya:0.6> differs from the LoRA given in the request")
 	}
 	if len(res.LoRAs) != 1 || res.LoRAs[0].Tag != "<lora:lora_a.kohya:0.6>" || res.LoRAs[0].Name != "lora_a.kohya" {

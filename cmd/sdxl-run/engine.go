@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/sdxl-go/sdxl/backend/cpu"
 	"github.com/sdxl-go/sdxl/sched"
@@ -18,6 +19,7 @@ type modelFlags struct {
 	model, config, refiner, variant string
 	device, dtype                   string
 	offload                         bool
+	loraDir                         string
 }
 
 func (m *modelFlags) register(fs *flag.FlagSet) {
@@ -27,6 +29,7 @@ func (m *modelFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&m.variant, "variant", "", "weight-file variant of diffusers folders, e.g. fp16")
 	fs.StringVar(&m.device, "device", "cpu", "compute device: cpu or cuda")
 	fs.StringVar(&m.dtype, "dtype", "", "UNet and text-encoder precision: f32 or f16 (default: f32 on cpu, f16 on cuda)")
+	fs.StringVar(&m.loraDir, "lora-dir", "", "folder of LoRA .safetensors files that prompt tags <lora:NAME:WEIGHT> load (AUTOMATIC1111's syntax, any --prompt-weighting); without it the tags stay in the prompt")
 	fs.BoolVar(&m.offload, "offload", false, "keep the models in host memory and put only the running one on the GPU (for small GPUs; slower)")
 }
 
@@ -41,6 +44,11 @@ func (m *modelFlags) check() error {
 	case "", "f32", "f16", "float32", "float16", "fp32", "fp16", "half":
 	default:
 		return usageErr("--dtype %q: want f32 or f16", m.dtype)
+	}
+	if m.loraDir != "" {
+		if st, err := os.Stat(m.loraDir); err != nil || !st.IsDir() {
+			return usageErr("--lora-dir %s: not a folder", m.loraDir)
+		}
 	}
 	return nil
 }
@@ -61,7 +69,7 @@ func (m *modelFlags) open(ctx context.Context, stderr io.Writer, prog *progress,
 		return nil, nil, err
 	}
 	opt := sdxl.Options{Backend: dev.b, Base: m.model, Refiner: m.refiner, ConfigDir: m.config, Variant: m.variant,
-		DType: dev.dtype, Precision: sdxl.PrecisionOf(dev.dtype), Limits: limits}
+		DType: dev.dtype, Precision: sdxl.PrecisionOf(dev.dtype), Limits: limits, LoRADir: m.loraDir}
 	if prog != nil {
 		opt.LoadProgress = prog.load
 	}

@@ -43,6 +43,7 @@ type options struct {
 	dumpTo                         string
 	verifyWatermark                string
 	control                        controlFlags
+	loras                          loraFlags
 
 	// set holds the names of the flags given on the command line.
 	set map[string]bool
@@ -210,6 +211,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.Var(&o.dump, "dump", "record UNet activations of modules matching these patterns (e.g. 'down_blocks.1.**.attn2'; repeatable)")
 	fs.StringVar(&o.dumpTo, "dump-to", "", "safetensors file for --dump activations and per-step latents")
 	o.control.register(fs)
+	fs.Var(&o.loras, "lora", "LoRA .safetensors file, PATH or PATH:SCALE (default scale 1; only a trailing :number is a scale); repeatable, their effects add up")
 	fs.StringVar(&o.verifyWatermark, "verify-watermark", "", "decode the invisible watermark of a PNG and report it, then exit")
 	addFromPNGFlag(fs)
 	fs.Usage = func() {
@@ -267,7 +269,7 @@ var fieldFlags = map[string]string{
 	"HighNoiseFrac": "--high-noise-frac", "DenoisingEnd": "--denoising-end", "InitImage": "--image",
 	"Image": "--image", "Strength": "--strength", "Watermark": "--no-watermark", "Dump": "--dump",
 	"MaskImage": "--mask", "Mask": "--mask", "VAETiling": "--vae-tiling", "VAETileSize": "--vae-tile-size",
-	"ControlNets": "--controlnet", "GuessMode": "--guess-mode",
+	"ControlNets": "--controlnet", "GuessMode": "--guess-mode", "LoRAs": "--lora",
 }
 
 // flagOf names a request field's flag.

@@ -66,7 +66,7 @@ func applyFromPNG(fs *flag.FlagSet, args []string, stderr io.Writer) ([]string, 
 	var pre []string
 	for _, s := range settings {
 		if given[s.name] || (given["controlnet"] && controlGroupFlags[s.name]) {
-			continue // a --controlnet on the command line replaces the recorded groups
+			continue // a --controlnet (--lora) on the command line replaces the recorded ones
 		}
 		if fs.Lookup(s.name) == nil {
 			notes = append(notes, fmt.Sprintf("flag --%s=%s of the recorded run does not exist in this version; ignored", s.name, s.value))
@@ -129,12 +129,13 @@ func runSettings(path, runJSON string) ([]setting, []string, error) {
 	var out []setting
 	for name, v := range rec.Flags {
 		// The ControlNet groups come from rec.ControlNets, in order.
-		if !notCarried[name] && !controlGroupFlags[name] {
+		if !notCarried[name] && !controlGroupFlags[name] && name != "lora" {
 			out = append(out, setting{name, v})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
-	return append(out, controlSettings(rec.ControlNets)...), notes, nil
+	out = append(out, controlSettings(rec.ControlNets)...)
+	return append(out, loraSettings(rec.LoRAs)...), notes, nil
 }
 
 // parametersSettings turns an A1111 infotext into flags. Models and input

@@ -375,6 +375,7 @@ func (o *options) request(seed uint64) sdxl.Request {
 		req.MaskImage = &imageio.RGB{}
 	}
 	o.control.request(&req)
+	o.loras.request(&req)
 	if o.crop.set {
 		req.CropsTopLeft = [2]int{o.crop.a, o.crop.b}
 	}
@@ -409,6 +410,9 @@ func (o *options) readInputs(req *sdxl.Request) error {
 		req.MaskImage = m
 	}
 	if err := o.control.readImages(req); err != nil {
+		return err
+	}
+	if err := o.loras.readFiles(req); err != nil {
 		return err
 	}
 	req.InitNoise = nil

@@ -144,9 +144,11 @@ type runRecord struct {
 	// ControlNets are the --controlnet groups in order (a flag given
 	// several times does not fit Flags).
 	ControlNets []controlRecord `json:"controlnets,omitempty"`
-	Files       []fileHash      `json:"model_files"`
-	Seconds     float64         `json:"seconds"`
-	Image       int             `json:"image_index,omitempty"`
+	// LoRAs are the LoRAs applied, --lora files and prompt tags, in order.
+	LoRAs   []loraRecord `json:"loras,omitempty"`
+	Files   []fileHash   `json:"model_files"`
+	Seconds float64      `json:"seconds"`
+	Image   int          `json:"image_index,omitempty"`
 }
 
 type metadata struct {
@@ -162,6 +164,9 @@ type metadata struct {
 func runMetadata(o *options, fs *flag.FlagSet, set map[string]bool, seed uint64, res *sdxl.Result, h runHashes, elapsed time.Duration, dev *device) *metadata {
 	flags := map[string]string{}
 	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name == "lora" {
+			return // repeated: the run record's loras list them
+		}
 		if set[f.Name] || f.Name == "steps" || f.Name == "guidance" || f.Name == "scheduler" || f.Name == "rng" {
 			flags[f.Name] = f.Value.String()
 		}
@@ -174,7 +179,7 @@ func runMetadata(o *options, fs *flag.FlagSet, set map[string]bool, seed uint64,
 		Tool: "sdxl-run", Version: version(), Go: runtime.Version(), Date: time.Now().UTC().Format(time.RFC3339),
 		Device: dev.name, DType: dev.dtype.String(), Flags: flags, Seed: seed, Scheduler: res.Scheduler,
 		Timesteps: res.Timesteps, Models: h.models, Files: h.files, Seconds: elapsed.Seconds(),
-		ControlNets: o.control.records(),
+		ControlNets: o.control.records(), LoRAs: loraRecords(res.LoRAs),
 	}}
 }
 
@@ -185,7 +190,7 @@ func (o *options) infotext(seed uint64, res *sdxl.Result, models []modelRef) inf
 		sampler, schedule = o.scheduler, ""
 	}
 	p := infotext.Params{
-		Prompt: o.prompt, NegativePrompt: o.negative.v, Steps: o.steps, Sampler: sampler, ScheduleType: schedule,
+		Prompt: o.loras.promptWithTags(o.prompt), NegativePrompt: o.negative.v, Steps: o.steps, Sampler: sampler, ScheduleType: schedule,
 		CFGScale: o.guidance, Seed: seed, Width: res.ImageShape[3], Height: res.ImageShape[2],
 		ClipSkip: infotext.ClipSkipFor(o.clipSkip), Version: "sdxl-run " + version(),
 	}
@@ -230,6 +235,7 @@ func (o *options) infotext(seed uint64, res *sdxl.Result, models []modelRef) inf
 		p.Extra = append(p.Extra, infotext.Field{Key: "Prompt weighting", Value: o.weighting})
 	}
 	p.Extra = append(p.Extra, o.control.parameters()...)
+	p.Extra = append(p.Extra, loraHashes(res.LoRAs)...)
 	return p
 }
 

@@ -149,6 +149,20 @@ func MaxAbs(got, want []float32) float64 {
 	return m
 }
 
+// SameBits reports whether two float32 slices hold the same bit patterns
+// (NaNs and signed zeros included).
+func SameBits(a, b []float32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
 // MaxLevelDiff is the largest difference, in 8-bit levels, between an
 // image's RGB samples and a golden's image_uint8 (NHWC, same size).
 func MaxLevelDiff(img image.Image, u8 []float32) float64 {

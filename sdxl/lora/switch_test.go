@@ -2,7 +2,6 @@ package lora_test
 
 import (
 	"context"
-	"math"
 	"testing"
 
 	"github.com/sdxl-go/sdxl/backend/cpu"
@@ -37,13 +36,8 @@ func run(t *testing.T, m *sdxl.Model, ap *lora.Applier, uses []lora.Use) *sdxl.R
 
 func sameBits(t *testing.T, what string, a, b []float32) {
 	t.Helper()
-	if len(a) != len(b) {
-		t.Fatalf("%s: %d vs %d values", what, len(a), len(b))
-	}
-	for i := range a {
-		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
-			t.Fatalf("%s: value %d is %v, the fresh run's %v", what, i, a[i], b[i])
-		}
+	if !golden.SameBits(a, b) {
+		t.Fatalf("%s differs from the fresh run's (max abs %g)", what, golden.MaxAbs(a, b))
 	}
 }
 
