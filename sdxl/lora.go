@@ -167,10 +167,11 @@ func (p *Pipeline) planLoRAs(pl *plan) error {
 		if err != nil {
 			return err
 		}
-		if err := ap.Check(uses); err != nil {
+		n, err := ap.MergedBytes(uses)
+		if err != nil {
 			return fieldErr("LoRAs", nil, "%s model %s: %v", st.name, m.Path, err)
 		}
-		pl.loras[m] = uses
+		pl.loras[m], pl.loraBytes = uses, pl.loraBytes+n
 	}
 	return nil
 }

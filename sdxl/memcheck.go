@@ -56,7 +56,7 @@ func (e *Engine) checkMemory(pl *plan) error {
 	first := pl.stages[0]
 	mr := memory.Request{Width: r.Width, Height: r.Height, Images: r.NumImages, Guidance: r.Guidance > 1,
 		WeightBytes: weightBytes(first.model), ComputeBytes: e.p.activationDType(first.model).Size(), VAEBytes: 4,
-		Img2Img: first.img2img && !first.imageIsLatents, Offload: e.p.Offload != nil}
+		Img2Img: first.img2img && !first.imageIsLatents, Offload: e.p.Offload != nil, LoRABytes: pl.loraBytes}
 	// The VAE's own estimates replay its allocations, tiled or not.
 	last := pl.stages[len(pl.stages)-1]
 	mr.Decode = vaeEstimate(last.model.VAE.DecodeMemory, last.tiling)

@@ -19,8 +19,10 @@ type plan struct {
 	stages    []*stage
 	warnings  []Warning
 	watermark bool
-	// loras are the LoRAs each model of the run gets (nil: none).
-	loras map[*Model][]lora.Use
+	// loras are the LoRAs each model of the run gets (nil: none);
+	// loraBytes the merged weights they add (memory estimate).
+	loras     map[*Model][]lora.Use
+	loraBytes int64
 }
 
 // stage is one diffusers pipeline call inside a Generate.

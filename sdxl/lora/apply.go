@@ -157,6 +157,18 @@ func (a *Applier) Check(uses []Use) error {
 	return err
 }
 
+// MergedBytes checks uses as Check does and returns the bytes of the
+// merged weights Set would create: the memory a LoRA set adds, since the
+// originals stay alive.
+func (a *Applier) MergedBytes(uses []Use) (int64, error) {
+	plans, err := a.plan(uses, true)
+	var n int64
+	for _, p := range plans {
+		n += int64(p.w.shape.Numel() * p.w.dtype.Size())
+	}
+	return n, err
+}
+
 // Clear restores every weight the Applier changed.
 func (a *Applier) Clear() {
 	for id, s := range a.slots {
@@ -212,7 +224,7 @@ func (a *Applier) planLayer(byID map[string]*plan, u Use, l *Layer, check bool) 
 	}
 	out, in, kh, kw := w.dims()
 	pt, err := u.File.part(l, out, in, kh, kw, s, check)
-	if err != nil || check {
+	if err != nil {
 		return err
 	}
 	p := byID[w.id()]
@@ -220,7 +232,9 @@ func (a *Applier) planLayer(byID map[string]*plan, u Use, l *Layer, check bool) 
 		p = &plan{w: w}
 		byID[w.id()] = p
 	}
-	p.parts = append(p.parts, pt)
+	if !check {
+		p.parts = append(p.parts, pt)
+	}
 	return nil
 }
 

@@ -154,6 +154,15 @@ func checkMerge(t *testing.T, uses []lora.Use, want map[string][]float64, tol fl
 	if err != nil {
 		t.Fatal(err)
 	}
+	var bytes int64
+	for _, p := range tg.Params() {
+		if _, ok := want[p.Name]; ok {
+			bytes += int64(4 * p.Tensor().Numel())
+		}
+	}
+	if n, err := ap.MergedBytes(uses); err != nil || n != bytes {
+		t.Errorf("MergedBytes %d, %v; want %d", n, err, bytes)
+	}
 	if err := ap.Set(context.Background(), uses); err != nil {
 		t.Fatal(err)
 	}

@@ -46,7 +46,8 @@ func (t Target) module(c Component) any {
 type weight struct {
 	comp  Component
 	param nn.Param
-	shape tensor.Shape // as loaded: merges keep it, so it is read once
+	shape tensor.Shape // as loaded: merges keep it and the dtype, so
+	dtype tensor.DType // both are read once
 }
 
 // dims is the weight's shape as [out, in, kh, kw] (kh = kw = 1 for a
@@ -67,6 +68,7 @@ type names struct {
 	// LoRA may change (linear and conv weights), by component.
 	params [numComponents]map[string]nn.Param
 	shapes map[string]tensor.Shape // by component-prefixed name
+	dtypes map[string]tensor.DType
 	// other: every other parameter, to tell "not adaptable" from "absent".
 	other [numComponents]map[string]bool
 	// kohya: parameters by kohya name (without the lora_unet_/lora_te*_
@@ -80,7 +82,7 @@ type names struct {
 // original SGM UNet's (sdxl_original_unet.py), which sdxl/singlefile maps
 // from ours, and transformers' CLIP path with "text_model.".
 func newNames(t Target) (*names, error) {
-	n := &names{shapes: map[string]tensor.Shape{}}
+	n := &names{shapes: map[string]tensor.Shape{}, dtypes: map[string]tensor.DType{}}
 	var layout singlefile.UNetLayout
 	if t.UNet != nil {
 		down, up := t.UNet.BlockTypes()
@@ -100,6 +102,7 @@ func newNames(t Target) (*names, error) {
 			}
 			n.params[c][p.Name] = p
 			n.shapes[c.String()+"."+p.Name] = p.Tensor().Shape().Clone()
+			n.dtypes[c.String()+"."+p.Name] = p.Tensor().DType()
 			mod := strings.TrimSuffix(p.Name, ".weight")
 			keys := []string{flatten("text_model." + mod)}
 			if c == UNet {
@@ -141,14 +144,14 @@ func (n *names) resolve(t Target, l *Layer) (w weight, skip bool, err error) {
 		if !ok {
 			return w, false, fmt.Errorf("key %q maps to no %s layer of the model", l.firstKey(), c)
 		}
-		w.param, w.shape = p, n.shapes[c.String()+"."+p.Name]
+		w.param, w.shape, w.dtype = p, n.shapes[c.String()+"."+p.Name], n.dtypes[c.String()+"."+p.Name]
 		return w, false, nil
 	}
 	name := l.module + ".weight"
 	p, ok := n.params[c][name]
 	switch {
 	case ok:
-		w.param, w.shape = p, n.shapes[c.String()+"."+p.Name]
+		w.param, w.shape, w.dtype = p, n.shapes[c.String()+"."+p.Name], n.dtypes[c.String()+"."+p.Name]
 		return w, false, nil
 	case n.other[c][name]:
 		return w, false, fmt.Errorf("key %q: %s %s is not a linear or convolution weight", l.firstKey(), c, name)

@@ -32,7 +32,7 @@ func (e *TooLarge) Error() string {
 // need is what r still has to allocate on the device.
 func need(r Request, e Estimate) int64 {
 	if r.WeightsLoaded && !r.Offload {
-		return e.Peak.Bytes + Overhead
+		return e.Peak.Bytes + Overhead + r.LoRABytes
 	}
 	return e.Total()
 }

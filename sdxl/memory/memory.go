@@ -72,6 +72,10 @@ type Request struct {
 	// WeightsLoaded is set when the weights are already in memory (an open
 	// engine): only activations are still to be allocated.
 	WeightsLoaded bool
+	// LoRABytes are the merged copies of the weights LoRAs change (the
+	// originals stay alive beside them, see sdxl/lora): on the device, or
+	// with Offload on the host with the other weights.
+	LoRABytes int64
 }
 
 // Stage is one stage's activation peak.
@@ -136,9 +140,9 @@ func Of(r Request, models ...*Model) Estimate {
 		}
 		e.Stages = append(e.Stages, stagesOf(m, r)...)
 	}
-	e.Weights = all
+	e.Weights = all + r.LoRABytes
 	if r.Offload {
-		e.Weights, e.HostWeights = largest, all
+		e.Weights, e.HostWeights = largest, all+r.LoRABytes
 	}
 	for _, s := range e.Stages {
 		if s.Bytes > e.Peak.Bytes {
