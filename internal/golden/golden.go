@@ -195,19 +195,24 @@ func Check(t testing.TB, name string, got, want []float32, tol float64) {
 	t.Logf("%s: relative error %.3g", name, e)
 }
 
+// Run holds the fields every scenario index shares.
+type Run struct {
+	Name      string  `json:"name"`
+	Prompt    string  `json:"prompt"`
+	Negative  string  `json:"negative"` // "" was passed as None
+	Width     int     `json:"width"`
+	Height    int     `json:"height"`
+	Steps     int     `json:"steps"`
+	Guidance  float64 `json:"guidance"`
+	Scheduler string  `json:"scheduler"`
+	Seed      uint64  `json:"seed"`
+	Strength  float64 `json:"strength"`
+}
+
 // Scenario is one end-to-end run of golden/small/index.json.
 type Scenario struct {
-	Name        string  `json:"name"`
+	Run
 	Kind        string  `json:"kind"` // txt2img, ensemble or img2img_refiner
-	Prompt      string  `json:"prompt"`
-	Negative    string  `json:"negative"` // "" was passed as None
-	Width       int     `json:"width"`
-	Height      int     `json:"height"`
-	Steps       int     `json:"steps"`
-	Guidance    float64 `json:"guidance"`
-	Scheduler   string  `json:"scheduler"`
-	Seed        uint64  `json:"seed"`
-	Strength    float64 `json:"strength"`
 	DenoiseFrac float64 `json:"denoise_frac"`
 	Compel      bool    `json:"compel"`
 	Source      string  `json:"source"` // img2img: the scenario whose image is the input
@@ -241,20 +246,11 @@ func scenarios[T any](t testing.TB, rel string) map[string]T {
 
 // ControlNetScenario is one run of golden/controlnet/index.json.
 type ControlNetScenario struct {
-	Name      string  `json:"name"`
-	Kind      string  `json:"kind"` // txt2img or img2img
-	Prompt    string  `json:"prompt"`
-	Negative  string  `json:"negative"` // "" was passed as None
-	Width     int     `json:"width"`
-	Height    int     `json:"height"`
-	Steps     int     `json:"steps"`
-	Guidance  float64 `json:"guidance"`
-	Scheduler string  `json:"scheduler"`
-	Seed      uint64  `json:"seed"`
-	Scale     float64 `json:"scale"`
-	Start     float64 `json:"start"`
-	End       float64 `json:"end"`
-	Strength  float64 `json:"strength"`
+	Run
+	Kind  string  `json:"kind"` // txt2img or img2img
+	Scale float64 `json:"scale"`
+	Start float64 `json:"start"`
+	End   float64 `json:"end"`
 	// ControlPNG and InitImagePNG name files in golden/controlnet.
 	ControlPNG   string `json:"control_png"`
 	InitImagePNG string `json:"init_image_png"`
@@ -275,17 +271,8 @@ func ControlNetScenarios(t testing.TB) map[string]ControlNetScenario {
 
 // InpaintScenario is one run of golden/inpaint/index.json.
 type InpaintScenario struct {
-	Name      string  `json:"name"`
-	Model     string  `json:"model"` // base4 (the small base) or inpaint9
-	Width     int     `json:"width"`
-	Height    int     `json:"height"`
-	Prompt    string  `json:"prompt"`
-	Negative  string  `json:"negative"`
-	Steps     int     `json:"steps"`
-	Guidance  float64 `json:"guidance"`
-	Scheduler string  `json:"scheduler"`
-	Seed      uint64  `json:"seed"`
-	Strength  float64 `json:"strength"`
+	Run
+	Model string `json:"model"` // base4 (the small base) or inpaint9
 	// ImagePNG and MaskPNG name files in golden/inpaint.
 	ImagePNG string `json:"input_image_png"`
 	MaskPNG  string `json:"mask_png"`
