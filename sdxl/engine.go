@@ -47,6 +47,13 @@ type Options struct {
 	// available memory) and no check on other devices; negative turns the
 	// check off.
 	MemoryBudget int64
+	// AutoTilePixels is the image size (width × height) above which the
+	// engine tiles the VAE by itself, with a warning, when a request does
+	// not ask for tiling: 0 means DefaultAutoTilePixels on the CPU backend
+	// and never on others (there the memory budget decides); negative
+	// never. Whatever this says, a request whose untiled VAE would not fit
+	// in MemoryBudget but whose tiled one would is tiled.
+	AutoTilePixels int
 	// LoadProgress reports weight loading: component, tensors done, total.
 	LoadProgress func(component string, done, total int)
 }
@@ -95,6 +102,8 @@ type Engine struct {
 	// resolved Options.MemoryBudget (<= 0: no check).
 	mem    []*memory.Model
 	budget int64
+	// autoTilePx is the resolved Options.AutoTilePixels (-1: by memory only).
+	autoTilePx int
 }
 
 // Open loads the models of opt and returns an engine serving them.
@@ -148,7 +157,7 @@ func New(opt Options, base, refiner *Model) (*Engine, error) {
 	if base == nil && refiner == nil {
 		return nil, errors.New("sdxl: no model")
 	}
-	e := &Engine{limits: opt.Limits.withDefaults(), budget: memoryBudget(opt)}
+	e := &Engine{limits: opt.Limits.withDefaults(), budget: memoryBudget(opt), autoTilePx: autoTilePixels(opt)}
 	e.p = Pipeline{Backend: opt.Backend, Base: base, Refiner: refiner, Precision: opt.Precision,
 		Offload: opt.Offload, CUDAGenerator: opt.CUDAGenerator, LoRADir: opt.LoRADir}
 	e.p.loraFiles() // made before any concurrent Check
@@ -212,6 +221,9 @@ func (e *Engine) plan(req Request) (*plan, error) {
 		return nil, err
 	}
 	if err := e.checkLimits(&pl.req); err != nil {
+		return nil, err
+	}
+	if err := e.autoTile(pl); err != nil {
 		return nil, err
 	}
 	return pl, e.checkMemory(pl)
