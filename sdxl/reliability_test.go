@@ -14,14 +14,19 @@ import (
 func TestEngineMemoryBudget(t *testing.T) {
 	b := cpu.New()
 	base, _ := loadSmall(t, b, false)
-	e, err := New(Options{Backend: b, MemoryBudget: 1 << 30}, base, nil)
+	e, err := New(Options{Backend: b, MemoryBudget: 1 << 30, AutoTilePixels: -1}, base, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = e.Check(Request{Prompt: "x", Width: 4096, Height: 4096})
+	// 4096x4096 fits on 1 GiB only with a tiled VAE: the engine tiles.
+	w, err := e.Check(Request{Prompt: "x", Width: 4096, Height: 4096})
+	if err != nil || len(w) != 1 || w[0].Field != "VAETiling" {
+		t.Errorf("4096x4096 on 1 GiB: %v, %v", w, err)
+	}
+	_, err = e.Check(Request{Prompt: "x", Width: 4096, Height: 4096, NumImages: 4})
 	var fe *FieldError
 	if !errors.As(err, &fe) || fe.Field != "Width" || !strings.Contains(err.Error(), "fits with 1 image") {
-		t.Errorf("4096x4096 on 1 GiB: %v", err)
+		t.Errorf("4096x4096 x4 on 1 GiB: %v", err)
 	}
 	_, err = e.Check(Request{Prompt: "x", Width: 1024, Height: 1024, NumImages: 64})
 	if !errors.As(err, &fe) || fe.Field != "NumImages" || !strings.Contains(err.Error(), "images fit at 1024x1024") {
