@@ -28,7 +28,7 @@ type Model struct {
 	// Path is what the model was loaded from (folder or single file).
 	Path string
 	// Text holds the text encoders and tokenizers with encode_prompt.
-	Text *clip.SDXL
+	Text *clip.TextEncoders
 	UNet *unet.UNet
 	VAE  *vae.VAE
 	// Scheduler is the model's scheduler_config.json, the base every
@@ -153,7 +153,7 @@ func realName(refiner bool) string {
 // configs, filled by src.
 func buildModel(b tensor.Backend, path string, d *config.ModelDir, src weightSource, opt LoadOptions) (*Model, error) {
 	m := &Model{Path: path, Index: d.ModelIndex, RequiresAestheticsScore: d.ModelIndex.RequiresAestheticsScore}
-	m.Text = &clip.SDXL{ForceZerosForEmptyPrompt: d.ModelIndex.ForceZerosForEmptyPrompt}
+	m.Text = &clip.TextEncoders{ForceZerosForEmptyPrompt: d.ModelIndex.ForceZerosForEmptyPrompt}
 	var err error
 	if src.hasTextEncoder1(d) {
 		if m.Text.TextEncoder, err = buildText(b, d, "text_encoder", src, opt); err != nil {

@@ -29,7 +29,7 @@ func benchIDs() IDPrompts {
 	}
 }
 
-func benchPair(b *testing.B, s *SDXL, be tensor.Backend) {
+func benchPair(b *testing.B, s *TextEncoders, be tensor.Backend) {
 	ids := benchIDs()
 	opt := PromptOptions{ClassifierFreeGuidance: true}
 	b.ResetTimer()
@@ -55,7 +55,7 @@ func BenchmarkSmallPromptPair(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	benchPair(b, &SDXL{TextEncoder: te1, TextEncoder2: te2}, be)
+	benchPair(b, &TextEncoders{TextEncoder: te1, TextEncoder2: te2}, be)
 }
 
 // BenchmarkFullSizePromptPair does the same with full-size encoders built
@@ -72,7 +72,7 @@ func BenchmarkFullSizePromptPair(b *testing.B) {
 	}
 	nn.InitRandom(be, te1, tensor.F32, 1)
 	nn.InitRandom(be, te2, tensor.F32, 2)
-	s := &SDXL{TextEncoder: te1, TextEncoder2: te2}
+	s := &TextEncoders{TextEncoder: te1, TextEncoder2: te2}
 	b.Run("pair", func(b *testing.B) { benchPair(b, s, be) })
 	ids := benchIDs()
 	b.Run("te1_hs-2", func(b *testing.B) {

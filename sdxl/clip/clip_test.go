@@ -360,8 +360,8 @@ func TestTinyEncodePrompt(t *testing.T) {
 	tok1, tok2 := tinyTokenizers(t, f)
 	te1 := loadTiny(t, b, "text_encoder", "")
 	te2 := loadTiny(t, b, "text_encoder_2", "")
-	base := &SDXL{TextEncoder: te1, TextEncoder2: te2, Tokenizer: tok1, Tokenizer2: tok2, ForceZerosForEmptyPrompt: true}
-	refiner := &SDXL{TextEncoder2: te2, Tokenizer2: tok2}
+	base := &TextEncoders{TextEncoder: te1, TextEncoder2: te2, Tokenizer: tok1, Tokenizer2: tok2, ForceZerosForEmptyPrompt: true}
+	refiner := &TextEncoders{TextEncoder2: te2, Tokenizer2: tok2}
 
 	t.Run("encode", func(t *testing.T) {
 		p, err := base.EncodePrompt(b, PromptOptions{Prompt: []string{"prompt_a", "", "prompt_long"}, ClassifierFreeGuidance: true})
@@ -478,16 +478,16 @@ func TestTinyEncodePrompt(t *testing.T) {
 		if _, err := base.EncodePrompt(b, PromptOptions{Prompt: []string{"no such prompt"}}); err == nil || !strings.Contains(err.Error(), "no such prompt") {
 			t.Errorf("tokenizer error: err = %v", err)
 		}
-		if _, err := (&SDXL{TextEncoder: te1, TextEncoder2: te1}).EncodePrompt(b, PromptOptions{Prompt: []string{"prompt_a"}}); err == nil || !strings.Contains(err.Error(), "text_projection") {
+		if _, err := (&TextEncoders{TextEncoder: te1, TextEncoder2: te1}).EncodePrompt(b, PromptOptions{Prompt: []string{"prompt_a"}}); err == nil || !strings.Contains(err.Error(), "text_projection") {
 			t.Errorf("encoder 2 without projection: err = %v", err)
 		}
 	})
 }
 
-// TestLoadSDXLTiny loads the tiny pipelines' text side through
+// TestLoadTextEncodersTiny loads the tiny pipelines' text side through
 // model_index.json: the refiner has no text_encoder and does not zero
 // empty negatives; the tiny tokenizers are null.
-func TestLoadSDXLTiny(t *testing.T) {
+func TestLoadTextEncodersTiny(t *testing.T) {
 	f := golden.Open(t, tinyGolden)
 	b := cpu.New()
 	for _, c := range []struct {
@@ -502,7 +502,7 @@ func TestLoadSDXLTiny(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := LoadSDXL(b, d, LoadOptions{})
+		s, err := LoadTextEncoders(b, d, LoadOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -43,7 +43,7 @@ func TestCompelGoldens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := clip.LoadSDXL(b, d, clip.LoadOptions{})
+	s, err := clip.LoadTextEncoders(b, d, clip.LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

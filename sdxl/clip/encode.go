@@ -16,10 +16,10 @@ type Tokenizer interface {
 // DefaultMaxLength is CLIPTokenizer.model_max_length in the SDXL repos.
 const DefaultMaxLength = 77
 
-// SDXL is the text-conditioning half of an SDXL pipeline: the base's two
+// TextEncoders is the text-conditioning half of an SDXL pipeline: the base's two
 // encoders, or the refiner's encoder 2 alone (TextEncoder and Tokenizer
 // nil), with diffusers' encode_prompt on top.
-type SDXL struct {
+type TextEncoders struct {
 	// TextEncoder is CLIP ViT-L (nil in the refiner).
 	TextEncoder *TextModel
 	// TextEncoder2 is OpenCLIP bigG with its projection.
@@ -35,14 +35,14 @@ type SDXL struct {
 	MaxLength int
 }
 
-func (s *SDXL) maxLength() int {
+func (s *TextEncoders) maxLength() int {
 	if s.MaxLength > 0 {
 		return s.MaxLength
 	}
 	return DefaultMaxLength
 }
 
-func (s *SDXL) check() error {
+func (s *TextEncoders) check() error {
 	if s.TextEncoder2 == nil {
 		return fmt.Errorf("clip: SDXL prompt encoding needs text_encoder_2")
 	}
@@ -58,12 +58,12 @@ func (s *SDXL) check() error {
 // encoders' hidden_states[index] along the channels (diffusers uses -2, or
 // -(clip_skip+2)); pooled is text_encoder_2's text_embeds. This is the
 // primitive both EncodePrompt and Compel-style weighting build on.
-func (s *SDXL) EncodeIDs(b tensor.Backend, ids1, ids2 [][]int32, hidden ...int) (embeds []*tensor.Tensor, pooled *tensor.Tensor, err error) {
+func (s *TextEncoders) EncodeIDs(b tensor.Backend, ids1, ids2 [][]int32, hidden ...int) (embeds []*tensor.Tensor, pooled *tensor.Tensor, err error) {
 	return s.encodeIDs(b, ids1, ids2, nil, hidden)
 }
 
 // encodeIDs is EncodeIDs with optional pooling positions for encoder 2.
-func (s *SDXL) encodeIDs(b tensor.Backend, ids1, ids2 [][]int32, pool []int, hidden []int) (embeds []*tensor.Tensor, pooled *tensor.Tensor, err error) {
+func (s *TextEncoders) encodeIDs(b tensor.Backend, ids1, ids2 [][]int32, pool []int, hidden []int) (embeds []*tensor.Tensor, pooled *tensor.Tensor, err error) {
 	if err := s.check(); err != nil {
 		return nil, nil, err
 	}
@@ -213,7 +213,7 @@ func tokenize(tok Tokenizer, which string, texts []string, length int) ([][]int3
 
 // EncodePrompt is diffusers' StableDiffusionXLPipeline.encode_prompt (the
 // img2img and refiner pipelines share it) from prompt strings.
-func (s *SDXL) EncodePrompt(b tensor.Backend, opt PromptOptions) (*PromptEmbeds, error) {
+func (s *TextEncoders) EncodePrompt(b tensor.Backend, opt PromptOptions) (*PromptEmbeds, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
@@ -278,7 +278,7 @@ type IDPrompts struct {
 // are not used; its flags are). With ClassifierFreeGuidance and no negative
 // rows, the negatives are zeros when ForceZerosForEmptyPrompt holds and an
 // error otherwise (the caller must tokenise "").
-func (s *SDXL) EncodePromptIDs(b tensor.Backend, p IDPrompts, opt PromptOptions) (*PromptEmbeds, error) {
+func (s *TextEncoders) EncodePromptIDs(b tensor.Backend, p IDPrompts, opt PromptOptions) (*PromptEmbeds, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}

@@ -88,14 +88,14 @@ func LoadComponent(b tensor.Backend, d *config.ModelDir, sub string, opt LoadOpt
 	return load(b, cfg, ws, opt)
 }
 
-// LoadSDXL loads the text side of a diffusers SDXL pipeline folder:
+// LoadTextEncoders loads the text side of a diffusers SDXL pipeline folder:
 // text_encoder and tokenizer when model_index.json lists them (the base;
 // the refiner has neither), text_encoder_2 and tokenizer_2, and
 // force_zeros_for_empty_prompt. A tokenizer listed as null (diffusers'
 // test models) is left nil: EncodePromptIDs still works, EncodePrompt
 // reports it.
-func LoadSDXL(b tensor.Backend, d *config.ModelDir, opt LoadOptions) (*SDXL, error) {
-	s := &SDXL{ForceZerosForEmptyPrompt: d.ModelIndex.ForceZerosForEmptyPrompt}
+func LoadTextEncoders(b tensor.Backend, d *config.ModelDir, opt LoadOptions) (*TextEncoders, error) {
+	s := &TextEncoders{ForceZerosForEmptyPrompt: d.ModelIndex.ForceZerosForEmptyPrompt}
 	present := func(name string) bool {
 		c, ok := d.ModelIndex.Component(name)
 		return ok && c.Present()

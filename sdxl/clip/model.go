@@ -11,7 +11,7 @@
 // output.
 //
 // Models are built from sdxl/config's TextEncoderConfig out of meta tensors
-// (New) and loaded strictly (LoadDir, LoadComponent, LoadSource); LoadSDXL
+// (New) and loaded strictly (LoadDir, LoadComponent, LoadSource); LoadTextEncoders
 // assembles a pipeline folder's encoders and tokenizers into an SDXL whose
 // EncodePrompt mirrors encode_prompt, and HostEncoder plugs one encoder
 // into sdxl/prompt's weighting (Compel, A1111).

@@ -38,13 +38,13 @@ func smallScenarios(t *testing.T) map[string]smallScenario {
 // loadSmall loads a small model folder's text side the way a pipeline
 // does (model_index.json decides the components and
 // force_zeros_for_empty_prompt).
-func loadSmall(t *testing.T, b tensor.Backend, model string, forceZeros bool) *SDXL {
+func loadSmall(t *testing.T, b tensor.Backend, model string, forceZeros bool) *TextEncoders {
 	t.Helper()
 	d, err := config.OpenModelDir(golden.Path(t, "small/models/"+model))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := LoadSDXL(b, d, LoadOptions{})
+	s, err := LoadTextEncoders(b, d, LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
