@@ -34,7 +34,8 @@ func (b *Backend) Conv2D(x, w, bias *tensor.Tensor, stride, padding int) *tensor
 	// (see storage).
 	wp := b.weight(op, w, O, ckk, b.mk.mr).asA()
 
-	direct := kh == 1 && kw == 1 && stride == 1 && padding == 0
+	g := convGeom{C: C, H: H, W: W, kh: kh, kw: kw, stride: stride, pad: padding, Ho: Ho, Wo: Wo}
+	offs := b.directOffsets(g)
 	// Tile whole output rows, about convTileCols pixels per tile: the kc
 	// rows of a tile's packed im2col matrix then stay in L2 while every
 	// block of weights passes over them.
@@ -47,35 +48,104 @@ func (b *Backend) Conv2D(x, w, bias *tensor.Tensor, stride, padding int) *tensor
 		n, t := item/tiles, item%tiles
 		r0 := t * rowsPerTile
 		r1 := min(Ho, r0+rowsPerTile)
-		p0, p1 := r0*Wo, r1*Wo
-		cols := p1 - p0
-		dst := out[n*O*P:]
-		if bs != nil {
-			for o := range O {
-				row := dst[o*P+p0 : o*P+p1]
-				for i := range row {
-					row[i] = bs[o]
-				}
-			}
-		}
 		xn := xs[n*C*H*W : (n+1)*C*H*W]
-		pbuf := b.pools.b.get(packedBSize(ckk, cols))
-		defer b.pools.b.put(pbuf)
-		var bp packedB
-		if direct {
-			bp = b.packB(gemmThreads, *pbuf, false, C, cols, xn[p0:], H*W)
-		} else {
-			g := convGeom{C: C, H: H, W: W, kh: kh, kw: kw, stride: stride, pad: padding, Wo: Wo}
-			bp = im2colPacked(*pbuf, xn, g, p0, p1)
-		}
-		b.gemm(gemmThreads, gemmArgs{m: O, pa: wp, b: bp, c: dst[p0:], ldc: P, acc: bs != nil})
+		b.convTile(gemmThreads, g, wp, bs, xn, offs, out[n*O*P:], r0*Wo, r1*Wo)
 	})
 	return b.wrap(x.DType(), outShape, out)
 }
 
+// convTile computes output pixels [p0, p1) of one image (xn) into dst
+// ([O, Ho·Wo]): the panels of 16 pixels that lie inside the image are read
+// by the direct micro-kernel (when offs is set), the others are packed by
+// im2colPacked.
+func (b *Backend) convTile(threads int, g convGeom, wp *packedA, bs, xn []float32, offs []int32, dst []float32, p0, p1 int) {
+	O, P, cols := wp.m, g.Ho*g.Wo, p1-p0
+	// The GEMM writes a contiguous O×cols tile (rows ldc apart, not a
+	// power of two): rows of dst are P apart, which for large maps is a
+	// power of two that maps every row of a micro-tile to the same cache
+	// set.
+	ldc := cols + gemmNR
+	cbuf := b.pools.scratch.get(O * ldc)
+	defer b.pools.scratch.put(cbuf)
+	ct := *cbuf
+	if bs != nil {
+		for o := range O {
+			row := ct[o*ldc : o*ldc+cols]
+			for i := range row {
+				row[i] = bs[o]
+			}
+		}
+	}
+	var d *directB
+	if offs != nil {
+		d = &directB{x: xn, offs: offs, at: b.directPanels(g, p0, p1)}
+	}
+	pbuf := b.pools.b.get(packedBSize(wp.k, cols))
+	defer b.pools.b.put(pbuf)
+	bp := im2colPacked(*pbuf, xn, g, p0, p1, d)
+	b.gemm(threads, gemmArgs{m: O, pa: wp, b: bp, direct: d, c: ct, ldc: ldc, acc: bs != nil})
+	for o := range O {
+		copy(dst[o*P+p0:o*P+p1], ct[o*ldc:o*ldc+cols])
+	}
+}
+
+// directB lets the GEMM read B panels straight from an image (direct
+// convolution) instead of a packed copy.
+type directB struct {
+	x []float32
+	// offs[kk] is where row kk of B (channel c, kernel tap i, j) lies
+	// relative to a pixel's input position: c·H·W + (i−pad)·W + (j−pad).
+	offs []int32
+	// at[jp] is the input position (oy·W + ox) of panel jp's first pixel,
+	// or -1 when the panel is packed (it touches the padding).
+	at []int
+}
+
+// directOffsets returns the row offsets of the direct convolution, or nil
+// when the backend's kernel has no direct variant or the convolution does
+// not suit it (a stride, offsets beyond int32).
+func (b *Backend) directOffsets(g convGeom) []int32 {
+	if b.mk.direct == nil || g.stride != 1 || int64(g.C)*int64(g.H)*int64(g.W) >= 1<<31 {
+		return nil
+	}
+	offs := make([]int32, 0, g.C*g.kh*g.kw)
+	for c := range g.C {
+		for i := range g.kh {
+			for j := range g.kw {
+				offs = append(offs, int32(c*g.H*g.W+(i-g.pad)*g.W+(j-g.pad)))
+			}
+		}
+	}
+	return offs
+}
+
+// directPanels decides, for the panels of output pixels [p0, p1), which
+// the direct kernel reads (see directB.at): whole kernel-width groups of
+// panels (32 pixels for the 14×32 kernel) inside one output row whose
+// input windows lie inside the image.
+func (b *Backend) directPanels(g convGeom, p0, p1 int) []int {
+	panels := (p1 - p0 + gemmNR - 1) / gemmNR
+	at := make([]int, panels)
+	step := b.mk.panelStep()
+	width := step * gemmNR
+	for jp := 0; jp < panels; jp += step {
+		q0 := p0 + jp*gemmNR
+		oy, ox := q0/g.Wo, q0%g.Wo
+		ok := jp+step <= panels && q0+width <= p1 && ox+width <= g.Wo &&
+			oy-g.pad >= 0 && oy-g.pad+g.kh <= g.H && ox-g.pad >= 0 && ox+width-1-g.pad+g.kw <= g.W
+		for p := jp; p < min(panels, jp+step); p++ {
+			at[p] = -1
+			if ok {
+				at[p] = oy*g.W + ox + (p-jp)*gemmNR
+			}
+		}
+	}
+	return at
+}
+
 // convGeom is the geometry of one image of a convolution.
 type convGeom struct {
-	C, H, W, kh, kw, stride, pad, Wo int
+	C, H, W, kh, kw, stride, pad, Ho, Wo int
 }
 
 // im2colPacked writes the im2col matrix of output pixels [p0, p1) of one
@@ -84,13 +154,18 @@ type convGeom struct {
 // the patch matrix is never materialised. A 16-pixel panel that lies in one
 // output row reads, for stride 1, 16 consecutive input values per row of
 // the matrix.
-func im2colPacked(dst []float32, x []float32, g convGeom, p0, p1 int) packedB {
+//
+// Panels that d reads directly are left unwritten.
+func im2colPacked(dst []float32, x []float32, g convGeom, p0, p1 int, d *directB) packedB {
 	cols := p1 - p0
 	k := g.C * g.kh * g.kw
 	panels := (cols + gemmNR - 1) / gemmNR
 	dst = dst[:panels*gemmNR*k]
 	var iy0, ix0 [gemmNR]int // top-left input position of each pixel's window
 	for jp := range panels {
+		if d != nil && d.at[jp] >= 0 {
+			continue
+		}
 		q0 := p0 + jp*gemmNR
 		n := min(gemmNR, p1-q0)
 		for t := range n {

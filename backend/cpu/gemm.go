@@ -152,6 +152,9 @@ type gemmArgs struct {
 	lda    int
 	pa     *packedA
 	b      packedB
+	// direct, when set, says which B panels the direct micro-kernel reads
+	// from an image instead of b (convolution).
+	direct *directB
 	c      []float32
 	ldc    int
 	acc    bool
@@ -371,16 +374,26 @@ func macroKernel(g gemmArgs, ap []float32, astride int, bbuf []float32, ic, pc, 
 			width = 2 * gemmNR
 		}
 		cols := min(width, n-j0)
-		var bpan []float32
-		bstride := k * gemmNR
-		if g.b.h != nil {
-			bstride = kb * gemmNR
+		// tile computes the tile of A micro-panel apan into c.
+		var tile func(apan []float32, c *float32, ldc int, acc bool)
+		switch d := g.direct; {
+		case d != nil && d.at[jp] >= 0:
+			// The conv made whole kernel-width groups direct.
+			x, offs := &d.x[d.at[jp]], &d.offs[pc]
+			tile = func(apan []float32, c *float32, ldc int, acc bool) { mk.direct(kb, &apan[0], x, c, ldc, offs, acc) }
+		case g.b.h != nil:
+			bstride := kb * gemmNR
 			for p := range width / gemmNR {
 				g.mk.isa.widen(g.b.dt, bbuf[p*bstride:(p+1)*bstride], g.b.h[(j0+p*gemmNR)*k+pc*gemmNR:][:kb*gemmNR])
 			}
-			bpan = bbuf[:kb*gemmNR]
-		} else {
-			bpan = g.b.data[j0*k+pc*gemmNR:][:kb*gemmNR]
+			tile = func(apan []float32, c *float32, ldc int, acc bool) {
+				mk.call(two, kb, &apan[0], &bbuf[0], c, ldc, bstride, acc)
+			}
+		default:
+			bpan := g.b.data[j0*k+pc*gemmNR:][:kb*gemmNR]
+			tile = func(apan []float32, c *float32, ldc int, acc bool) {
+				mk.call(two, kb, &apan[0], &bpan[0], c, ldc, k*gemmNR, acc)
+			}
 		}
 		for i0 := 0; i0 < mb; i0 += mr {
 			rows := min(mr, mb-i0)
@@ -390,9 +403,9 @@ func macroKernel(g gemmArgs, ap []float32, astride int, bbuf []float32, ic, pc, 
 				// The kernel writes mr runs of width values ldc apart:
 				// bounds-check the last one before passing raw pointers.
 				_ = g.c[coff+(mr-1)*g.ldc+width-1]
-				mk.call(two, kb, &apan[0], &bpan[0], &g.c[coff], g.ldc, bstride, acc)
+				tile(apan, &g.c[coff], g.ldc, acc)
 			} else {
-				mk.call(two, kb, &apan[0], &bpan[0], &tmp[0], width, bstride, false)
+				tile(apan, &tmp[0], width, false)
 				for r := range rows {
 					dst := g.c[coff+r*g.ldc : coff+r*g.ldc+cols]
 					src := tmp[r*width : r*width+cols]

@@ -97,6 +97,10 @@ type microKernel struct {
 	mc        int // rows of C per GEMM job, a multiple of mr
 	one       func(k int, a, b, c *float32, ldc int, acc bool)
 	two       func(k int, a, b, c *float32, ldc, bstride int, acc bool)
+	// direct is the widest tile (16·panelStep columns) reading row kk of B
+	// at b + offs[kk] floats: a convolution's input read in place. nil
+	// where the kernel has none (convolutions then pack B).
+	direct func(k int, a, b, c *float32, ldc int, offs *int32, acc bool)
 }
 
 // panelStep is how many B panels one call of the widest tile covers.

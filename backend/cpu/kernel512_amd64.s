@@ -236,6 +236,112 @@ overwrite1:
 	VZEROUPPER
 	RET
 
+// func kernelAVX512Direct(k int, a, b, c *float32, ldc int, offs *int32, acc bool)
+//
+// kernelAVX512 reading B straight from an image (direct convolution): the
+// k-th B row is the 32 floats at b + offs[k] (in floats).
+TEXT ·kernelAVX512Direct(SB), NOSPLIT, $0-49
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ b+16(FP), DX
+	MOVQ c+24(FP), DI
+	MOVQ ldc+32(FP), R8
+	SHLQ $2, R8
+	MOVQ offs+40(FP), R10
+
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+	VPXORD Z24, Z24, Z24
+	VPXORD Z25, Z25, Z25
+	VPXORD Z26, Z26, Z26
+	VPXORD Z27, Z27, Z27
+	TESTQ  CX, CX
+	JE     storeD
+
+loopD:
+	MOVLQSX (R10), R11
+	VMOVUPS (DX)(R11*4), Z28
+	VMOVUPS 64(DX)(R11*4), Z29
+	ROW2(0, Z30, Z0, Z1)
+	ROW2(4, Z31, Z2, Z3)
+	ROW2(8, Z30, Z4, Z5)
+	ROW2(12, Z31, Z6, Z7)
+	ROW2(16, Z30, Z8, Z9)
+	ROW2(20, Z31, Z10, Z11)
+	ROW2(24, Z30, Z12, Z13)
+	ROW2(28, Z31, Z14, Z15)
+	ROW2(32, Z30, Z16, Z17)
+	ROW2(36, Z31, Z18, Z19)
+	ROW2(40, Z30, Z20, Z21)
+	ROW2(44, Z31, Z22, Z23)
+	ROW2(48, Z30, Z24, Z25)
+	ROW2(52, Z31, Z26, Z27)
+	ADDQ    $56, SI
+	ADDQ    $4, R10
+	DECQ    CX
+	JNZ     loopD
+
+storeD:
+	MOVBLZX acc+48(FP), AX
+	TESTB   AL, AL
+	JE      overwriteD
+	ADD2(Z0, Z1)
+	ADD2(Z2, Z3)
+	ADD2(Z4, Z5)
+	ADD2(Z6, Z7)
+	ADD2(Z8, Z9)
+	ADD2(Z10, Z11)
+	ADD2(Z12, Z13)
+	ADD2(Z14, Z15)
+	ADD2(Z16, Z17)
+	ADD2(Z18, Z19)
+	ADD2(Z20, Z21)
+	ADD2(Z22, Z23)
+	ADD2(Z24, Z25)
+	ADD2(Z26, Z27)
+	VZEROUPPER
+	RET
+
+overwriteD:
+	PUT2(Z0, Z1)
+	PUT2(Z2, Z3)
+	PUT2(Z4, Z5)
+	PUT2(Z6, Z7)
+	PUT2(Z8, Z9)
+	PUT2(Z10, Z11)
+	PUT2(Z12, Z13)
+	PUT2(Z14, Z15)
+	PUT2(Z16, Z17)
+	PUT2(Z18, Z19)
+	PUT2(Z20, Z21)
+	PUT2(Z22, Z23)
+	PUT2(Z24, Z25)
+	PUT2(Z26, Z27)
+	VZEROUPPER
+	RET
+
 // func fmaPeakYMM(n int)
 //
 // n iterations of 12 independent ymm fused multiply-adds: the machine's

@@ -61,6 +61,18 @@ func kernelAVX512(k int, a, b, c *float32, ldc, bstride int, acc bool)
 //go:noescape
 func kernelAVX512x16(k int, a, b, c *float32, ldc int, acc bool)
 
+// kernelAVX512Direct is kernelAVX512 reading row kk of B (32 floats) at
+// b + offs[kk]: direct convolution.
+//
+//go:noescape
+func kernelAVX512Direct(k int, a, b, c *float32, ldc int, offs *int32, acc bool)
+
+// kernelAVX2Direct is kernelAVX2 reading row kk of B (16 floats) at
+// b + offs[kk].
+//
+//go:noescape
+func kernelAVX2Direct(k int, a, b, c *float32, ldc int, offs *int32, acc bool)
+
 //go:noescape
 func packRows14AVX2(dst, src *float32, lda, k8 int)
 
@@ -102,8 +114,8 @@ var features = detectCPU()
 // microKernels are the kernels of this build, in Kernels' order.
 var microKernels = []microKernel{
 	genericKernel,
-	{name: KernelAVX2, isa: isaAVX2, supported: features.avx2FMA, mr: gemmMR, mc: gemmMC, one: kernelAVX2},
-	{name: KernelAVX512, isa: isaAVX512, supported: features.avx512, mr: 14, mc: 168, one: kernelAVX512x16, two: kernelAVX512},
+	{name: KernelAVX2, isa: isaAVX2, supported: features.avx2FMA, mr: gemmMR, mc: gemmMC, one: kernelAVX2, direct: kernelAVX2Direct},
+	{name: KernelAVX512, isa: isaAVX512, supported: features.avx512, mr: 14, mc: 168, one: kernelAVX512x16, two: kernelAVX512, direct: kernelAVX512Direct},
 }
 
 // expSumVec computes the longest multiple-of-8 prefix of expSum with AVX2,

@@ -111,3 +111,14 @@ func meminfoField(r io.Reader, name string) int64 {
 	}
 	return 0
 }
+
+// PeakRSS is this process's peak resident set size in bytes (VmHWM on
+// Linux), 0 where the system does not say.
+func PeakRSS() int64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	return meminfoField(f, "VmHWM")
+}

@@ -27,11 +27,22 @@ type Backend struct {
 	stats map[string]*Stat
 }
 
-// Stat is the accumulated time of one op.
+// Stat is the accumulated time of one op, and its floating-point work
+// for the ops that do most of it (MatMul, Linear, Conv2D, Attention:
+// 2·multiply-adds).
 type Stat struct {
 	Op    string
 	Calls int
 	Time  time.Duration
+	Flops float64
+}
+
+// GFLOPS is the op's throughput, 0 when it counts no FLOPs.
+func (s Stat) GFLOPS() float64 {
+	if s.Time <= 0 {
+		return 0
+	}
+	return s.Flops / s.Time.Seconds() / 1e9
 }
 
 // New wraps b; sync may be nil.
@@ -39,7 +50,9 @@ func New(b tensor.Backend, sync func() error) *Backend {
 	return &Backend{Backend: b, Sync: sync, stats: map[string]*Stat{}}
 }
 
-func (p *Backend) time(op string, start time.Time) {
+func (p *Backend) time(op string, start time.Time) { p.timeFlops(op, start, 0) }
+
+func (p *Backend) timeFlops(op string, start time.Time, flops float64) {
 	if p.Sync != nil {
 		p.Sync()
 	}
@@ -52,6 +65,7 @@ func (p *Backend) time(op string, start time.Time) {
 	}
 	s.Calls++
 	s.Time += d
+	s.Flops += flops
 	p.mu.Unlock()
 }
 
@@ -81,18 +95,24 @@ func (p *Backend) Report(w io.Writer) {
 	for _, s := range st {
 		total += s.Time
 	}
-	fmt.Fprintf(w, "%-16s %8s %12s %7s\n", "op", "calls", "time", "share")
+	fmt.Fprintf(w, "%-16s %8s %12s %7s %9s\n", "op", "calls", "time", "share", "GFLOP/s")
 	for _, s := range st {
-		fmt.Fprintf(w, "%-16s %8d %12s %6.1f%%\n", s.Op, s.Calls, s.Time.Round(time.Microsecond), 100*float64(s.Time)/float64(max(total, 1)))
+		gf := ""
+		if s.Flops > 0 {
+			gf = fmt.Sprintf("%.1f", s.GFLOPS())
+		}
+		fmt.Fprintf(w, "%-16s %8d %12s %6.1f%% %9s\n", s.Op, s.Calls, s.Time.Round(time.Microsecond), 100*float64(s.Time)/float64(max(total, 1)), gf)
 	}
 }
 
 func (p *Backend) MatMul(a, b *tensor.Tensor, ta, tb bool) *tensor.Tensor {
-	defer p.time("MatMul", time.Now())
+	_, d := tensor.MatMulShape(a.Shape(), b.Shape(), ta, tb)
+	defer p.timeFlops("MatMul", time.Now(), 2*float64(d.Batch.Numel()*d.M*d.N*d.K))
 	return p.Backend.MatMul(a, b, ta, tb)
 }
 func (p *Backend) Conv2D(x, w, bias *tensor.Tensor, stride, padding int) *tensor.Tensor {
-	defer p.time("Conv2D", time.Now())
+	out := tensor.Conv2DShape(x.Shape(), w.Shape(), nil, stride, padding)
+	defer p.timeFlops("Conv2D", time.Now(), 2*float64(out.Numel())*float64(w.Numel()/w.Dim(0)))
 	return p.Backend.Conv2D(x, w, bias, stride, padding)
 }
 func (p *Backend) GroupNorm(x *tensor.Tensor, g int, w, b *tensor.Tensor, eps float32) *tensor.Tensor {
@@ -104,7 +124,8 @@ func (p *Backend) LayerNorm(x, w, b *tensor.Tensor, eps float32) *tensor.Tensor 
 	return p.Backend.LayerNorm(x, w, b, eps)
 }
 func (p *Backend) Attention(q, k, v, mask *tensor.Tensor, scale float32) *tensor.Tensor {
-	defer p.time("Attention", time.Now())
+	// Q·Kᵀ and P·V.
+	defer p.timeFlops("Attention", time.Now(), 2*float64(q.Numel()/q.Dim(-1))*float64(k.Dim(-2))*float64(q.Dim(-1)+v.Dim(-1)))
 	return p.Backend.Attention(q, k, v, mask, scale)
 }
 func (p *Backend) Softmax(x *tensor.Tensor) *tensor.Tensor {
@@ -176,6 +197,23 @@ func (p *Backend) GroupNormSiLU(x *tensor.Tensor, g int, w, b *tensor.Tensor, ep
 
 // Linear forwards the fused op when the wrapped backend has it.
 func (p *Backend) Linear(x, w, b *tensor.Tensor) *tensor.Tensor {
-	defer p.time("Linear", time.Now())
+	defer p.timeFlops("Linear", time.Now(), 2*float64(x.Numel())*float64(w.Dim(0)))
 	return tensor.Linear(p.Backend, x, w, b)
+}
+
+// MetricReporter is what ReportGFLOPS reports to (a *testing.B).
+type MetricReporter interface {
+	ReportMetric(n float64, unit string)
+}
+
+// ReportGFLOPS reports the throughput of each named op that counted FLOPs
+// as a benchmark metric "<op>-GFLOP/s".
+func (p *Backend) ReportGFLOPS(r MetricReporter, ops ...string) {
+	for _, s := range p.Stats() {
+		for _, op := range ops {
+			if s.Op == op && s.Flops > 0 {
+				r.ReportMetric(s.GFLOPS(), op+"-GFLOP/s")
+			}
+		}
+	}
 }

@@ -6,8 +6,10 @@ import (
 	"os"
 	"runtime/debug"
 	"testing"
+	"time"
 
 	"github.com/sdxl-go/sdxl/backend/cpu"
+	"github.com/sdxl-go/sdxl/internal/opprof"
 	"github.com/sdxl-go/sdxl/nn"
 	"github.com/sdxl-go/sdxl/sdxl/config"
 	"github.com/sdxl-go/sdxl/tensor"
@@ -59,5 +61,43 @@ func BenchmarkDecodeTiled4096(bm *testing.B) {
 		}
 		img.Free()
 	}
+	bm.ReportMetric(float64(maxRSS()>>20), "maxrss-MB")
+}
+
+// BenchmarkVAEDecode512 decodes one 64x64 latent to a 512x512 image with
+// the full-size SDXL VAE (random weights from the real config, float32) on
+// the CPU backend, reporting CPU seconds per decode, the GFLOP/s of
+// Conv2D inside the model and the process's peak RSS. It pairs with
+// BenchmarkBaseUNet512 and ../shared/bench/torch_cpu_bench.py vae.
+func BenchmarkVAEDecode512(bm *testing.B) {
+	be := cpu.New()
+	v, err := New(config.SDXLVAE())
+	if err != nil {
+		bm.Fatal(err)
+	}
+	nn.InitRandom(be, v, tensor.F32, 1)
+	bm.Logf("kernel %s", be.Kernel())
+	z := make([]float32, 4*64*64)
+	for i := range z {
+		z[i] = float32(math.Sin(float64(i) * 0.013))
+	}
+	zt := be.FromFloat32(tensor.F32, tensor.Shape{1, 4, 64, 64}, z)
+	if _, err := v.Decode(be, nil, zt); err != nil { // packs the weights
+		bm.Fatal(err)
+	}
+	prof := opprof.New(be, nil)
+	bm.ResetTimer()
+	c0 := opprof.CPUTime()
+	start := time.Now()
+	for range bm.N {
+		img, err := v.Decode(prof, nil, zt)
+		if err != nil {
+			bm.Fatal(err)
+		}
+		img.Free()
+	}
+	bm.ReportMetric(time.Since(start).Seconds()/float64(bm.N), "s/op")
+	bm.ReportMetric((opprof.CPUTime()-c0).Seconds()/float64(bm.N), "cpu-s/op")
+	prof.ReportGFLOPS(bm, "Conv2D", "Attention")
 	bm.ReportMetric(float64(maxRSS()>>20), "maxrss-MB")
 }
