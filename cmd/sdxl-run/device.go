@@ -5,6 +5,7 @@ import (
 
 	"github.com/sdxl-go/sdxl/backend/cpu"
 	"github.com/sdxl-go/sdxl/backend/cuda"
+	"github.com/sdxl-go/sdxl/internal/memlimit"
 	"github.com/sdxl-go/sdxl/tensor"
 )
 
@@ -37,6 +38,7 @@ func openDevice(name, dtype string) (*device, error) {
 			return nil, fmt.Errorf("--device cpu: %v", err)
 		}
 		d.b = c
+		memlimit.Track() // collect garbage at the weights plus 1 GiB, not at twice the weights
 	case "cuda":
 		c, err := cuda.New(0)
 		if err != nil {

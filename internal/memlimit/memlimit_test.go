@@ -1,28 +1,30 @@
 package memlimit
 
 import (
+	"os"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestPlan(t *testing.T) {
 	const gib = 1 << 30
 	cases := []struct {
-		model, avail int64
-		want         int64
-		source       string
+		live, avail int64
+		want        int64
+		source      string
 	}{
-		{14 * gib, 24 * gib, 17 * gib, "model"},
-		{40 * gib, 64 * gib, 40*gib + 40*gib*15/100, "model"},
-		{7 * gib, 24 * gib, 10 * gib, "model"},
+		{14 * gib, 24 * gib, 15 * gib, "live heap"},
+		{40 * gib, 64 * gib, 42 * gib, "live heap"},
 		{14 * gib, 16 * gib, 16 * gib * 9 / 10, "available memory"},
-		{1 * gib, 0, 4 * gib, "model"},
+		{1 * gib, 0, 2 * gib, "live heap"},
 	}
 	for _, c := range cases {
-		l := Plan(c.model, c.avail, "")
+		l := Plan(c.live, c.avail, "")
 		if l.Bytes != c.want || l.Source != c.source {
-			t.Errorf("Plan(%d GiB, %d GiB) = %v, want %d (%s)", c.model/gib, c.avail/gib, l, c.want, c.source)
+			t.Errorf("Plan(%d GiB, %d GiB) = %v, want %d (%s)", c.live/gib, c.avail/gib, l, c.want, c.source)
 		}
 	}
 	// GOMEMLIMIT set: the runtime's current limit is reported untouched.
@@ -31,9 +33,30 @@ func TestPlan(t *testing.T) {
 	if l := Plan(14*gib, 24*gib, "5GiB"); l.Bytes != 5*gib || l.Source != "GOMEMLIMIT" {
 		t.Errorf("with GOMEMLIMIT: %v", l)
 	}
-	if s := Plan(7*gib, 24*gib, "").String(); s != "10.0 GiB (model)" {
+	if s := Plan(7*gib, 24*gib, "").String(); s != "8.0 GiB (live heap)" {
 		t.Errorf("String() = %q", s)
 	}
+}
+
+// TestTrack checks that the limit follows the live heap after a
+// collection.
+func TestTrack(t *testing.T) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		t.Skip("GOMEMLIMIT is set: Track leaves the limit alone")
+	}
+	old := debug.SetMemoryLimit(-1)
+	defer debug.SetMemoryLimit(old)
+	Track()
+	keep := make([]byte, 64<<20)
+	for range 3 {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond) // the finalizer runs on its own goroutine
+	}
+	l := debug.SetMemoryLimit(-1)
+	if l < 64<<20+Headroom || l > 64<<20+Headroom+256<<20 {
+		t.Errorf("limit %.2f GiB with a 64 MiB live heap, want about %.2f GiB", float64(l)/(1<<30), float64(64<<20+Headroom)/(1<<30))
+	}
+	runtime.KeepAlive(keep)
 }
 
 func TestMeminfoField(t *testing.T) {
