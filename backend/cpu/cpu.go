@@ -47,6 +47,7 @@ type Backend struct {
 	mk      *microKernel // the GEMM micro-kernel
 	v       isa          // the level of the vectorised loops (mk.isa)
 	pools   *gemmPools
+	outs    *outPool
 	// poison makes every new output allocation start as NaN, so that a test
 	// notices an op that forgets to write part of its output.
 	poison bool
@@ -96,7 +97,7 @@ func Open(o Options) (*Backend, error) {
 	if t <= 0 {
 		t = runtime.GOMAXPROCS(0)
 	}
-	return &Backend{threads: t, mk: mk, v: mk.isa, pools: newGemmPools(), poison: o.PoisonAllocations}, nil
+	return &Backend{threads: t, mk: mk, v: mk.isa, pools: newGemmPools(), outs: &outPool{}, poison: o.PoisonAllocations}, nil
 }
 
 // Kernel is the instruction set this backend's hot loops run on.
@@ -115,15 +116,32 @@ func (b *Backend) Threads() int { return b.threads }
 // Err implements tensor.Backend; the CPU backend never fails asynchronously.
 func (b *Backend) Err() error { return nil }
 
-// Free implements tensor.Backend. The garbage collector owns CPU memory, so
-// there is nothing to release beyond dropping the reference (which
-// Tensor.Free does).
-func (b *Backend) Free(t *tensor.Tensor) {}
+// Free implements tensor.Backend: a large float32 buffer that is not a
+// packed weight goes back to the backend for the output of a later op
+// (see outPool); the garbage collector reclaims everything else. As on
+// CUDA, a freed tensor and every Reshape view of it must not be used
+// again.
+func (b *Backend) Free(t *tensor.Tensor) {
+	s, ok := t.Storage.(*storage)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	f := s.f
+	s.f, s.n = nil, 0
+	s.mu.Unlock()
+	if f != nil {
+		b.outs.put(f)
+	}
+}
 
 // alloc returns an output buffer of n elements that the caller overwrites
 // completely (NaN-filled in poison mode).
 func (b *Backend) alloc(n int) []float32 {
-	s := make([]float32, n)
+	s := b.outs.get(n)
+	if s == nil {
+		s = make([]float32, n)
+	}
 	if b.poison {
 		nan := float32(math.NaN())
 		for i := range s {

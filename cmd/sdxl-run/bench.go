@@ -151,7 +151,7 @@ func (f *benchFlags) models(dev *device) (opt sdxl.Options, base, ref *sdxl.Mode
 		}
 	}
 	// Any size: measuring what does not fit is the point of some runs.
-	opt = sdxl.Options{Backend: dev.b, Precision: sdxl.PrecisionOf(dev.dtype), Limits: sdxl.Limits{MaxPixels: 1 << 30}}
+	opt = sdxl.Options{Backend: dev.b, Precision: dev.precision(), Limits: sdxl.Limits{MaxPixels: 1 << 30}}
 	return opt, base, ref, err
 }
 

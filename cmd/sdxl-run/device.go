@@ -6,6 +6,7 @@ import (
 	"github.com/sdxl-go/sdxl/backend/cpu"
 	"github.com/sdxl-go/sdxl/backend/cuda"
 	"github.com/sdxl-go/sdxl/internal/memlimit"
+	"github.com/sdxl-go/sdxl/sdxl"
 	"github.com/sdxl-go/sdxl/tensor"
 )
 
@@ -49,6 +50,17 @@ func openDevice(name, dtype string) (*device, error) {
 		return nil, usageErr("--device %q: want cpu or cuda", name)
 	}
 	return d, nil
+}
+
+// precision is the UNet's compute precision. On CUDA it is the requested
+// dtype; on the CPU it is always float32: --dtype f16 or bf16 there keeps
+// the weights in 16 bits (half the memory, widened while packing) and
+// computes in float32, which equals float32 weights rounded to f16.
+func (d *device) precision() sdxl.Precision {
+	if d.cuda == nil {
+		return sdxl.PrecisionF32
+	}
+	return sdxl.PrecisionOf(d.dtype)
 }
 
 func (d *device) close() {

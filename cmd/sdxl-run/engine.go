@@ -69,7 +69,7 @@ func (m *modelFlags) open(ctx context.Context, stderr io.Writer, prog *progress,
 		return nil, nil, err
 	}
 	opt := sdxl.Options{Backend: dev.b, Base: m.model, Refiner: m.refiner, ConfigDir: m.config, Variant: m.variant,
-		DType: dev.dtype, Precision: sdxl.PrecisionOf(dev.dtype), Limits: limits, LoRADir: m.loraDir}
+		DType: dev.dtype, Precision: dev.precision(), Limits: limits, LoRADir: m.loraDir}
 	if prog != nil {
 		opt.LoadProgress = prog.load
 	}

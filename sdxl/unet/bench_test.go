@@ -82,7 +82,7 @@ func BenchmarkBaseUNet512(bm *testing.B) {
 	}
 	bm.ReportMetric((opprof.CPUTime()-c0).Seconds()/float64(bm.N), "cpu-s/op")
 	prof.ReportGFLOPS(bm, "Linear", "Conv2D", "Attention")
-	bm.ReportMetric(float64(memlimit.PeakRSS())/(1<<30), "peak-RSS-GiB")
+	bm.ReportMetric(float64(memlimit.PeakRSS()>>20), "maxrss-MB")
 }
 
 // BenchmarkSmallBase is the small golden model (real topology) at 64x64
