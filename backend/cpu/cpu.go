@@ -48,6 +48,8 @@ type Backend struct {
 	v       isa          // the level of the vectorised loops (mk.isa)
 	pools   *gemmPools
 	outs    *outPool
+	// noRecycle: Free does not pool buffers (Options.NoRecycle).
+	noRecycle bool
 	// poison makes every new output allocation start as NaN, so that a test
 	// notices an op that forgets to write part of its output.
 	poison bool
@@ -60,6 +62,9 @@ type Options struct {
 	// PoisonAllocations fills every op's output buffer with NaN before the
 	// op writes it (a debug aid for conformance tests; slower).
 	PoisonAllocations bool
+	// NoRecycle makes Free drop buffers instead of recycling them as later
+	// outputs (see Backend.Free): for measuring the heap model code needs.
+	NoRecycle bool
 	// Kernel selects the instruction set of the hot loops; "" means the
 	// SDXL_CPU_KERNEL environment variable, or the best this machine
 	// supports when that is unset or "auto".
@@ -97,7 +102,7 @@ func Open(o Options) (*Backend, error) {
 	if t <= 0 {
 		t = runtime.GOMAXPROCS(0)
 	}
-	return &Backend{threads: t, mk: mk, v: mk.isa, pools: newGemmPools(), outs: &outPool{}, poison: o.PoisonAllocations}, nil
+	return &Backend{threads: t, mk: mk, v: mk.isa, pools: newGemmPools(), outs: &outPool{}, poison: o.PoisonAllocations, noRecycle: o.NoRecycle}, nil
 }
 
 // Kernel is the instruction set this backend's hot loops run on.
@@ -130,7 +135,7 @@ func (b *Backend) Free(t *tensor.Tensor) {
 	f := s.f
 	s.f, s.n = nil, 0
 	s.mu.Unlock()
-	if f != nil {
+	if f != nil && !b.noRecycle {
 		b.outs.put(f)
 	}
 }

@@ -62,7 +62,9 @@ func peakDuring(f func()) int64 {
 // only its coverage (estimate plus Overhead) is checked.
 func TestEstimateCoversMeasuredPeak(t *testing.T) {
 	root := golden.Path(t, "small/models/sdxl-small-base")
-	b := cpu.New()
+	// Without recycling: freed buffers reused as outputs would hide the
+	// activations from the heap growth measured here.
+	b := cpu.NewWithOptions(cpu.Options{NoRecycle: true})
 	v, err := vae.LoadDir(b, filepath.Join(root, "vae"), vae.LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
