@@ -19,6 +19,7 @@ import (
 	"github.com/sdxl-go/sdxl/safetensors"
 	"github.com/sdxl-go/sdxl/sdxl"
 	"github.com/sdxl-go/sdxl/sdxl/imageio"
+	"github.com/sdxl-go/sdxl/sdxl/pngmeta"
 )
 
 func usageErr(format string, a ...any) error {
@@ -222,7 +223,7 @@ func (g *generation) run(ctx context.Context, req sdxl.Request) error {
 		return err
 	}
 	prog.doneLoading()
-	hashes := hashFiles(ctx, eng, o.control.files(req))
+	hashes := pngmeta.HashFiles(ctx, eng, o.control.files(req))
 	warnings, err := eng.Check(req)
 	if err != nil {
 		return cliError(err)
@@ -246,7 +247,7 @@ func (g *generation) run(ctx context.Context, req sdxl.Request) error {
 	if err != nil {
 		return interrupted(ctx, err)
 	}
-	meta := runMetadata(o, g.fs, g.set, g.seed, res, hashes.wait(), time.Since(start), dev)
+	meta := runMetadata(o, g.fs, g.set, req, res, hashes.Wait(), time.Since(start), dev)
 	if err := g.write(ctx, res, meta); err != nil {
 		return interrupted(ctx, err)
 	}
