@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"sync"
 	"time"
 
 	"github.com/sdxl-go/sdxl/jobspec"
@@ -38,18 +37,40 @@ type Runner struct {
 	engine *sdxl.Engine
 	opt    RunnerOptions
 
-	hashOnce sync.Once
-	pending  pngmeta.Pending
-	hashes   *pngmeta.Hashes
-	mu       sync.Mutex
+	// hashes are the model files' hashes, set before ready closes.
+	hashes pngmeta.Hashes
+	ready  chan struct{}
 }
 
 // NewRunner returns a runner over e. It starts hashing the model files in
 // the background (cached by package hashes) for the images' metadata.
 func NewRunner(ctx context.Context, e *sdxl.Engine, opt RunnerOptions) *Runner {
-	r := &Runner{engine: e, opt: opt}
-	r.pending = pngmeta.HashFiles(ctx, e, nil)
+	r := &Runner{engine: e, opt: opt, ready: make(chan struct{})}
+	pending := pngmeta.HashFiles(ctx, e, nil)
+	go func() {
+		h := pending.Wait()
+		if opt.BaseName != "" && len(h.Models) > 0 && h.Models[0].Role == "base" {
+			h.Models[0].Name = opt.BaseName
+		}
+		r.hashes = h
+		close(r.ready)
+	}()
 	return r
+}
+
+// Models describes the engine's models: with their hashes once computed,
+// without them before.
+func (r *Runner) Models() pngmeta.Hashes {
+	select {
+	case <-r.ready:
+		return r.hashes
+	default:
+	}
+	refs := pngmeta.ModelRefs(r.engine)
+	if r.opt.BaseName != "" && len(refs) > 0 && refs[0].Role == "base" {
+		refs[0].Name = r.opt.BaseName
+	}
+	return pngmeta.Hashes{Models: refs}
 }
 
 // Engine is the runner's engine (with every model).
@@ -173,20 +194,12 @@ func (r *Runner) batch(ctx context.Context, p *Prepared, k int, h Hooks) ([]Outp
 
 // modelHashes waits for the model files' hashes (computed once).
 func (r *Runner) modelHashes(ctx context.Context) (pngmeta.Hashes, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.hashes == nil {
-		select {
-		case h := <-r.pending:
-			if r.opt.BaseName != "" && len(h.Models) > 0 && h.Models[0].Role == "base" {
-				h.Models[0].Name = r.opt.BaseName
-			}
-			r.hashes = &h
-		case <-ctx.Done():
-			return pngmeta.Hashes{}, fmt.Errorf("%w: %w", sdxl.ErrCanceled, ctx.Err())
-		}
+	select {
+	case <-r.ready:
+		return r.hashes, nil
+	case <-ctx.Done():
+		return pngmeta.Hashes{}, fmt.Errorf("%w: %w", sdxl.ErrCanceled, ctx.Err())
 	}
-	return *r.hashes, nil
 }
 
 // record is the sdxl-run chunk of a server's image: the job as it ran.

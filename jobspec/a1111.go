@@ -60,7 +60,7 @@ func DecodeA1111(data []byte, img2img bool) (A1111Request, error) {
 	if err := refuseUnsupported(obj, img2img); err != nil {
 		return r, err
 	}
-	r.Ignored = ignoredFields(obj, img2img)
+	r.Ignored = append(ignoredFields(obj, img2img), r.Ignored...)
 	if !img2img {
 		// txt2img reads denoising_strength only for its hires fix.
 		s.DenoisingStrength, s.InitImages, s.Mask = 0, nil, ""

@@ -234,6 +234,18 @@ func (s *Spec) nativeFields() []spec {
 	integer := func(name string, dst *int) spec {
 		return spec{name, func(r json.RawMessage) error { return decodeInt(name, r, dst) }}
 	}
+	// count is an integer whose zero is no default but a mistake.
+	count := func(name string, dst *int) spec {
+		return spec{name, func(r json.RawMessage) error {
+			if err := decodeInt(name, r, dst); err != nil {
+				return err
+			}
+			if !isNull(r) && *dst < 1 {
+				return fieldErr(name, "%d: want 1 or more", *dst)
+			}
+			return nil
+		}}
+	}
 	number := func(name string, dst *float64) spec {
 		return spec{name, func(r json.RawMessage) error { return decodeNumber(name, r, dst) }}
 	}
@@ -241,10 +253,10 @@ func (s *Spec) nativeFields() []spec {
 		str("prompt", &s.Prompt), str("negative_prompt", &s.NegativePrompt),
 		str("prompt_2", &s.Prompt2), str("negative_prompt_2", &s.NegativePrompt2),
 		{"seed", func(r json.RawMessage) error { return decodeInt64("seed", r, &s.Seed) }},
-		integer("steps", &s.Steps), number("cfg_scale", &s.CFGScale),
+		count("steps", &s.Steps), number("cfg_scale", &s.CFGScale),
 		integer("width", &s.Width), integer("height", &s.Height),
 		str("sampler_name", &s.SamplerName), str("scheduler", &s.Scheduler),
-		integer("batch_size", &s.BatchSize), integer("n_iter", &s.NIter),
+		count("batch_size", &s.BatchSize), count("n_iter", &s.NIter),
 		number("denoising_strength", &s.DenoisingStrength),
 		{"init_images", func(r json.RawMessage) error { return decodeStrings("init_images", r, &s.InitImages) }},
 		str("mask", &s.Mask),

@@ -64,9 +64,16 @@ func (m *modelFlags) roles(image bool) sdxl.Roles {
 
 // open opens the device and loads the models into an engine.
 func (m *modelFlags) open(ctx context.Context, stderr io.Writer, prog *progress, limits sdxl.Limits) (*sdxl.Engine, *device, error) {
+	e, dev, _, err := m.openWithOptions(ctx, stderr, prog, limits)
+	return e, dev, err
+}
+
+// openWithOptions is open that also returns the engine's options (to make
+// more engines over the same models: the server's base-only engine).
+func (m *modelFlags) openWithOptions(ctx context.Context, stderr io.Writer, prog *progress, limits sdxl.Limits) (*sdxl.Engine, *device, sdxl.Options, error) {
 	dev, err := openDevice(m.device, m.dtype)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, sdxl.Options{}, err
 	}
 	opt := sdxl.Options{Backend: dev.b, Base: m.model, Refiner: m.refiner, ConfigDir: m.config, Variant: m.variant,
 		DType: dev.dtype, Precision: dev.precision(), Limits: limits, LoRADir: m.loraDir}
@@ -86,14 +93,14 @@ func (m *modelFlags) open(ctx context.Context, stderr io.Writer, prog *progress,
 	if m.bundledBase() {
 		if opt.Base, err = bundled.Dir(); err != nil {
 			dev.close()
-			return nil, nil, err
+			return nil, nil, opt, err
 		}
 		fmt.Fprintln(stderr, "note: using the bundled small random-weight test model (its images are noise); give --model with real SDXL weights for real pictures (see README)")
 	}
 	e, err := sdxl.Open(ctx, opt)
 	if err != nil {
 		dev.close()
-		return nil, nil, cliError(err)
+		return nil, nil, opt, cliError(err)
 	}
-	return e, dev, nil
+	return e, dev, opt, nil
 }

@@ -53,7 +53,7 @@ func applyFromPNG(fs *flag.FlagSet, args []string, stderr io.Writer) ([]string, 
 	var settings []setting
 	var notes []string
 	switch {
-	case m.Run != "":
+	case m.Run != "" && isCLIRecord(m.Run):
 		settings, notes, err = runSettings(path, m.Run)
 	case m.Parameters != "":
 		settings, notes, err = parametersSettings(path, m.Parameters, given)
@@ -114,6 +114,15 @@ func scanArgs(fs *flag.FlagSet, args []string) (path string, rest []string, give
 func isBoolFlag(f *flag.Flag) bool {
 	b, ok := f.Value.(interface{ IsBoolFlag() bool })
 	return ok && b.IsBoolFlag()
+}
+
+// isCLIRecord reports a run record of the command line (the server's
+// records hold a job, not flags: its images repeat from their parameters).
+func isCLIRecord(runJSON string) bool {
+	var rec struct {
+		Tool string `json:"tool"`
+	}
+	return json.Unmarshal([]byte(runJSON), &rec) != nil || rec.Tool == "sdxl-run"
 }
 
 // runSettings takes the flags of our own record.
