@@ -79,7 +79,7 @@ func TestOpenWebUIReplay(t *testing.T) {
 // public/scripts/extensions/stable-diffusion/index.js generateAutoImage
 // builds the body below (defaultSettings: sampler DDIM, scheduler
 // "normal", 20 steps, scale 7, 512x512 (here 64x64), hires fix off with
-// its fields still sent, seed -1 sent as undefined, clip_skip 1, vae ''
+// its fields still sent, seed -1 sent as undefined, clip_skip 1, vae ”
 // as undefined), including getSdRequestBody's url and auth; its server
 // (src/endpoints/stable-diffusion.js router.post('/generate')) forwards
 // the whole body to /sdapi/v1/txt2img with "Authorization: Basic
