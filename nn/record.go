@@ -15,6 +15,12 @@ type Recorder interface {
 	Record(path string, t *tensor.Tensor)
 }
 
+// RecorderFunc adapts a function to Recorder.
+type RecorderFunc func(path string, t *tensor.Tensor)
+
+// Record implements Recorder.
+func (f RecorderFunc) Record(path string, t *tensor.Tensor) { f(path, t) }
+
 // RecordOut reports a module's output to rec when rec is non-nil.
 func RecordOut(rec Recorder, path string, out *tensor.Tensor) {
 	if rec != nil {

@@ -18,6 +18,7 @@ package tensor
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -107,6 +108,9 @@ type Tensor struct {
 	// Storage is the backend's handle for the data (a []float32 on the CPU
 	// backend, a device pointer on CUDA). Only the owning backend reads it.
 	Storage any
+	// borrowed marks a view made by Scope.Borrow (and its reshapes): ops
+	// of a scope read it without consuming it.
+	borrowed bool
 }
 
 // New wraps backend storage into a tensor. Backends call it; model code
@@ -176,7 +180,7 @@ func (t *Tensor) Reshape(shape ...int) *Tensor {
 	if s.Numel() != t.Numel() {
 		panic(fmt.Sprintf("tensor: cannot reshape %s to %v", t.shape, shape))
 	}
-	return &Tensor{shape: s, dtype: t.dtype, backend: t.backend, Storage: t.Storage}
+	return &Tensor{shape: s, dtype: t.dtype, backend: t.backend, Storage: t.Storage, borrowed: t.borrowed}
 }
 
 // Free releases the tensor's storage back to its backend. Using the tensor
@@ -188,4 +192,15 @@ func (t *Tensor) Free() {
 	}
 	t.backend.Free(t)
 	t.Storage = nil
+}
+
+// FreeAll frees each tensor of ts once; nil and repeated entries are
+// allowed (a struct of results that may alias one another frees them with
+// one call).
+func FreeAll(ts ...*Tensor) {
+	for i, t := range ts {
+		if t != nil && !slices.Contains(ts[:i], t) {
+			t.Free()
+		}
+	}
 }
