@@ -48,21 +48,31 @@ func NewAttention(path string, queryDim, contextDim, heads, headDim int, bias bo
 // Forward attends x [B, L, C] to context [B, Lk, Cc] (nil: to itself)
 // and returns [B, L, C]. Residual and RescaleOutput apply.
 func (a *Attention) Forward(b tensor.Backend, rec Recorder, x, context *tensor.Tensor) *tensor.Tensor {
+	s := tensor.NewScope(b)
+	defer s.Release()
 	RecordIn(rec, a.Path, x)
-	out := a.attend(b, rec, x, context)
-	out = a.finish(b, out, x)
+	var out *tensor.Tensor
+	if a.Residual {
+		out = a.finish(s, a.attend(s, rec, s.Borrow(x), context), x)
+	} else {
+		out = a.finish(s, a.attend(s, rec, x, context), nil)
+	}
 	RecordOut(rec, a.Path, out)
-	return out
+	return s.Keep(out)
 }
 
 // attend is the projections and attention, without residual or rescale.
-func (a *Attention) attend(b tensor.Backend, rec Recorder, x, context *tensor.Tensor) *tensor.Tensor {
-	if context == nil {
-		context = x
+func (a *Attention) attend(s *tensor.Scope, rec Recorder, x, context *tensor.Tensor) *tensor.Tensor {
+	var q, k, v *tensor.Tensor
+	if context == nil { // self-attention: x is read three times
+		q = a.ToQ.Forward(s, s.Borrow(x))
+		k = a.ToK.Forward(s, s.Borrow(x))
+		v = a.ToV.Forward(s, x)
+	} else {
+		q = a.ToQ.Forward(s, x)
+		k = a.ToK.Forward(s, s.Borrow(context))
+		v = a.ToV.Forward(s, context)
 	}
-	q := a.ToQ.Forward(b, x)
-	k := a.ToK.Forward(b, context)
-	v := a.ToV.Forward(b, context)
 	if rec != nil {
 		RecordChild(rec, a.Path, "to_q", q)
 		RecordChild(rec, a.Path, "to_k", k)
@@ -71,26 +81,18 @@ func (a *Attention) attend(b tensor.Backend, rec Recorder, x, context *tensor.Te
 	if q.Dim(-1)%a.Heads != 0 {
 		panic(fmt.Sprintf("nn: attention %s: %d features do not split into %d heads", a.Path, q.Dim(-1), a.Heads))
 	}
-	o := MultiHeadAttention(b, q, k, v, a.Heads, nil)
-	q.Free()
-	k.Free()
-	v.Free()
-	out := a.ToOut[0].Forward(b, o)
-	o.Free()
+	out := a.ToOut[0].Forward(s, MultiHeadAttention(s, q, k, v, a.Heads, nil))
 	RecordChild(rec, a.Path, "to_out.0", out)
 	return out
 }
 
-func (a *Attention) finish(b tensor.Backend, out, residual *tensor.Tensor) *tensor.Tensor {
-	if a.Residual {
-		s := b.Add(out, residual)
-		out.Free()
-		out = s
+// finish adds the residual (nil unless Residual) and rescales.
+func (a *Attention) finish(s *tensor.Scope, out, residual *tensor.Tensor) *tensor.Tensor {
+	if residual != nil {
+		out = s.Add(out, residual)
 	}
 	if a.RescaleOutput != 1 && a.RescaleOutput != 0 {
-		s := b.Scale(out, 1/a.RescaleOutput)
-		out.Free()
-		out = s
+		out = s.Scale(out, 1/a.RescaleOutput)
 	}
 	return out
 }
@@ -99,24 +101,27 @@ func (a *Attention) finish(b tensor.Backend, out, residual *tensor.Tensor) *tens
 // a sequence of H*W tokens of C features, attended to itself, and mapped
 // back to [B, C, H, W] (plus x when Residual).
 func (a *Attention) ForwardSpatial(b tensor.Backend, rec Recorder, x *tensor.Tensor) *tensor.Tensor {
+	s := tensor.NewScope(b)
+	defer s.Release()
 	RecordIn(rec, a.Path, x)
 	B, C, H, W := x.Dim(0), x.Dim(1), x.Dim(2), x.Dim(3)
 	h := x
+	if a.Residual { // x is read again by the residual add
+		h = s.Borrow(x)
+	}
 	if a.GroupNorm != nil {
-		h = a.GroupNorm.Forward(b, x)
+		h = a.GroupNorm.Forward(s, h)
 		RecordChild(rec, a.Path, "group_norm", h)
 	}
-	seq := b.Permute(h.Reshape(B, C, H*W), 0, 2, 1) // [B, HW, C]
-	if h != x {
-		h.Free()
+	seq := s.Permute(h.Reshape(B, C, H*W), 0, 2, 1)      // [B, HW, C]
+	sp := s.Permute(a.attend(s, rec, seq, nil), 0, 2, 1) // [B, C, HW]
+	var res *tensor.Tensor
+	if a.Residual {
+		res = x
 	}
-	o := a.attend(b, rec, seq, nil)
-	seq.Free()
-	sp := b.Permute(o, 0, 2, 1) // [B, C, HW]
-	o.Free()
-	out := a.finish(b, sp.Reshape(B, C, H, W), x)
+	out := a.finish(s, sp.Reshape(B, C, H, W), res)
 	RecordOut(rec, a.Path, out)
-	return out
+	return s.Keep(out)
 }
 
 // GEGLU is diffusers' GEGLU activation module: proj to twice the inner
@@ -144,17 +149,17 @@ func NewFeedForward(path string, dim, inner, out int) *FeedForward {
 
 // Forward maps x [..., dim] to [..., out].
 func (f *FeedForward) Forward(b tensor.Backend, rec Recorder, x *tensor.Tensor) *tensor.Tensor {
+	s := tensor.NewScope(b)
+	defer s.Release()
 	RecordIn(rec, f.Path, x)
-	p := f.Net0.Proj.Forward(b, x)
+	p := f.Net0.Proj.Forward(s, x)
 	RecordChild(rec, f.Path, "net.0.proj", p)
-	g := b.GEGLU(p)
-	p.Free()
+	g := s.GEGLU(p)
 	RecordChild(rec, f.Path, "net.0", g)
-	out := f.Net2.Forward(b, g)
-	g.Free()
+	out := f.Net2.Forward(s, g)
 	RecordChild(rec, f.Path, "net.2", out)
 	RecordOut(rec, f.Path, out)
-	return out
+	return s.Keep(out)
 }
 
 // BasicTransformerBlock is diffusers' BasicTransformerBlock with
@@ -193,43 +198,27 @@ func NewBasicTransformerBlock(path string, dim, heads, headDim, crossDim int, on
 }
 
 // Forward runs the block on x [B, L, dim] with context [B, Lk, crossDim].
-// x is not freed.
 func (t *BasicTransformerBlock) Forward(b tensor.Backend, rec Recorder, x, context *tensor.Tensor) *tensor.Tensor {
+	s := tensor.NewScope(b)
+	defer s.Release()
 	RecordIn(rec, t.Path, x)
 	var ctx1 *tensor.Tensor
 	if t.OnlyCross {
-		ctx1 = context
+		ctx1 = s.Borrow(context)
 	}
-	n := t.Norm1.Forward(b, x)
+	n := t.Norm1.Forward(s, s.Borrow(x))
 	RecordChild(rec, t.Path, "norm1", n)
-	y := t.Attn1.Forward(b, rec, n, ctx1)
-	n.Free()
-	h := addFree(b, y, x, false)
+	h := s.Add(t.Attn1.Forward(s, rec, n, ctx1), x)
 
-	n = t.Norm2.Forward(b, h)
+	n = t.Norm2.Forward(s, s.Borrow(h))
 	RecordChild(rec, t.Path, "norm2", n)
-	y = t.Attn2.Forward(b, rec, n, context)
-	n.Free()
-	h = addFree(b, y, h, true)
+	h = s.Add(t.Attn2.Forward(s, rec, n, context), h)
 
-	n = t.Norm3.Forward(b, h)
+	n = t.Norm3.Forward(s, s.Borrow(h))
 	RecordChild(rec, t.Path, "norm3", n)
-	y = t.FF.Forward(b, rec, n)
-	n.Free()
-	h = addFree(b, y, h, true)
+	h = s.Add(t.FF.Forward(s, rec, n), h)
 	RecordOut(rec, t.Path, h)
-	return h
-}
-
-// addFree returns y + x, freeing y, and x when freeX (an intermediate of
-// the caller, never its input).
-func addFree(b tensor.Backend, y, x *tensor.Tensor, freeX bool) *tensor.Tensor {
-	out := b.Add(y, x)
-	y.Free()
-	if freeX {
-		x.Free()
-	}
-	return out
+	return s.Keep(h)
 }
 
 // Transformer2D is diffusers' Transformer2DModel for continuous inputs:
@@ -275,52 +264,40 @@ func NewTransformer2D(path string, c Transformer2DConfig) *Transformer2D {
 // Forward maps x [B, C, H, W] with context [B, Lk, crossDim] to
 // [B, C, H, W].
 func (t *Transformer2D) Forward(b tensor.Backend, rec Recorder, x, context *tensor.Tensor) *tensor.Tensor {
+	s := tensor.NewScope(b)
+	defer s.Release()
 	RecordIn(rec, t.Path, x)
 	B, H, W := x.Dim(0), x.Dim(2), x.Dim(3)
-	n := t.Norm.Forward(b, x)
+	n := t.Norm.Forward(s, s.Borrow(x))
 	RecordChild(rec, t.Path, "norm", n)
 	var h *tensor.Tensor
 	if t.ProjIn != nil {
-		seq := toSeq(b, n)
-		n.Free()
-		h = t.ProjIn.Forward(b, seq)
-		seq.Free()
+		h = t.ProjIn.Forward(s, toSeq(s, n))
 	} else {
-		c := t.ProjInConv.Forward(b, n)
-		n.Free()
-		h = toSeq(b, c)
-		c.Free()
+		h = toSeq(s, t.ProjInConv.Forward(s, n))
 	}
 	if rec != nil {
 		rec.Record(t.Path+".proj_in", h)
 	}
 	for _, blk := range t.Blocks {
-		nh := blk.Forward(b, rec, h, context)
-		h.Free()
-		h = nh
+		h = blk.Forward(s, rec, h, s.Borrow(context))
 	}
 	var sp *tensor.Tensor
 	if t.ProjOut != nil {
-		o := t.ProjOut.Forward(b, h)
-		h.Free()
+		o := t.ProjOut.Forward(s, h)
 		if rec != nil { // diffusers' proj_out output is still a sequence here
 			rec.Record(t.Path+".proj_out", o)
 		}
-		sp = fromSeq(b, o, B, H, W)
-		o.Free()
+		sp = fromSeq(s, o, B, H, W)
 	} else {
-		s := fromSeq(b, h, B, H, W)
-		h.Free()
-		sp = t.ProjOutCv.Forward(b, s)
-		s.Free()
+		sp = t.ProjOutCv.Forward(s, fromSeq(s, h, B, H, W))
 		if rec != nil {
 			rec.Record(t.Path+".proj_out", sp)
 		}
 	}
-	out := b.Add(sp, x)
-	sp.Free()
+	out := s.Add(sp, x)
 	RecordOut(rec, t.Path, out)
-	return out
+	return s.Keep(out)
 }
 
 // toSeq turns [B, C, H, W] into [B, H*W, C].

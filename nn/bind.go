@@ -19,6 +19,13 @@
 // Models are built from their configs out of meta tensors (shape only, see
 // tensor.Meta), so Params lists every expected key and shape before a single
 // weight is read; Load then fills them strictly.
+//
+// A Forward computes on a tensor.Scope made from the backend it is given
+// (see tensor.Scope): its intermediates are freed as soon as they are read
+// for the last time, and it never frees tensors it did not make, except
+// that called with its caller's scope it consumes the caller's temporaries
+// it is handed (a caller that reads an input again passes a Borrow). Called
+// with a plain Backend it returns a tensor the caller frees.
 package nn
 
 import (

@@ -110,19 +110,15 @@ func (e *Embedding) Forward(b tensor.Backend, ids []int32) *tensor.Tensor {
 // sequences: q [B, Lq, H*D], k and v [B, Lk, H*D] -> [B, Lq, H*D]. mask is
 // additive and broadcasts to [B, H, Lq, Lk] (nil for none).
 func MultiHeadAttention(b tensor.Backend, q, k, v *tensor.Tensor, heads int, mask *tensor.Tensor) *tensor.Tensor {
+	s := tensor.NewScope(b)
+	defer s.Release()
 	B, Lq, C := q.Dim(0), q.Dim(1), q.Dim(2)
 	Lk := k.Dim(1)
 	d := C / heads
 	split := func(x *tensor.Tensor, L int) *tensor.Tensor {
-		return b.Permute(x.Reshape(B, L, heads, d), 0, 2, 1, 3)
+		return s.Permute(x.Reshape(B, L, heads, d), 0, 2, 1, 3)
 	}
-	qh, kh, vh := split(q, Lq), split(k, Lk), split(v, Lk)
 	scale := float32(1 / sqrt(float64(d)))
-	o := b.Attention(qh, kh, vh, mask, scale)
-	qh.Free()
-	kh.Free()
-	vh.Free()
-	out := b.Permute(o, 0, 2, 1, 3)
-	o.Free()
-	return out.Reshape(B, Lq, C)
+	o := s.Attention(split(q, Lq), split(k, Lk), split(v, Lk), mask, scale)
+	return s.Keep(s.Permute(o, 0, 2, 1, 3).Reshape(B, Lq, C))
 }

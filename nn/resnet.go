@@ -63,46 +63,35 @@ func NewResnetBlock2D(path string, c ResnetConfig) *ResnetBlock2D {
 // Forward runs the block on x [B, In, H, W]. Besides its output it reports
 // conv1, time_emb_proj ([B, Out], before broadcasting), conv2 and
 // conv_shortcut to rec; norm1/norm2 are fused with their SiLU and not
-// reported. tembAct is SiLU(temb) [B,
-// TembChannels], computed once by the caller and shared by every block
-// (diffusers applies the same SiLU inside each block); nil when the block
-// has no time embedding.
+// reported. tembAct is SiLU(temb) [B, TembChannels], computed once by the
+// caller and shared by every block (diffusers applies the same SiLU inside
+// each block); nil when the block has no time embedding. Like every layer
+// it consumes a temporary of its caller's scope (see tensor.Scope): x and
+// tembAct, unless borrowed.
 func (r *ResnetBlock2D) Forward(b tensor.Backend, rec Recorder, x, tembAct *tensor.Tensor) *tensor.Tensor {
+	s := tensor.NewScope(b)
+	defer s.Release()
 	RecordIn(rec, r.Path, x)
-	h := r.Norm1.ForwardSiLU(b, x)
-	c := r.Conv1.Forward(b, h)
-	h.Free()
+	c := r.Conv1.Forward(s, r.Norm1.ForwardSiLU(s, s.Borrow(x)))
 	RecordChild(rec, r.Path, "conv1", c)
 	if r.TimeEmbProj != nil && tembAct != nil {
-		t := r.TimeEmbProj.Forward(b, tembAct)
+		t := r.TimeEmbProj.Forward(s, tembAct)
 		RecordChild(rec, r.Path, "time_emb_proj", t)
-		s := b.Add(c, t.Reshape(t.Dim(0), t.Dim(1), 1, 1))
-		t.Free()
-		c.Free()
-		c = s
+		c = s.Add(c, t.Reshape(t.Dim(0), t.Dim(1), 1, 1))
 	}
-	h = r.Norm2.ForwardSiLU(b, c)
-	c.Free()
-	c = r.Conv2.Forward(b, h)
-	h.Free()
+	c = r.Conv2.Forward(s, r.Norm2.ForwardSiLU(s, c))
 	RecordChild(rec, r.Path, "conv2", c)
 	skip := x
 	if r.ConvShortcut != nil {
-		skip = r.ConvShortcut.Forward(b, x)
+		skip = r.ConvShortcut.Forward(s, x)
 		RecordChild(rec, r.Path, "conv_shortcut", skip)
 	}
-	out := b.Add(skip, c)
-	c.Free()
-	if skip != x {
-		skip.Free()
-	}
+	out := s.Add(skip, c)
 	if r.OutputScale != 1 {
-		s := b.Scale(out, 1/r.OutputScale)
-		out.Free()
-		out = s
+		out = s.Scale(out, 1/r.OutputScale)
 	}
 	RecordOut(rec, r.Path, out)
-	return out
+	return s.Keep(out)
 }
 
 // Downsample2D is diffusers' Downsample2D with use_conv: a 3x3 conv with
@@ -121,33 +110,25 @@ func NewDownsample2D(path string, in, out, padding int) *Downsample2D {
 // Forward halves the spatial size of x [B, C, H, W] (rounding up with
 // padding 1).
 func (d *Downsample2D) Forward(b tensor.Backend, rec Recorder, x *tensor.Tensor) *tensor.Tensor {
+	s := tensor.NewScope(b)
+	defer s.Release()
 	RecordIn(rec, d.Path, x)
-	in := x
 	if d.Conv.Padding == 0 {
-		in = padBottomRight(b, x)
+		x = padBottomRight(s, x)
 	}
-	out := d.Conv.Forward(b, in)
-	if in != x {
-		in.Free()
-	}
+	out := d.Conv.Forward(s, x)
 	RecordChild(rec, d.Path, "conv", out)
 	RecordOut(rec, d.Path, out)
-	return out
+	return s.Keep(out)
 }
 
 // padBottomRight appends one zero row and one zero column to [B, C, H, W]
 // (F.pad(x, (0, 1, 0, 1))); the Backend has no pad op, so zeros are
 // concatenated.
-func padBottomRight(b tensor.Backend, x *tensor.Tensor) *tensor.Tensor {
+func padBottomRight(s *tensor.Scope, x *tensor.Tensor) *tensor.Tensor {
 	B, C, H, W := x.Dim(0), x.Dim(1), x.Dim(2), x.Dim(3)
-	zc := b.Zeros(x.DType(), B, C, H, 1)
-	wide := b.Concat(3, x, zc)
-	zc.Free()
-	zr := b.Zeros(x.DType(), B, C, 1, W+1)
-	out := b.Concat(2, wide, zr)
-	zr.Free()
-	wide.Free()
-	return out
+	wide := s.Concat(3, x, s.Zeros(x.DType(), B, C, H, 1))
+	return s.Concat(2, wide, s.Zeros(x.DType(), B, C, 1, W+1))
 }
 
 // Upsample2D is diffusers' Upsample2D with use_conv: nearest-neighbour
@@ -166,14 +147,14 @@ func NewUpsample2D(path string, in, out int) *Upsample2D {
 // passes the size of the matching skip connection, which is what makes odd
 // latent sizes work; h, w <= 0 means twice the input size.
 func (u *Upsample2D) Forward(b tensor.Backend, rec Recorder, x *tensor.Tensor, h, w int) *tensor.Tensor {
+	s := tensor.NewScope(b)
+	defer s.Release()
 	RecordIn(rec, u.Path, x)
 	if h <= 0 || w <= 0 {
 		h, w = 2*x.Dim(2), 2*x.Dim(3)
 	}
-	up := b.Upsample(x, h, w)
-	out := u.Conv.Forward(b, up)
-	up.Free()
+	out := u.Conv.Forward(s, s.Upsample(x, h, w))
 	RecordChild(rec, u.Path, "conv", out)
 	RecordOut(rec, u.Path, out)
-	return out
+	return s.Keep(out)
 }

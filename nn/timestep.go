@@ -61,12 +61,10 @@ func NewTimestepEmbedding(path string, in, dim, out int) *TimestepEmbedding {
 
 // Forward maps x [B, in] to [B, out].
 func (e *TimestepEmbedding) Forward(b tensor.Backend, rec Recorder, x *tensor.Tensor) *tensor.Tensor {
+	s := tensor.NewScope(b)
+	defer s.Release()
 	RecordIn(rec, e.Path, x)
-	h := e.Linear1.Forward(b, x)
-	a := b.SiLU(h)
-	h.Free()
-	out := e.Linear2.Forward(b, a)
-	a.Free()
+	out := e.Linear2.Forward(s, s.SiLU(e.Linear1.Forward(s, x)))
 	RecordOut(rec, e.Path, out)
-	return out
+	return s.Keep(out)
 }

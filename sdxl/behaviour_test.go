@@ -287,7 +287,7 @@ func hostEmbeds(t *testing.T, p *Pipeline, m *Model, req Request, cfg bool) *Con
 	if err := c.Check(m, req.prompts(cfg)); err != nil {
 		t.Fatal(err)
 	}
-	e, err := c.Encode(p.Backend, m, req.prompts(cfg))
+	e, err := c.Encode(context.Background(), p.Backend, m, req.prompts(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}

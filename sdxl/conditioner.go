@@ -1,6 +1,7 @@
 package sdxl
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/sdxl-go/sdxl/sdxl/clip"
@@ -38,7 +39,7 @@ type Conditioner interface {
 	// Check says, before any work, why m cannot encode p (nil if it can).
 	Check(m *Model, p Prompts) error
 	// Encode computes the conditioning with m's text encoders on b.
-	Encode(b tensor.Backend, m *Model, p Prompts) (*Conditioning, error)
+	Encode(ctx context.Context, b tensor.Backend, m *Model, p Prompts) (*Conditioning, error)
 }
 
 // Conditioner returns the conditioner of a weighting mode.
@@ -60,8 +61,8 @@ type plainConditioner struct{}
 
 func (plainConditioner) Check(*Model, Prompts) error { return nil }
 
-func (plainConditioner) Encode(b tensor.Backend, m *Model, p Prompts) (*Conditioning, error) {
-	pe, err := m.Text.EncodePrompt(b, clip.PromptOptions{
+func (plainConditioner) Encode(ctx context.Context, b tensor.Backend, m *Model, p Prompts) (*Conditioning, error) {
+	pe, err := m.Text.EncodePrompt(ctx, b, clip.PromptOptions{
 		Prompt:                 []string{p.Prompt},
 		Prompt2:                []string{p.Prompt2},
 		NegativePrompt:         strs(p.Negative),
@@ -145,16 +146,16 @@ type compelConditioner struct{}
 
 func (compelConditioner) Check(m *Model, p Prompts) error { return checkWeighted(p) }
 
-func (compelConditioner) Encode(b tensor.Backend, m *Model, p Prompts) (*Conditioning, error) {
+func (compelConditioner) Encode(ctx context.Context, b tensor.Backend, m *Model, p Prompts) (*Conditioning, error) {
 	tok1, tok2, err := m.tokenizers()
 	if err != nil {
 		return nil, err
 	}
 	negText, zero, encodeNeg := negatives(m, p)
-	enc2 := &clip.HostEncoder{Backend: b, Model: m.Text.TextEncoder2}
+	enc2 := &clip.HostEncoder{Backend: b, Model: m.Text.TextEncoder2, Context: ctx}
 	var pos, neg *prompt.Conditioning
 	if !m.IsRefiner() {
-		enc1 := &clip.HostEncoder{Backend: b, Model: m.Text.TextEncoder}
+		enc1 := &clip.HostEncoder{Backend: b, Model: m.Text.TextEncoder, Context: ctx}
 		c, err := prompt.NewCompelForSDXL(tok1, enc1, tok2, enc2)
 		if err != nil {
 			return nil, err
@@ -198,13 +199,13 @@ func (a1111Conditioner) Check(m *Model, p Prompts) error {
 	return nil
 }
 
-func (a1111Conditioner) Encode(b tensor.Backend, m *Model, p Prompts) (*Conditioning, error) {
+func (a1111Conditioner) Encode(ctx context.Context, b tensor.Backend, m *Model, p Prompts) (*Conditioning, error) {
 	tok1, tok2, err := m.tokenizers()
 	if err != nil {
 		return nil, err
 	}
-	enc1 := &clip.HostEncoder{Backend: b, Model: m.Text.TextEncoder}
-	enc2 := &clip.HostEncoder{Backend: b, Model: m.Text.TextEncoder2}
+	enc1 := &clip.HostEncoder{Backend: b, Model: m.Text.TextEncoder, Context: ctx}
+	enc2 := &clip.HostEncoder{Backend: b, Model: m.Text.TextEncoder2, Context: ctx}
 	if tok2, err = tok2.WithPad(tok2.EOS()); err != nil {
 		return nil, err
 	}

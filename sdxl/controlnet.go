@@ -1,6 +1,7 @@
 package sdxl
 
 import (
+	"context"
 	"fmt"
 	"math"
 
@@ -243,11 +244,8 @@ func (p *Pipeline) newControlRun(r *Request, st *stage, width, height int, cfg b
 
 // Free releases the control images.
 func (cr *controlRun) Free() {
-	if cr == nil {
-		return
-	}
-	for _, t := range cr.images {
-		t.Free()
+	if cr != nil {
+		tensor.FreeAll(cr.images...)
 	}
 }
 
@@ -276,18 +274,16 @@ type controlStep struct {
 // unconditional half gets zeros, as in diffusers. rec (nil for none)
 // records their modules under "controlnet." (one) or "controlnet.nets.k."
 // (several), diffusers' module names in the pipeline.
-func (cr *controlRun) residuals(b tensor.Backend, rec nn.Recorder, s controlStep) (*controlnet.Output, error) {
+func (cr *controlRun) residuals(ctx context.Context, b tensor.Backend, rec nn.Recorder, s controlStep) (*controlnet.Output, error) {
 	if cr == nil {
 		return nil, nil
 	}
+	sc := tensor.NewScope(b)
+	defer sc.Release()
 	half := cr.guess && cr.cfg
 	if half {
 		rows := s.x.Dim(0)
-		x, ctx, pooled := b.Slice(s.x, 0, rows/2, rows), b.Slice(s.context, 0, rows/2, rows), b.Slice(s.pooled, 0, rows/2, rows)
-		defer x.Free()
-		defer ctx.Free()
-		defer pooled.Free()
-		s.x, s.context, s.pooled = x, ctx, pooled
+		s.x, s.context, s.pooled = sc.Slice(s.x, 0, rows/2, rows), sc.Slice(s.context, 0, rows/2, rows), sc.Slice(s.pooled, 0, rows/2, rows)
 		s.timeIDs = s.timeIDs[len(s.timeIDs)/2:] // add_time_ids.chunk(2)[1]
 	}
 	var sum *controlnet.Output
@@ -296,22 +292,24 @@ func (cr *controlRun) residuals(b tensor.Backend, rec nn.Recorder, s controlStep
 		if len(cr.nets) > 1 {
 			prefix = fmt.Sprintf("controlnet.nets.%d.", k)
 		}
-		out, err := c.Model.Forward(b, controlnet.Input{
+		out, err := c.Model.Forward(ctx, sc, controlnet.Input{
 			Sample: s.x, Timesteps: []float32{s.t}, EncoderHiddenStates: s.context, TextEmbeds: s.pooled, TimeIDs: s.timeIDs,
 			Cond: cr.images[k], Scale: c.Scale * controlKeep(s.i, cr.steps, c.Start, c.End), GuessMode: cr.guess,
 		}, nn.Prefixed(rec, prefix))
 		if err != nil {
-			sum.Free()
 			return nil, err
 		}
 		if sum == nil {
 			sum = out
 		} else {
-			sum.Merge(b, out)
+			sum.Merge(sc, out)
 		}
 	}
 	if half {
-		sum.PadZeros(b)
+		sum.PadZeros(sc)
+	}
+	for _, t := range append(sum.Down, sum.Mid) {
+		sc.Keep(t)
 	}
 	return sum, nil
 }

@@ -225,13 +225,13 @@ func TestGuessModeHalf(t *testing.T) {
 	img, _ := f.Get("control_image")
 	cond := b.FromFloat32(tensor.F32, tensor.Shape{1, 3, 64, 64}, img)
 	cr := &controlRun{nets: []ControlNet{{Model: cn, Scale: 0.7, End: 1}}, images: []*tensor.Tensor{cond}, guess: true, cfg: true, steps: 8}
-	got, err := cr.residuals(b, nil, controlStep{i: 3, t: in.Timesteps[0], x: in.Sample, context: in.EncoderHiddenStates, pooled: in.TextEmbeds, timeIDs: in.TimeIDs})
+	got, err := cr.residuals(context.Background(), b, nil, controlStep{i: 3, t: in.Timesteps[0], x: in.Sample, context: in.EncoderHiddenStates, pooled: in.TextEmbeds, timeIDs: in.TimeIDs})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer got.Free()
 	half := func(x *tensor.Tensor) *tensor.Tensor { return b.Slice(x, 0, 1, 2) }
-	want, err := cn.Forward(b, controlnet.Input{Sample: half(in.Sample), Timesteps: in.Timesteps, EncoderHiddenStates: half(in.EncoderHiddenStates),
+	want, err := cn.Forward(context.Background(), b, controlnet.Input{Sample: half(in.Sample), Timesteps: in.Timesteps, EncoderHiddenStates: half(in.EncoderHiddenStates),
 		TextEmbeds: half(in.TextEmbeds), TimeIDs: in.TimeIDs[len(in.TimeIDs)/2:], Cond: cond, Scale: 0.7, GuessMode: true}, nil)
 	if err != nil {
 		t.Fatal(err)

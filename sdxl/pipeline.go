@@ -212,7 +212,7 @@ func (p *Pipeline) decode(ctx context.Context, m *Model, latents []float32, shap
 		}
 		img, err = m.VAE.DecodeTiled(ctx, b, u, t)
 	} else {
-		img, err = m.VAE.Decode(b, nil, u)
+		img, err = m.VAE.Decode(ctx, b, nil, u)
 	}
 	if cerr := canceled(ctx); err != nil && cerr != nil {
 		return nil, [4]int{}, cerr

@@ -75,9 +75,12 @@ func (p *Pipeline) conditioning(ctx context.Context, r *Request, st *stage, cfg 
 	}
 	var cond *Conditioning
 	err = p.onDevice(func() (err error) {
-		cond, err = c.Encode(p.Backend, st.model, r.prompts(cfg))
+		cond, err = c.Encode(ctx, p.Backend, st.model, r.prompts(cfg))
 		return err
 	}, st.model.Text.TextEncoder, st.model.Text.TextEncoder2)
+	if cerr := canceled(ctx); err != nil && cerr != nil {
+		return nil, cerr
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -160,11 +163,12 @@ func (p *Pipeline) encodePixels(ctx context.Context, m *Model, img []float32, is
 	var post *vae.Posterior
 	var err error
 	if tiling != nil {
-		if post, err = m.VAE.EncodeTiled(ctx, b, x, *tiling); err != nil && canceled(ctx) != nil {
-			return nil, shape, canceled(ctx)
-		}
+		post, err = m.VAE.EncodeTiled(ctx, b, x, *tiling)
 	} else {
-		post, err = m.VAE.Encode(b, nil, x)
+		post, err = m.VAE.Encode(ctx, b, nil, x)
+	}
+	if cerr := canceled(ctx); err != nil && cerr != nil {
+		return nil, shape, cerr
 	}
 	if err != nil {
 		return nil, shape, err
@@ -205,7 +209,7 @@ func (lp *loop) denoise(ctx context.Context, latents []float32) ([]float32, erro
 		if err := canceled(ctx); err != nil {
 			return nil, err
 		}
-		pred, err := lp.predict(latents, t, i)
+		pred, err := lp.predict(ctx, latents, t, i)
 		if err != nil {
 			return nil, err
 		}
@@ -235,7 +239,7 @@ func (lp *loop) denoise(ctx context.Context, latents []float32) ([]float32, erro
 
 // predict runs the UNet on the step's input (both guidance halves at once)
 // and returns the guided noise prediction.
-func (lp *loop) predict(latents []float32, t float64, step int) ([]float32, error) {
+func (lp *loop) predict(ctx context.Context, latents []float32, t float64, step int) ([]float32, error) {
 	b, n, shape := lp.p.Backend, lp.r.NumImages, lp.shape
 	in, rows := latents, n
 	if lp.cfg {
@@ -263,7 +267,10 @@ func (lp *loop) predict(latents []float32, t float64, step int) ([]float32, erro
 		uin.Sample = b.FromFloat32(lp.dt, tensor.Shape{rows, ch, shape[2], shape[3]}, in)
 		defer uin.Sample.Free()
 	}
-	ctrl, err := lp.control.residuals(b, nnRec, controlStep{i: step, t: float32(t), x: x, context: lp.ctxT, pooled: lp.pooledT, timeIDs: lp.timeIDs})
+	ctrl, err := lp.control.residuals(ctx, b, nnRec, controlStep{i: step, t: float32(t), x: x, context: lp.ctxT, pooled: lp.pooledT, timeIDs: lp.timeIDs})
+	if cerr := canceled(ctx); err != nil && cerr != nil {
+		return nil, cerr
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -271,7 +278,10 @@ func (lp *loop) predict(latents []float32, t float64, step int) ([]float32, erro
 	if ctrl != nil {
 		uin.DownResiduals, uin.MidResidual = ctrl.Down, ctrl.Mid
 	}
-	out, err := lp.st.model.UNet.Forward(b, uin, nnRec)
+	out, err := lp.st.model.UNet.Forward(ctx, b, uin, nnRec)
+	if cerr := canceled(ctx); err != nil && cerr != nil {
+		return nil, cerr
+	}
 	if err != nil {
 		return nil, err
 	}

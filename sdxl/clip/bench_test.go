@@ -1,6 +1,7 @@
 package clip
 
 import (
+	"context"
 	"testing"
 
 	"github.com/sdxl-go/sdxl/backend/cpu"
@@ -34,7 +35,7 @@ func benchPair(b *testing.B, s *TextEncoders, be tensor.Backend) {
 	opt := PromptOptions{ClassifierFreeGuidance: true}
 	b.ResetTimer()
 	for b.Loop() {
-		p, err := s.EncodePromptIDs(be, ids, opt)
+		p, err := s.EncodePromptIDs(context.Background(), be, ids, opt)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -77,7 +78,7 @@ func BenchmarkFullSizePromptPair(b *testing.B) {
 	ids := benchIDs()
 	b.Run("te1_hs-2", func(b *testing.B) {
 		for b.Loop() {
-			o, err := te1.Forward(be, ids.IDs1, Request{HiddenStates: []int{-2}})
+			o, err := te1.Forward(context.Background(), be, ids.IDs1, Request{HiddenStates: []int{-2}})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -86,7 +87,7 @@ func BenchmarkFullSizePromptPair(b *testing.B) {
 	})
 	b.Run("te2_full", func(b *testing.B) {
 		for b.Loop() {
-			o, err := te2.Forward(be, ids.IDs2, Request{HiddenStates: []int{-2}, Final: true})
+			o, err := te2.Forward(context.Background(), be, ids.IDs2, Request{HiddenStates: []int{-2}, Final: true})
 			if err != nil {
 				b.Fatal(err)
 			}

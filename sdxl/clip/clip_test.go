@@ -1,6 +1,7 @@
 package clip
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -70,7 +71,7 @@ func TestTinyTextEncoders(t *testing.T) {
 		t.Fatalf("projection: te1 %v te2 %v, want only te2", te1.TextProjection != nil, te2.TextProjection != nil)
 	}
 
-	o1, err := te1.Forward(b, idRows(t, f, "ids_1"), Request{HiddenStates: []int{0, -2}, Final: true})
+	o1, err := te1.Forward(context.Background(), b, idRows(t, f, "ids_1"), Request{HiddenStates: []int{0, -2}, Final: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +80,7 @@ func TestTinyTextEncoders(t *testing.T) {
 	check(t, b, f, "te1.last_hidden_state", o1.LastHiddenState, tolText)
 	check(t, b, f, "te1.pooler_output", o1.Pooled, tolText)
 
-	o2, err := te2.Forward(b, idRows(t, f, "ids_2"), Request{HiddenStates: []int{-2}, Final: true})
+	o2, err := te2.Forward(context.Background(), b, idRows(t, f, "ids_2"), Request{HiddenStates: []int{-2}, Final: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +101,7 @@ func TestTinyHiddenStatesOnly(t *testing.T) {
 	f := golden.Open(t, tinyGolden)
 	b := cpu.New()
 	te1 := loadTiny(t, b, "text_encoder", "")
-	o, err := te1.Forward(b, idRows(t, f, "ids_1"), Request{HiddenStates: []int{-2, 4, -2}})
+	o, err := te1.Forward(context.Background(), b, idRows(t, f, "ids_1"), Request{HiddenStates: []int{-2, 4, -2}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,14 +112,14 @@ func TestTinyHiddenStatesOnly(t *testing.T) {
 		check(t, b, f, "te1.hidden_states_m2", o.HiddenStates[i], tolText)
 	}
 	for _, bad := range []int{6, -7} {
-		if _, err := te1.Forward(b, idRows(t, f, "ids_1"), Request{HiddenStates: []int{bad}}); err == nil || !strings.Contains(err.Error(), fmt.Sprint(bad)) {
+		if _, err := te1.Forward(context.Background(), b, idRows(t, f, "ids_1"), Request{HiddenStates: []int{bad}}); err == nil || !strings.Contains(err.Error(), fmt.Sprint(bad)) {
 			t.Errorf("hidden index %d: err = %v", bad, err)
 		}
 	}
-	if _, err := te1.Forward(b, [][]int32{{998, 1000, 999}}, Request{Final: true}); err == nil || !strings.Contains(err.Error(), "1000") {
+	if _, err := te1.Forward(context.Background(), b, [][]int32{{998, 1000, 999}}, Request{Final: true}); err == nil || !strings.Contains(err.Error(), "1000") {
 		t.Errorf("out-of-vocabulary id: err = %v", err)
 	}
-	if _, err := te1.Forward(b, [][]int32{make([]int32, 78)}, Request{Final: true}); err == nil || !strings.Contains(err.Error(), "78") {
+	if _, err := te1.Forward(context.Background(), b, [][]int32{make([]int32, 78)}, Request{Final: true}); err == nil || !strings.Contains(err.Error(), "78") {
 		t.Errorf("too long: err = %v", err)
 	}
 }
@@ -130,7 +131,7 @@ func TestTinyFP16Variant(t *testing.T) {
 	f := golden.Open(t, tinyGolden)
 	b := cpu.New()
 	te2 := loadTiny(t, b, "text_encoder_2", "fp16")
-	o, err := te2.Forward(b, idRows(t, f, "ids_2"), Request{Final: true})
+	o, err := te2.Forward(context.Background(), b, idRows(t, f, "ids_2"), Request{Final: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +259,7 @@ func TestLoadLayouts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			o, err := m.Forward(b, ids, Request{Final: true})
+			o, err := m.Forward(context.Background(), b, ids, Request{Final: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -364,7 +365,7 @@ func TestTinyEncodePrompt(t *testing.T) {
 	refiner := &TextEncoders{TextEncoder2: te2, Tokenizer2: tok2}
 
 	t.Run("encode", func(t *testing.T) {
-		p, err := base.EncodePrompt(b, PromptOptions{Prompt: []string{"prompt_a", "", "prompt_long"}, ClassifierFreeGuidance: true})
+		p, err := base.EncodePrompt(context.Background(), b, PromptOptions{Prompt: []string{"prompt_a", "", "prompt_long"}, ClassifierFreeGuidance: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -383,7 +384,7 @@ func TestTinyEncodePrompt(t *testing.T) {
 		}
 	})
 	t.Run("encode_dual", func(t *testing.T) {
-		p, err := base.EncodePrompt(b, PromptOptions{Prompt: []string{"prompt_a"}, Prompt2: []string{"prompt_b"},
+		p, err := base.EncodePrompt(context.Background(), b, PromptOptions{Prompt: []string{"prompt_a"}, Prompt2: []string{"prompt_b"},
 			NegativePrompt: []string{"neg_a"}, ClassifierFreeGuidance: true})
 		if err != nil {
 			t.Fatal(err)
@@ -402,7 +403,7 @@ func TestTinyEncodePrompt(t *testing.T) {
 		want, _ := f.Get("encode_dual.negative_prompt_embeds")
 		golden.Check(t, "host negative_prompt_embeds", h.NegativePromptEmbeds, want, tolText)
 		// The same through the id-level entry point with the golden ids.
-		q, err := base.EncodePromptIDs(b, IDPrompts{
+		q, err := base.EncodePromptIDs(context.Background(), b, IDPrompts{
 			IDs1: idRows(t, f, "encode_dual.ids_1"), IDs2: idRows(t, f, "encode_dual.ids_2"),
 			NegIDs1: idRows(t, f, "encode_dual.neg_ids_1"), NegIDs2: idRows(t, f, "encode_dual.neg_ids_2"),
 		}, PromptOptions{ClassifierFreeGuidance: true})
@@ -413,7 +414,7 @@ func TestTinyEncodePrompt(t *testing.T) {
 		check(t, b, f, "encode_dual.negative_pooled_prompt_embeds", q.NegativePooledPromptEmbeds, tolText)
 	})
 	t.Run("encode_clipskip1", func(t *testing.T) {
-		p, err := base.EncodePrompt(b, PromptOptions{Prompt: []string{"prompt_a"}, ClipSkip: 1})
+		p, err := base.EncodePrompt(context.Background(), b, PromptOptions{Prompt: []string{"prompt_a"}, ClipSkip: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -426,7 +427,7 @@ func TestTinyEncodePrompt(t *testing.T) {
 	t.Run("clip_skip with negative", func(t *testing.T) {
 		// Batched positive and negative rows: clip_skip applies to the
 		// positive only, the negative keeps hidden_states[-2].
-		p, err := base.EncodePrompt(b, PromptOptions{Prompt: []string{"prompt_a"}, NegativePrompt: []string{"neg_a"},
+		p, err := base.EncodePrompt(context.Background(), b, PromptOptions{Prompt: []string{"prompt_a"}, NegativePrompt: []string{"neg_a"},
 			ClipSkip: 1, ClassifierFreeGuidance: true})
 		if err != nil {
 			t.Fatal(err)
@@ -437,7 +438,7 @@ func TestTinyEncodePrompt(t *testing.T) {
 		check(t, b, f, "encode_dual.negative_pooled_prompt_embeds", p.NegativePooledPromptEmbeds, tolText)
 	})
 	t.Run("encode_refiner", func(t *testing.T) {
-		p, err := refiner.EncodePrompt(b, PromptOptions{Prompt: []string{"prompt_a"}, NegativePrompt: []string{""}, ClassifierFreeGuidance: true})
+		p, err := refiner.EncodePrompt(context.Background(), b, PromptOptions{Prompt: []string{"prompt_a"}, NegativePrompt: []string{""}, ClassifierFreeGuidance: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -447,14 +448,14 @@ func TestTinyEncodePrompt(t *testing.T) {
 		check(t, b, f, "encode_refiner.negative_pooled_prompt_embeds", p.NegativePooledPromptEmbeds, tolText)
 		// force_zeros_for_empty_prompt is false in the refiner, so a None
 		// negative prompt is encoded as "" too.
-		q, err := refiner.EncodePrompt(b, PromptOptions{Prompt: []string{"prompt_a"}, ClassifierFreeGuidance: true})
+		q, err := refiner.EncodePrompt(context.Background(), b, PromptOptions{Prompt: []string{"prompt_a"}, ClassifierFreeGuidance: true})
 		if err != nil {
 			t.Fatal(err)
 		}
 		check(t, b, f, "encode_refiner.negative_prompt_embeds", q.NegativePromptEmbeds, tolText)
 	})
 	t.Run("num_images_per_prompt", func(t *testing.T) {
-		p, err := base.EncodePrompt(b, PromptOptions{Prompt: []string{"prompt_a", "", "prompt_long"}, NumImagesPerPrompt: 2,
+		p, err := base.EncodePrompt(context.Background(), b, PromptOptions{Prompt: []string{"prompt_a", "", "prompt_long"}, NumImagesPerPrompt: 2,
 			ClassifierFreeGuidance: true})
 		if err != nil {
 			t.Fatal(err)
@@ -472,13 +473,13 @@ func TestTinyEncodePrompt(t *testing.T) {
 		}
 	})
 	t.Run("errors", func(t *testing.T) {
-		if _, err := base.EncodePrompt(b, PromptOptions{Prompt: []string{"prompt_a"}, NegativePrompt: []string{"neg_a", "neg_a"}, ClassifierFreeGuidance: true}); err == nil || !strings.Contains(err.Error(), "negative_prompt has 2 entries") {
+		if _, err := base.EncodePrompt(context.Background(), b, PromptOptions{Prompt: []string{"prompt_a"}, NegativePrompt: []string{"neg_a", "neg_a"}, ClassifierFreeGuidance: true}); err == nil || !strings.Contains(err.Error(), "negative_prompt has 2 entries") {
 			t.Errorf("batch mismatch: err = %v", err)
 		}
-		if _, err := base.EncodePrompt(b, PromptOptions{Prompt: []string{"no such prompt"}}); err == nil || !strings.Contains(err.Error(), "no such prompt") {
+		if _, err := base.EncodePrompt(context.Background(), b, PromptOptions{Prompt: []string{"no such prompt"}}); err == nil || !strings.Contains(err.Error(), "no such prompt") {
 			t.Errorf("tokenizer error: err = %v", err)
 		}
-		if _, err := (&TextEncoders{TextEncoder: te1, TextEncoder2: te1}).EncodePrompt(b, PromptOptions{Prompt: []string{"prompt_a"}}); err == nil || !strings.Contains(err.Error(), "text_projection") {
+		if _, err := (&TextEncoders{TextEncoder: te1, TextEncoder2: te1}).EncodePrompt(context.Background(), b, PromptOptions{Prompt: []string{"prompt_a"}}); err == nil || !strings.Contains(err.Error(), "text_projection") {
 			t.Errorf("encoder 2 without projection: err = %v", err)
 		}
 	})
@@ -509,11 +510,11 @@ func TestLoadTextEncodersTiny(t *testing.T) {
 		if (s.TextEncoder != nil) != c.te1 || s.ForceZerosForEmptyPrompt != c.zeros || s.Tokenizer != nil || s.Tokenizer2 != nil {
 			t.Errorf("%s: text_encoder %v, force_zeros %v, tokenizers %v %v", c.model, s.TextEncoder != nil, s.ForceZerosForEmptyPrompt, s.Tokenizer, s.Tokenizer2)
 		}
-		if _, err := s.EncodePrompt(b, PromptOptions{Prompt: []string{"a"}}); err == nil || !strings.Contains(err.Error(), "not set") {
+		if _, err := s.EncodePrompt(context.Background(), b, PromptOptions{Prompt: []string{"a"}}); err == nil || !strings.Contains(err.Error(), "not set") {
 			t.Errorf("%s: EncodePrompt without tokenizers: err = %v", c.model, err)
 		}
 		if c.embeds != "" {
-			p, err := s.EncodePromptIDs(b, IDPrompts{IDs1: idRows(t, f, "encode_dual.ids_1"), IDs2: idRows(t, f, "encode_dual.ids_2")}, PromptOptions{})
+			p, err := s.EncodePromptIDs(context.Background(), b, IDPrompts{IDs1: idRows(t, f, "encode_dual.ids_1"), IDs2: idRows(t, f, "encode_dual.ids_2")}, PromptOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -537,7 +538,7 @@ func TestTinyF16Storage(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		o, err := m.Forward(b, idRows(t, f, c.ids), Request{HiddenStates: []int{-2}, Final: true})
+		o, err := m.Forward(context.Background(), b, idRows(t, f, c.ids), Request{HiddenStates: []int{-2}, Final: true})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,7 @@
 package clip
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/sdxl-go/sdxl/tensor"
@@ -58,66 +59,48 @@ func (s *TextEncoders) check() error {
 // encoders' hidden_states[index] along the channels (diffusers uses -2, or
 // -(clip_skip+2)); pooled is text_encoder_2's text_embeds. This is the
 // primitive both EncodePrompt and Compel-style weighting build on.
-func (s *TextEncoders) EncodeIDs(b tensor.Backend, ids1, ids2 [][]int32, hidden ...int) (embeds []*tensor.Tensor, pooled *tensor.Tensor, err error) {
-	return s.encodeIDs(b, ids1, ids2, nil, hidden)
+func (s *TextEncoders) EncodeIDs(ctx context.Context, b tensor.Backend, ids1, ids2 [][]int32, hidden ...int) (embeds []*tensor.Tensor, pooled *tensor.Tensor, err error) {
+	return s.encodeIDs(ctx, b, ids1, ids2, nil, hidden)
 }
 
 // encodeIDs is EncodeIDs with optional pooling positions for encoder 2.
-func (s *TextEncoders) encodeIDs(b tensor.Backend, ids1, ids2 [][]int32, pool []int, hidden []int) (embeds []*tensor.Tensor, pooled *tensor.Tensor, err error) {
+func (s *TextEncoders) encodeIDs(ctx context.Context, b tensor.Backend, ids1, ids2 [][]int32, pool []int, hidden []int) (embeds []*tensor.Tensor, pooled *tensor.Tensor, err error) {
 	if err := s.check(); err != nil {
 		return nil, nil, err
 	}
 	if len(hidden) == 0 {
 		return nil, nil, fmt.Errorf("clip: EncodeIDs needs at least one hidden-state index")
 	}
+	sc := tensor.NewScope(b)
+	defer sc.Release()
 	var parts [][]*tensor.Tensor // per encoder, per requested index
 	if s.TextEncoder != nil {
 		if len(ids1) != len(ids2) {
 			return nil, nil, fmt.Errorf("clip: %d token rows for text_encoder but %d for text_encoder_2", len(ids1), len(ids2))
 		}
-		o, err := s.TextEncoder.Forward(b, ids1, Request{HiddenStates: hidden})
+		o, err := s.TextEncoder.Forward(ctx, sc, ids1, Request{HiddenStates: hidden})
 		if err != nil {
 			return nil, nil, fmt.Errorf("text_encoder: %w", err)
 		}
 		parts = append(parts, o.HiddenStates)
 	}
-	o2, err := s.TextEncoder2.Forward(b, ids2, Request{HiddenStates: hidden, Final: true, PoolIndex: pool})
+	o2, err := s.TextEncoder2.Forward(ctx, sc, ids2, Request{HiddenStates: hidden, Final: true, PoolIndex: pool})
 	if err != nil {
-		for _, p := range parts {
-			freeAll(p)
-		}
 		return nil, nil, fmt.Errorf("text_encoder_2: %w", err)
 	}
 	parts = append(parts, o2.HiddenStates)
-	o2.LastHiddenState.Free()
-	o2.Pooled.Free()
 
 	embeds = make([]*tensor.Tensor, len(hidden))
 	for i := range hidden {
 		if len(parts) == 1 {
-			embeds[i] = parts[0][i]
+			embeds[i] = sc.Keep(parts[0][i])
 			continue
 		}
-		// A state requested twice is one tensor; concatenate once per slot
-		// but free each distinct input once, after the last use.
-		embeds[i] = b.Concat(-1, parts[0][i], parts[1][i])
+		// A state requested twice is one tensor: the concatenations read
+		// borrows, and the scope frees the states once.
+		embeds[i] = sc.Keep(sc.Concat(-1, sc.Borrow(parts[0][i]), sc.Borrow(parts[1][i])))
 	}
-	if len(parts) == 2 {
-		freeAll(parts[0])
-		freeAll(parts[1])
-	}
-	return embeds, o2.TextEmbeds, nil
-}
-
-// freeAll frees each distinct tensor of ts once.
-func freeAll(ts []*tensor.Tensor) {
-	seen := map[*tensor.Tensor]bool{}
-	for _, t := range ts {
-		if !seen[t] {
-			seen[t] = true
-			t.Free()
-		}
-	}
+	return embeds, sc.Keep(o2.TextEmbeds), nil
 }
 
 // PromptOptions are encode_prompt's arguments. String semantics follow
@@ -155,10 +138,7 @@ type PromptEmbeds struct {
 
 // Free releases every tensor.
 func (p *PromptEmbeds) Free() {
-	p.PromptEmbeds.Free()
-	p.NegativePromptEmbeds.Free()
-	p.PooledPromptEmbeds.Free()
-	p.NegativePooledPromptEmbeds.Free()
+	tensor.FreeAll(p.PromptEmbeds, p.NegativePromptEmbeds, p.PooledPromptEmbeds, p.NegativePooledPromptEmbeds)
 }
 
 // HostPromptEmbeds is PromptEmbeds copied to the host (row-major; the
@@ -213,7 +193,7 @@ func tokenize(tok Tokenizer, which string, texts []string, length int) ([][]int3
 
 // EncodePrompt is diffusers' StableDiffusionXLPipeline.encode_prompt (the
 // img2img and refiner pipelines share it) from prompt strings.
-func (s *TextEncoders) EncodePrompt(b tensor.Backend, opt PromptOptions) (*PromptEmbeds, error) {
+func (s *TextEncoders) EncodePrompt(ctx context.Context, b tensor.Backend, opt PromptOptions) (*PromptEmbeds, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
@@ -262,7 +242,7 @@ func (s *TextEncoders) EncodePrompt(b tensor.Backend, opt PromptOptions) (*Promp
 			return nil, err
 		}
 	}
-	return s.EncodePromptIDs(b, IDPrompts{IDs1: ids1, IDs2: ids2, NegIDs1: nids1, NegIDs2: nids2}, opt)
+	return s.EncodePromptIDs(ctx, b, IDPrompts{IDs1: ids1, IDs2: ids2, NegIDs1: nids1, NegIDs2: nids2}, opt)
 }
 
 // IDPrompts are tokenised prompts for EncodePromptIDs: one row per prompt,
@@ -278,7 +258,7 @@ type IDPrompts struct {
 // are not used; its flags are). With ClassifierFreeGuidance and no negative
 // rows, the negatives are zeros when ForceZerosForEmptyPrompt holds and an
 // error otherwise (the caller must tokenise "").
-func (s *TextEncoders) EncodePromptIDs(b tensor.Backend, p IDPrompts, opt PromptOptions) (*PromptEmbeds, error) {
+func (s *TextEncoders) EncodePromptIDs(ctx context.Context, b tensor.Backend, p IDPrompts, opt PromptOptions) (*PromptEmbeds, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
@@ -295,73 +275,80 @@ func (s *TextEncoders) EncodePromptIDs(b tensor.Backend, p IDPrompts, opt Prompt
 	if withNeg && len(p.NegIDs2) != B {
 		return nil, fmt.Errorf("clip: negative prompt has batch size %d, but prompt has %d", len(p.NegIDs2), B)
 	}
+	sc := tensor.NewScope(b)
+	defer sc.Release()
 	out := &PromptEmbeds{}
 	if !withNeg {
-		hs, pooled, err := s.encodeIDs(b, p.IDs1, p.IDs2, nil, []int{idx})
+		hs, pooled, err := s.encodeIDs(ctx, sc, p.IDs1, p.IDs2, nil, []int{idx})
 		if err != nil {
 			return nil, err
 		}
 		out.PromptEmbeds, out.PooledPromptEmbeds = hs[0], pooled
 		if opt.ClassifierFreeGuidance {
-			out.NegativePromptEmbeds = b.Zeros(hs[0].DType(), hs[0].Shape()...)
-			out.NegativePooledPromptEmbeds = b.Zeros(pooled.DType(), pooled.Shape()...)
+			out.NegativePromptEmbeds = sc.Zeros(hs[0].DType(), hs[0].Shape()...)
+			out.NegativePooledPromptEmbeds = sc.Zeros(pooled.DType(), pooled.Shape()...)
 		}
-	} else {
-		// Positive and negative rows run as one batch: the same numbers as
-		// diffusers' two calls (rows are independent; the pooling rule is
-		// still decided per call), at half the weight traffic per token.
-		cat := func(a, c [][]int32) [][]int32 { return append(append([][]int32{}, a...), c...) }
-		var ids1 [][]int32
-		if s.TextEncoder != nil {
-			if len(p.NegIDs1) != len(p.IDs1) {
-				return nil, fmt.Errorf("clip: negative prompt has batch size %d for text_encoder, but prompt has %d", len(p.NegIDs1), len(p.IDs1))
-			}
-			ids1 = cat(p.IDs1, p.NegIDs1)
-		}
-		eos := s.TextEncoder2.Config.EOSTokenID
-		pool := append(PoolIndex(p.IDs2, eos), PoolIndex(p.NegIDs2, eos)...)
-		// The negative prompt always uses hidden_states[-2] (diffusers
-		// ignores clip_skip there).
-		hidden := []int{idx}
-		if idx != -2 {
-			hidden = append(hidden, -2)
-		}
-		hs, pooled, err := s.encodeIDs(b, ids1, cat(p.IDs2, p.NegIDs2), pool, hidden)
-		if err != nil {
-			return nil, err
-		}
-		out.PromptEmbeds = b.Slice(hs[0], 0, 0, B)
-		out.NegativePromptEmbeds = b.Slice(hs[len(hs)-1], 0, B, 2*B)
-		out.PooledPromptEmbeds = b.Slice(pooled, 0, 0, B)
-		out.NegativePooledPromptEmbeds = b.Slice(pooled, 0, B, 2*B)
-		freeAll(hs)
-		pooled.Free()
+	} else if err := s.encodeBoth(ctx, sc, p, idx, out); err != nil {
+		return nil, err
 	}
-	if n > 1 {
-		for _, f := range []**tensor.Tensor{&out.PromptEmbeds, &out.NegativePromptEmbeds, &out.PooledPromptEmbeds, &out.NegativePooledPromptEmbeds} {
-			if *f != nil {
-				r := repeatRows(b, *f, n)
-				(*f).Free()
-				*f = r
-			}
+	for _, f := range []**tensor.Tensor{&out.PromptEmbeds, &out.NegativePromptEmbeds, &out.PooledPromptEmbeds, &out.NegativePooledPromptEmbeds} {
+		if *f != nil && n > 1 {
+			*f = repeatRows(sc, *f, n)
 		}
+		sc.Keep(*f)
 	}
 	return out, nil
 }
 
+// encodeBoth encodes the positive and negative rows as one batch: the same
+// numbers as diffusers' two calls (rows are independent; the pooling rule
+// is still decided per call), at half the weight traffic per token.
+func (s *TextEncoders) encodeBoth(ctx context.Context, sc *tensor.Scope, p IDPrompts, idx int, out *PromptEmbeds) error {
+	cat := func(a, c [][]int32) [][]int32 { return append(append([][]int32{}, a...), c...) }
+	var ids1 [][]int32
+	if s.TextEncoder != nil {
+		if len(p.NegIDs1) != len(p.IDs1) {
+			return fmt.Errorf("clip: negative prompt has batch size %d for text_encoder, but prompt has %d", len(p.NegIDs1), len(p.IDs1))
+		}
+		ids1 = cat(p.IDs1, p.NegIDs1)
+	}
+	eos := s.TextEncoder2.Config.EOSTokenID
+	pool := append(PoolIndex(p.IDs2, eos), PoolIndex(p.NegIDs2, eos)...)
+	// The negative prompt always uses hidden_states[-2] (diffusers
+	// ignores clip_skip there).
+	hidden := []int{idx}
+	if idx != -2 {
+		hidden = append(hidden, -2)
+	}
+	hs, pooled, err := s.encodeIDs(ctx, sc, ids1, cat(p.IDs2, p.NegIDs2), pool, hidden)
+	if err != nil {
+		return err
+	}
+	B := len(p.IDs2)
+	pos, neg := hs[0], hs[len(hs)-1]
+	if len(hs) == 1 {
+		pos = sc.Borrow(pos)
+	}
+	out.PromptEmbeds = sc.Slice(pos, 0, 0, B)
+	out.NegativePromptEmbeds = sc.Slice(neg, 0, B, 2*B)
+	out.PooledPromptEmbeds = sc.Slice(sc.Borrow(pooled), 0, 0, B)
+	out.NegativePooledPromptEmbeds = sc.Slice(pooled, 0, B, 2*B)
+	return nil
+}
+
 // repeatRows repeats each row of the leading axis n times in place
 // ([a, b] -> [a, a, b, b]), diffusers' repeat(1, n, 1).view(B*n, ...).
-func repeatRows(b tensor.Backend, x *tensor.Tensor, n int) *tensor.Tensor {
+func repeatRows(s *tensor.Scope, x *tensor.Tensor, n int) *tensor.Tensor {
 	var parts []*tensor.Tensor
 	for r := range x.Dim(0) {
-		row := b.Slice(x, 0, r, r+1)
+		src := x
+		if r < x.Dim(0)-1 {
+			src = s.Borrow(x)
+		}
+		row := s.Slice(src, 0, r, r+1)
 		for range n {
 			parts = append(parts, row)
 		}
 	}
-	out := b.Concat(0, parts...)
-	for i := 0; i < len(parts); i += n {
-		parts[i].Free()
-	}
-	return out
+	return s.Concat(0, parts...)
 }

@@ -1,6 +1,7 @@
 package clip
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/sdxl-go/sdxl/tensor"
@@ -14,6 +15,9 @@ import (
 type HostEncoder struct {
 	Backend tensor.Backend
 	Model   *TextModel
+	// Context, when set, stops an encoding in progress once it ends
+	// (prompt.Encoder has no context argument).
+	Context context.Context
 }
 
 // Dim is the hidden size.
@@ -36,14 +40,19 @@ func (e *HostEncoder) Encode(ids [][]int32, mask [][]int32) (hidden, pooled []fl
 			}
 		}
 	}
-	o, err := e.Model.Forward(e.Backend, ids, req)
+	ctx := e.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	s := tensor.NewScope(e.Backend)
+	defer s.Release()
+	o, err := e.Model.Forward(ctx, s, ids, req)
 	if err != nil {
 		return nil, nil, err
 	}
-	defer o.Free()
-	hidden = e.Backend.ToFloat32(o.HiddenStates[0])
+	hidden = s.ToFloat32(o.HiddenStates[0])
 	if o.TextEmbeds != nil {
-		pooled = e.Backend.ToFloat32(o.TextEmbeds)
+		pooled = s.ToFloat32(o.TextEmbeds)
 	}
 	return hidden, pooled, e.Backend.Err()
 }

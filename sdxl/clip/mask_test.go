@@ -1,6 +1,7 @@
 package clip
 
 import (
+	"context"
 	"math"
 	"testing"
 
@@ -171,7 +172,7 @@ func TestAttentionMask(t *testing.T) {
 		for j := range all {
 			all[j] = true
 		}
-		o, err := m.Forward(b, [][]int32{ids[0], ids[0]}, Request{HiddenStates: []int{-2}, AttentionMask: [][]bool{keep, all}})
+		o, err := m.Forward(context.Background(), b, [][]int32{ids[0], ids[0]}, Request{HiddenStates: []int{-2}, AttentionMask: [][]bool{keep, all}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -187,10 +188,10 @@ func TestAttentionMask(t *testing.T) {
 	m := loadTiny(t, b, "text_encoder", "")
 	row := idRows(t, f, "ids_1")[0]
 	bad := make([]bool, 77)
-	if _, err := m.Forward(b, [][]int32{row}, Request{Final: true, AttentionMask: [][]bool{bad}}); err == nil {
+	if _, err := m.Forward(context.Background(), b, [][]int32{row}, Request{Final: true, AttentionMask: [][]bool{bad}}); err == nil {
 		t.Errorf("a mask hiding BOS was accepted")
 	}
-	if _, err := m.Forward(b, [][]int32{row}, Request{Final: true, AttentionMask: [][]bool{bad[:5]}}); err == nil {
+	if _, err := m.Forward(context.Background(), b, [][]int32{row}, Request{Final: true, AttentionMask: [][]bool{bad[:5]}}); err == nil {
 		t.Errorf("a short mask row was accepted")
 	}
 }

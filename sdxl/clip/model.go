@@ -18,6 +18,7 @@
 package clip
 
 import (
+	"context"
 	"fmt"
 	"math"
 
@@ -149,12 +150,7 @@ type Output struct {
 
 // Free releases every tensor of o.
 func (o *Output) Free() {
-	for _, t := range o.HiddenStates {
-		t.Free()
-	}
-	o.LastHiddenState.Free()
-	o.Pooled.Free()
-	o.TextEmbeds.Free()
+	tensor.FreeAll(append(o.HiddenStates, o.LastHiddenState, o.Pooled, o.TextEmbeds)...)
 }
 
 // hiddenIndex turns a Python-style hidden_states index into the number of
@@ -271,48 +267,16 @@ func attentionMask(b tensor.Backend, dt tensor.DType, L int, keys [][]bool) *ten
 
 // Forward runs the transformer on token rows of equal length (B rows of L
 // ids) and returns what req asks for. Errors come from invalid ids or
-// requests; shape mismatches inside are programming errors and panic.
-func (m *TextModel) Forward(b tensor.Backend, ids [][]int32, req Request) (*Output, error) {
-	L, err := m.checkIDs(ids)
+// requests, or from ctx: the pass stops at the first op after it ends.
+// Shape mismatches inside are programming errors and panic.
+func (m *TextModel) Forward(ctx context.Context, b tensor.Backend, ids [][]int32, req Request) (_ *Output, err error) {
+	L, want, layers, err := m.checkRequest(ids, req)
 	if err != nil {
 		return nil, err
 	}
-	want := make([]int, len(req.HiddenStates))
-	layers := 0
-	for i, h := range req.HiddenStates {
-		if want[i], err = m.hiddenIndex(h); err != nil {
-			return nil, err
-		}
-		layers = max(layers, want[i])
-	}
-	if req.Final {
-		layers = len(m.Layers)
-	}
+	s := tensor.NewScopeContext(ctx, b)
+	defer s.Exit(&err)
 	B, D := len(ids), m.Config.HiddenSize
-	if req.AttentionMask != nil {
-		if len(req.AttentionMask) != B {
-			return nil, fmt.Errorf("clip: attention mask has %d rows for %d token rows", len(req.AttentionMask), B)
-		}
-		for r, row := range req.AttentionMask {
-			if len(row) != L {
-				return nil, fmt.Errorf("clip: attention mask row %d has %d entries for %d tokens", r, len(row), L)
-			}
-			if !row[0] {
-				return nil, fmt.Errorf("clip: attention mask row %d hides position 0, leaving the first query nothing to attend to", r)
-			}
-		}
-	}
-	if req.PoolIndex != nil {
-		if len(req.PoolIndex) != B {
-			return nil, fmt.Errorf("clip: %d pooling positions for %d token rows", len(req.PoolIndex), B)
-		}
-		for r, p := range req.PoolIndex {
-			if p < 0 || p >= L {
-				return nil, fmt.Errorf("clip: pooling position %d of row %d is outside the %d tokens", p, r, L)
-			}
-		}
-	}
-
 	flat := make([]int32, 0, B*L)
 	for _, row := range ids {
 		flat = append(flat, row...)
@@ -321,107 +285,129 @@ func (m *TextModel) Forward(b tensor.Backend, ids [][]int32, req Request) (*Outp
 	for i := range pos {
 		pos[i] = int32(i)
 	}
-	tok := m.TokenEmbedding.Forward(b, flat).Reshape(B, L, D)
-	pe := m.PositionEmbedding.Forward(b, pos)
-	h := b.Add(tok, pe)
-	tok.Free()
-	pe.Free()
+	h := s.Add(m.TokenEmbedding.Forward(s, flat).Reshape(B, L, D), m.PositionEmbedding.Forward(s, pos))
 
 	out := &Output{HiddenStates: make([]*tensor.Tensor, len(want))}
-	// keep records hidden_states[j]; a state may be requested twice.
-	keep := func(j int, x *tensor.Tensor) {
+	// keep records hidden_states[j] (a state may be requested twice) and
+	// returns whether it is one, which later reads then borrow.
+	keep := func(j int, x *tensor.Tensor) bool {
+		kept := false
 		for i, w := range want {
 			if w == j {
-				out.HiddenStates[i] = x
+				out.HiddenStates[i], kept = x, true
 			}
 		}
+		return kept
 	}
-	kept := func(x *tensor.Tensor) bool {
-		for _, t := range out.HiddenStates {
-			if t == x {
-				return true
-			}
-		}
-		return false
-	}
-	keep(0, h)
+	kept := keep(0, h)
 	var mask *tensor.Tensor
 	if layers > 0 {
-		mask = attentionMask(b, h.DType(), L, req.AttentionMask)
-		defer mask.Free()
+		mask = s.Borrow(attentionMask(s, h.DType(), L, req.AttentionMask))
 	}
 	for j := 1; j <= layers; j++ {
-		next := m.Layers[j-1].forward(b, h, mask, m.act)
-		if !kept(h) {
-			h.Free()
+		x := h
+		if kept {
+			x = s.Borrow(h)
 		}
-		h = next
-		keep(j, h)
+		h = m.Layers[j-1].forward(s, x, mask, m.act)
+		kept = keep(j, h)
 	}
 	if req.Final {
-		out.LastHiddenState = m.FinalLayerNorm.Forward(b, h)
-		out.PooledIndex = PoolIndex(ids, m.Config.EOSTokenID)
-		if req.PoolIndex != nil {
-			out.PooledIndex = req.PoolIndex
+		if kept {
+			h = s.Borrow(h)
 		}
-		rows := make([]int32, B)
-		for r, p := range out.PooledIndex {
-			rows[r] = int32(r*L + p)
-		}
-		out.Pooled = b.Embedding(out.LastHiddenState.Reshape(B*L, D), rows)
-		if m.TextProjection != nil {
-			out.TextEmbeds = m.TextProjection.Forward(b, out.Pooled)
-		}
+		m.final(s, out, h, ids, req)
 	}
-	if !kept(h) {
-		h.Free()
+	for _, t := range append(out.HiddenStates, out.LastHiddenState, out.Pooled, out.TextEmbeds) {
+		s.Keep(t)
 	}
 	return out, nil
 }
 
-// forward is one pre-LN encoder layer on x [B, L, D].
-func (l *EncoderLayer) forward(b tensor.Backend, x, mask *tensor.Tensor, act activation) *tensor.Tensor {
-	n := l.LayerNorm1.Forward(b, x)
-	a := l.SelfAttn.forward(b, n, mask)
-	n.Free()
-	h := b.Add(x, a)
-	a.Free()
+// checkRequest validates ids and req and returns the sequence length, the
+// requested hidden states as layer counts and the layers to run.
+func (m *TextModel) checkRequest(ids [][]int32, req Request) (L int, want []int, layers int, err error) {
+	if L, err = m.checkIDs(ids); err != nil {
+		return 0, nil, 0, err
+	}
+	want = make([]int, len(req.HiddenStates))
+	for i, h := range req.HiddenStates {
+		if want[i], err = m.hiddenIndex(h); err != nil {
+			return 0, nil, 0, err
+		}
+		layers = max(layers, want[i])
+	}
+	if req.Final {
+		layers = len(m.Layers)
+	}
+	B := len(ids)
+	if req.AttentionMask != nil {
+		if len(req.AttentionMask) != B {
+			return 0, nil, 0, fmt.Errorf("clip: attention mask has %d rows for %d token rows", len(req.AttentionMask), B)
+		}
+		for r, row := range req.AttentionMask {
+			if len(row) != L {
+				return 0, nil, 0, fmt.Errorf("clip: attention mask row %d has %d entries for %d tokens", r, len(row), L)
+			}
+			if !row[0] {
+				return 0, nil, 0, fmt.Errorf("clip: attention mask row %d hides position 0, leaving the first query nothing to attend to", r)
+			}
+		}
+	}
+	if req.PoolIndex != nil {
+		if len(req.PoolIndex) != B {
+			return 0, nil, 0, fmt.Errorf("clip: %d pooling positions for %d token rows", len(req.PoolIndex), B)
+		}
+		for r, p := range req.PoolIndex {
+			if p < 0 || p >= L {
+				return 0, nil, 0, fmt.Errorf("clip: pooling position %d of row %d is outside the %d tokens", p, r, L)
+			}
+		}
+	}
+	return L, want, layers, nil
+}
 
-	n = l.LayerNorm2.Forward(b, h)
-	f := l.MLP.forward(b, n, act)
-	n.Free()
-	out := b.Add(h, f)
-	h.Free()
-	f.Free()
-	return out
+// final computes last_hidden_state from the last layer's output h, the
+// pooled output and the projection into out.
+func (m *TextModel) final(s *tensor.Scope, out *Output, h *tensor.Tensor, ids [][]int32, req Request) {
+	B, L, D := h.Dim(0), h.Dim(1), h.Dim(2)
+	out.LastHiddenState = m.FinalLayerNorm.Forward(s, h)
+	out.PooledIndex = PoolIndex(ids, m.Config.EOSTokenID)
+	if req.PoolIndex != nil {
+		out.PooledIndex = req.PoolIndex
+	}
+	rows := make([]int32, B)
+	for r, p := range out.PooledIndex {
+		rows[r] = int32(r*L + p)
+	}
+	out.Pooled = s.Embedding(s.Borrow(out.LastHiddenState).Reshape(B*L, D), rows)
+	if m.TextProjection != nil {
+		out.TextEmbeds = m.TextProjection.Forward(s, s.Borrow(out.Pooled))
+	}
+}
+
+// forward is one pre-LN encoder layer on x [B, L, D].
+func (l *EncoderLayer) forward(s *tensor.Scope, x, mask *tensor.Tensor, act activation) *tensor.Tensor {
+	h := s.Add(x, l.SelfAttn.forward(s, l.LayerNorm1.Forward(s, s.Borrow(x)), mask))
+	return s.Add(h, l.MLP.forward(s, l.LayerNorm2.Forward(s, s.Borrow(h)), act))
 }
 
 // forward is causal self-attention on x [B, L, D].
-func (a *Attention) forward(b tensor.Backend, x, mask *tensor.Tensor) *tensor.Tensor {
-	q := a.QProj.Forward(b, x)
-	k := a.KProj.Forward(b, x)
-	v := a.VProj.Forward(b, x)
-	o := nn.MultiHeadAttention(b, q, k, v, a.Heads, mask)
-	q.Free()
-	k.Free()
-	v.Free()
-	out := a.OutProj.Forward(b, o)
-	o.Free()
-	return out
+func (a *Attention) forward(s *tensor.Scope, x, mask *tensor.Tensor) *tensor.Tensor {
+	q := a.QProj.Forward(s, s.Borrow(x))
+	k := a.KProj.Forward(s, s.Borrow(x))
+	v := a.VProj.Forward(s, x)
+	return a.OutProj.Forward(s, nn.MultiHeadAttention(s, q, k, v, a.Heads, mask))
 }
 
 // forward is fc1 -> activation -> fc2.
-func (m *MLP) forward(b tensor.Backend, x *tensor.Tensor, act activation) *tensor.Tensor {
-	h := m.FC1.Forward(b, x)
-	var g *tensor.Tensor
+func (m *MLP) forward(s *tensor.Scope, x *tensor.Tensor, act activation) *tensor.Tensor {
+	h := m.FC1.Forward(s, x)
 	switch act {
 	case actGELU:
-		g = b.GELU(h)
+		h = s.GELU(h)
 	default:
-		g = b.QuickGELU(h)
+		h = s.QuickGELU(h)
 	}
-	h.Free()
-	out := m.FC2.Forward(b, g)
-	g.Free()
-	return out
+	return m.FC2.Forward(s, h)
 }

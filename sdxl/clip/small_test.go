@@ -1,6 +1,7 @@
 package clip
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"testing"
@@ -87,7 +88,7 @@ func TestSmallPromptEmbeds(t *testing.T) {
 		}
 		n++
 		t.Run(name, func(t *testing.T) {
-			p, err := base.EncodePrompt(b, PromptOptions{Prompt: []string{sc.Prompt}, NegativePrompt: negatives(sc.Negative), ClassifierFreeGuidance: true})
+			p, err := base.EncodePrompt(context.Background(), b, PromptOptions{Prompt: []string{sc.Prompt}, NegativePrompt: negatives(sc.Negative), ClassifierFreeGuidance: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -116,7 +117,7 @@ func TestSmallRefinerEmbeds(t *testing.T) {
 	}
 	sc := smallScenarios(t)["lion_euler_a"]
 	f := golden.Open(t, "small/e2e_lion_euler_a.safetensors")
-	p, err := ref.EncodePrompt(b, PromptOptions{Prompt: []string{sc.Prompt}, NegativePrompt: []string{sc.Negative}, ClassifierFreeGuidance: true})
+	p, err := ref.EncodePrompt(context.Background(), b, PromptOptions{Prompt: []string{sc.Prompt}, NegativePrompt: []string{sc.Negative}, ClassifierFreeGuidance: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,11 +139,11 @@ func TestSmallRefinerEmbeds(t *testing.T) {
 	check(t, b, f, "negative_pooled_prompt_embeds", p.NegativePooledPromptEmbeds, tolText)
 
 	// None negative: encoded as "", not zeros.
-	q, err := ref.EncodePrompt(b, PromptOptions{Prompt: []string{sc.Prompt}, ClassifierFreeGuidance: true})
+	q, err := ref.EncodePrompt(context.Background(), b, PromptOptions{Prompt: []string{sc.Prompt}, ClassifierFreeGuidance: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := ref.EncodePrompt(b, PromptOptions{Prompt: []string{sc.Prompt}, NegativePrompt: []string{""}, ClassifierFreeGuidance: true})
+	r, err := ref.EncodePrompt(context.Background(), b, PromptOptions{Prompt: []string{sc.Prompt}, NegativePrompt: []string{""}, ClassifierFreeGuidance: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package controlnet
 
 import (
 	"bufio"
+	"context"
 	"math"
 	"os"
 	"runtime/debug"
@@ -83,7 +84,7 @@ func benchForward(bm *testing.B, be tensor.Backend, c *ControlNet) {
 	in := benchInput(be, c, 64, 64)
 	bm.ResetTimer()
 	for range bm.N {
-		out, err := c.Forward(be, in, nil)
+		out, err := c.Forward(context.Background(), be, in, nil)
 		if err != nil {
 			bm.Fatal(err)
 		}

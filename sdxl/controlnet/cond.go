@@ -31,28 +31,25 @@ func newCondEmbedding(in int, widths []int, out int) *CondEmbedding {
 	return e
 }
 
-// Forward embeds x [B, conditioning_channels, H, W]; x is not freed.
+// Forward embeds x [B, conditioning_channels, H, W].
 func (e *CondEmbedding) Forward(b tensor.Backend, rec nn.Recorder, x *tensor.Tensor) *tensor.Tensor {
+	s := tensor.NewScope(b)
+	defer s.Release()
 	nn.RecordIn(rec, condPath, x)
-	h := convSiLU(b, rec, "conv_in", e.ConvIn, x)
+	h := convSiLU(s, rec, "conv_in", e.ConvIn, x)
 	for i, conv := range e.Blocks {
-		next := convSiLU(b, rec, fmt.Sprintf("blocks.%d", i), conv, h)
-		h.Free()
-		h = next
+		h = convSiLU(s, rec, fmt.Sprintf("blocks.%d", i), conv, h)
 	}
-	out := e.ConvOut.Forward(b, h)
-	h.Free()
+	out := e.ConvOut.Forward(s, h)
 	nn.RecordChild(rec, condPath, "conv_out", out)
 	nn.RecordOut(rec, condPath, out)
-	return out
+	return s.Keep(out)
 }
 
 // convSiLU is a convolution followed by SiLU; the convolution's output is
 // reported under its name.
-func convSiLU(b tensor.Backend, rec nn.Recorder, name string, conv *nn.Conv2d, x *tensor.Tensor) *tensor.Tensor {
-	y := conv.Forward(b, x)
+func convSiLU(s *tensor.Scope, rec nn.Recorder, name string, conv *nn.Conv2d, x *tensor.Tensor) *tensor.Tensor {
+	y := conv.Forward(s, x)
 	nn.RecordChild(rec, condPath, name, y)
-	out := b.SiLU(y)
-	y.Free()
-	return out
+	return s.SiLU(y)
 }

@@ -14,6 +14,7 @@
 package controlnet
 
 import (
+	"context"
 	"fmt"
 	"math"
 
@@ -99,29 +100,28 @@ type Output struct {
 
 // Free releases the residuals.
 func (o *Output) Free() {
-	if o == nil {
-		return
+	if o != nil {
+		tensor.FreeAll(append(o.Down, o.Mid)...)
 	}
-	for _, t := range o.Down {
-		t.Free()
-	}
-	o.Mid.Free()
 }
 
 // Forward runs the ControlNet. rec (nil for none) receives module outputs
 // by diffusers path: the shared modules' (conv_in, down_blocks.*, ...),
 // controlnet_cond_embedding and the zero convolutions'
 // (controlnet_down_blocks.k, controlnet_mid_block, before scaling). The
-// inputs are not modified or freed.
-func (c *ControlNet) Forward(b tensor.Backend, in Input, rec nn.Recorder) (*Output, error) {
-	cond, _, err := c.Encoder.Condition(b, rec, unet.Input{
+// inputs are not modified or freed. The pass stops at the first op after
+// ctx ends and returns the context's error, with every tensor it made
+// freed.
+func (c *ControlNet) Forward(ctx context.Context, b tensor.Backend, in Input, rec nn.Recorder) (_ *Output, err error) {
+	s := tensor.NewScopeContext(ctx, b)
+	defer s.Exit(&err)
+	cond, _, err := c.Encoder.Condition(s, rec, unet.Input{
 		Sample: in.Sample, Timesteps: in.Timesteps, EncoderHiddenStates: in.EncoderHiddenStates,
 		TextEmbeds: in.TextEmbeds, TimeIDs: in.TimeIDs,
 	})
 	if err != nil {
 		return nil, err
 	}
-	defer cond.Free()
 	if err := c.checkCond(in); err != nil {
 		return nil, err
 	}
@@ -129,23 +129,17 @@ func (c *ControlNet) Forward(b tensor.Backend, in Input, rec nn.Recorder) (*Outp
 		return nil, fmt.Errorf("controlnet: conditioning scale %g is not a finite number", in.Scale)
 	}
 
-	h := c.ConvIn.Forward(b, in.Sample)
+	h := c.ConvIn.Forward(s, in.Sample)
 	nn.RecordOut(rec, "conv_in", h)
-	ctrl := c.condFeatures(b, rec, in)
-	sum := b.Add(h, ctrl)
-	h.Free()
-	ctrl.Free()
-	h, skips := c.Encoder.Down(b, rec, sum, cond)
-	mid := c.MidBlock.Forward(b, rec, h, cond.Temb, cond.Context)
+	h, skips := c.Encoder.Down(s, rec, s.Add(h, c.condFeatures(s, rec, in)), cond)
+	mid := c.MidBlock.Forward(s, rec, s.Borrow(h), cond.Temb, cond.Context) // h is the last skip
 
 	scales := c.scales(in, len(skips)+1)
 	out := &Output{}
-	for k, s := range skips {
-		out.Down = append(out.Down, c.zeroConv(b, rec, fmt.Sprintf("controlnet_down_blocks.%d", k), c.ControlNetDownBlocks[k], s, scales[k]))
-		s.Free() // the last skip is h, the mid block's input
+	for k, sk := range skips {
+		out.Down = append(out.Down, s.Keep(c.zeroConv(s, rec, fmt.Sprintf("controlnet_down_blocks.%d", k), c.ControlNetDownBlocks[k], sk, scales[k])))
 	}
-	out.Mid = c.zeroConv(b, rec, "controlnet_mid_block", c.ControlNetMidBlock, mid, scales[len(skips)])
-	mid.Free()
+	out.Mid = s.Keep(c.zeroConv(s, rec, "controlnet_mid_block", c.ControlNetMidBlock, mid, scales[len(skips)]))
 	return out, nil
 }
 
@@ -171,51 +165,39 @@ func (c *ControlNet) checkCond(in Input) error {
 
 // condFeatures runs controlnet_cond_embedding on the control image, in the
 // sample's dtype and channel order.
-func (c *ControlNet) condFeatures(b tensor.Backend, rec nn.Recorder, in Input) *tensor.Tensor {
+func (c *ControlNet) condFeatures(s *tensor.Scope, rec nn.Recorder, in Input) *tensor.Tensor {
 	x := in.Cond
 	if dt := in.Sample.DType(); x.DType() != dt {
-		x = b.Cast(x, dt)
+		x = s.Cast(x, dt)
 	}
 	if c.cfg.ChannelOrder == "bgr" {
-		f := flipChannels(b, x)
-		if x != in.Cond {
-			x.Free()
-		}
-		x = f
+		x = flipChannels(s, x)
 	}
-	out := c.ControlNetCondEmbedding.Forward(b, rec, x)
-	if x != in.Cond {
-		x.Free()
-	}
-	return out
+	return c.ControlNetCondEmbedding.Forward(s, rec, x)
 }
 
 // flipChannels is torch.flip(x, dims=[1]).
-func flipChannels(b tensor.Backend, x *tensor.Tensor) *tensor.Tensor {
+func flipChannels(s *tensor.Scope, x *tensor.Tensor) *tensor.Tensor {
 	n := x.Dim(1)
 	parts := make([]*tensor.Tensor, n)
 	for i := range parts {
-		parts[i] = b.Slice(x, 1, n-1-i, n-i)
+		src := x
+		if i < n-1 {
+			src = s.Borrow(x)
+		}
+		parts[i] = s.Slice(src, 1, n-1-i, n-i)
 	}
-	out := b.Concat(1, parts...)
-	for _, p := range parts {
-		p.Free()
-	}
-	return out
+	return s.Concat(1, parts...)
 }
 
 // zeroConv applies one zero convolution, the scale and, with
 // global_pool_conditions, the spatial mean.
-func (c *ControlNet) zeroConv(b tensor.Backend, rec nn.Recorder, path string, conv *nn.Conv2d, x *tensor.Tensor, scale float32) *tensor.Tensor {
-	y := conv.Forward(b, x)
+func (c *ControlNet) zeroConv(s *tensor.Scope, rec nn.Recorder, path string, conv *nn.Conv2d, x *tensor.Tensor, scale float32) *tensor.Tensor {
+	y := conv.Forward(s, x)
 	nn.RecordOut(rec, path, y)
-	out := b.Scale(y, scale)
-	y.Free()
+	out := s.Scale(y, scale)
 	if c.cfg.GlobalPoolConditions {
-		m := b.Mean(out, 3)
-		out.Free()
-		out = b.Mean(m, 2)
-		m.Free()
+		out = s.Mean(s.Mean(out, 3), 2)
 	}
 	return out
 }
@@ -270,16 +252,12 @@ func shapeOf(t *tensor.Tensor) any {
 // outputs of its ControlNets (prev + curr, in order), and frees next and
 // o's previous tensors.
 func (o *Output) Merge(b tensor.Backend, next *Output) {
+	s := tensor.NewScope(b)
+	defer s.Release()
 	for k, d := range next.Down {
-		s := b.Add(o.Down[k], d)
-		o.Down[k].Free()
-		d.Free()
-		o.Down[k] = s
+		o.Down[k] = s.Keep(s.Add(s.Own(o.Down[k]), s.Own(d)))
 	}
-	s := b.Add(o.Mid, next.Mid)
-	o.Mid.Free()
-	next.Mid.Free()
-	o.Mid = s
+	o.Mid = s.Keep(s.Add(s.Own(o.Mid), s.Own(next.Mid)))
 }
 
 // PadZeros prepends zero rows to every residual (cat([zeros_like(r), r])):
@@ -287,12 +265,10 @@ func (o *Output) Merge(b tensor.Backend, next *Output) {
 // ControlNet on the text-conditioned half of the batch only and leave the
 // unconditional half unchanged.
 func (o *Output) PadZeros(b tensor.Backend) {
+	s := tensor.NewScope(b)
+	defer s.Release()
 	pad := func(r *tensor.Tensor) *tensor.Tensor {
-		z := b.Zeros(r.DType(), r.Shape()...)
-		out := b.Concat(0, z, r)
-		z.Free()
-		r.Free()
-		return out
+		return s.Keep(s.Concat(0, s.Zeros(r.DType(), r.Shape()...), s.Own(r)))
 	}
 	for k, d := range o.Down {
 		o.Down[k] = pad(d)

@@ -1,6 +1,8 @@
 package controlnet
 
 import (
+	"context"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 	"github.com/sdxl-go/sdxl/sdxl/config"
 	"github.com/sdxl-go/sdxl/sdxl/unet"
 	"github.com/sdxl-go/sdxl/tensor"
+	"github.com/sdxl-go/sdxl/tensor/backendtest"
 )
 
 // cannySDXLConfig is config.json of diffusers/controlnet-canny-sdxl-1.0,
@@ -211,7 +214,7 @@ func tinyInput(b tensor.Backend, scale float64) Input {
 
 func forward(t *testing.T, b tensor.Backend, c *ControlNet, in Input, rec nn.Recorder) [][]float32 {
 	t.Helper()
-	out, err := c.Forward(b, in, rec)
+	out, err := c.Forward(context.Background(), b, in, rec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +290,7 @@ func TestBGR(t *testing.T) {
 	})
 	in := tinyInput(b, 1)
 	got := forward(t, b, bgr, in, nil)
-	flipped := flipChannels(b, in.Cond)
+	flipped := flipChannels(tensor.NewScope(b), in.Cond)
 	in.Cond = flipped
 	want := forward(t, b, rgb, in, nil)
 	for k := range want {
@@ -330,7 +333,7 @@ func TestForwardInputErrors(t *testing.T) {
 	} {
 		in := tinyInput(b, 1)
 		tc.edit(&in)
-		_, err := c.Forward(b, in, nil)
+		_, err := c.Forward(context.Background(), b, in, nil)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want %q", tc.name, err, tc.want)
 		}
@@ -435,7 +438,7 @@ func TestMergeSumRule(t *testing.T) {
 	unit := forward(t, b, c, tinyInput(b, 1), nil)
 	const sa, sb = 0.3, 0.45
 	run := func(s float64) *Output {
-		out, err := c.Forward(b, tinyInput(b, s), nil)
+		out, err := c.Forward(context.Background(), b, tinyInput(b, s), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -485,5 +488,19 @@ func TestPadZeros(t *testing.T) {
 	}
 	if got := b.ToFloat32(o.Mid); !slices.Equal(got, []float32{0, 5}) {
 		t.Errorf("mid: %v", got)
+	}
+}
+
+// TestCancel: a cancelled context stops the ControlNet with
+// context.Canceled, every tensor freed.
+func TestCancel(t *testing.T) {
+	lb := backendtest.NewLive(cpu.New())
+	c := tinyNet(t, lb, nil)
+	in := tinyInput(lb, 1)
+	lb.Reset()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if out, err := c.Forward(ctx, lb, in, nil); !errors.Is(err, context.Canceled) || out != nil || lb.Count() != 0 {
+		t.Errorf("result %v, error %v, %d tensors left", out, err, lb.Count())
 	}
 }

@@ -1,6 +1,7 @@
 package controlnet_test
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/sdxl-go/sdxl/backend/cpu"
@@ -33,7 +34,7 @@ func Example() {
 	nn.InitRandom(b, cn, tensor.F32, 1)
 
 	ids, _ := unet.BaseTimeIDs(unet.TimeIDParams{OriginalSize: [2]int{64, 64}, TargetSize: [2]int{64, 64}})
-	out, err := cn.Forward(b, controlnet.Input{
+	out, err := cn.Forward(context.Background(), b, controlnet.Input{
 		Sample:              b.Zeros(tensor.F32, 1, 4, 8, 8), // latents of a 16x16 image at this model's 2x downscale
 		Timesteps:           []float32{500},
 		EncoderHiddenStates: b.Zeros(tensor.F32, 1, 77, 24),

@@ -1,6 +1,7 @@
 package controlnet
 
 import (
+	"context"
 	"fmt"
 	"testing"
 
@@ -47,7 +48,7 @@ func TestGoldenResiduals(t *testing.T) {
 	for _, name := range goldenScenarios {
 		t.Run(name, func(t *testing.T) {
 			f := golden.Open(t, "controlnet/e2e_"+name+".safetensors")
-			out, err := c.Forward(b, goldenInput(b, f), nil)
+			out, err := c.Forward(context.Background(), b, goldenInput(b, f), nil)
 			if err != nil {
 				t.Fatal(err)
 			}

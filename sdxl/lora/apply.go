@@ -251,28 +251,26 @@ func merge(orig *tensor.Tensor, parts []part) (*tensor.Tensor, error) {
 	K := orig.Numel() / out
 	u, d, R := concatLowRank(parts, out, K)
 	dense := sumDense(parts, out*K)
+	s := tensor.NewScope(b)
+	defer s.Release()
 	w := orig.Reshape(out, K)
 	var merged *tensor.Tensor
 	switch {
 	case dense == nil: // then R > 0: every part is low-rank or dense
-		merged = addLowRank(b, w, u, d, R)
+		merged = addLowRank(s, w, u, d, R)
 	default:
 		// W + (Σ dense + Σ u·d): the delta is built in float32, then added
 		// to the weight once.
-		delta := b.FromFloat32(tensor.F32, tensor.Shape{out, K}, dense)
+		delta := s.FromFloat32(tensor.F32, tensor.Shape{out, K}, dense)
 		if R > 0 {
-			sum := addLowRank(b, delta, u, d, R)
-			delta.Free()
-			delta = sum
+			delta = addLowRank(s, delta, u, d, R)
 		}
-		merged = b.Add(w, delta)
-		delta.Free()
+		merged = s.Add(w, delta)
 	}
 	if err := b.Err(); err != nil {
-		merged.Free()
 		return nil, err
 	}
-	return merged.Reshape(orig.Shape()...), nil
+	return s.Keep(merged).Reshape(orig.Shape()...), nil
 }
 
 // concatLowRank lays the low-rank parts side by side: u [out, R] and
@@ -325,13 +323,10 @@ func sumDense(parts []part, n int) []float32 {
 }
 
 // addLowRank is c + u·d on c's backend (R > 0).
-func addLowRank(b tensor.Backend, c *tensor.Tensor, u, d []float32, R int) *tensor.Tensor {
-	ut := b.FromFloat32(tensor.F32, tensor.Shape{c.Dim(0), R}, u)
-	dt := b.FromFloat32(tensor.F32, tensor.Shape{R, c.Dim(1)}, d)
-	out := tensor.AddMatMul(b, c, ut, dt)
-	ut.Free()
-	dt.Free()
-	return out
+func addLowRank(s *tensor.Scope, c *tensor.Tensor, u, d []float32, R int) *tensor.Tensor {
+	ut := s.FromFloat32(tensor.F32, tensor.Shape{c.Dim(0), R}, u)
+	dt := s.FromFloat32(tensor.F32, tensor.Shape{R, c.Dim(1)}, d)
+	return tensor.AddMatMul(s, c, ut, dt)
 }
 
 // Params lists the parameters a target's applier may change, for tests and

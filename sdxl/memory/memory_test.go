@@ -1,6 +1,7 @@
 package memory_test
 
 import (
+	"context"
 	"errors"
 	"path/filepath"
 	"runtime"
@@ -99,8 +100,8 @@ func TestEstimateCoversMeasuredPeak(t *testing.T) {
 		stage string
 		run   func()
 	}{
-		{"vae decode", func() { must(t, second(v.Decode(b, nil, z))) }},
-		{"vae encode", func() { must(t, second(v.Encode(b, nil, img))) }},
+		{"vae decode", func() { must(t, second(v.Decode(context.Background(), b, nil, z))) }},
+		{"vae encode", func() { must(t, second(v.Encode(context.Background(), b, nil, img))) }},
 	} {
 		est := estimate(c.stage, size)
 		if got := measure(c.stage+" 256x256", est, c.run); 5*est < 3*got || est > 4*got {
@@ -109,7 +110,7 @@ func TestEstimateCoversMeasuredPeak(t *testing.T) {
 	}
 	in := unetInput(b, u.Config(), 512)
 	est := estimate("unet", 512)
-	if got := measure("unet 512x512", est, func() { must(t, second(u.Forward(b, in, nil))) }); est+memory.Overhead < got {
+	if got := measure("unet 512x512", est, func() { must(t, second(u.Forward(context.Background(), b, in, nil))) }); est+memory.Overhead < got {
 		t.Errorf("unet 512x512: estimate %d plus Overhead below the measured %d", est, got)
 	}
 }

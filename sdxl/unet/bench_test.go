@@ -1,6 +1,7 @@
 package unet
 
 import (
+	"context"
 	"math"
 	"os"
 	"runtime/debug"
@@ -67,14 +68,14 @@ func BenchmarkBaseUNet512(bm *testing.B) {
 	in := benchInput(be, u, 2, 64, 64)
 	// A first forward packs the weights (once for good), as the first
 	// step of a generation does.
-	if _, err := u.Forward(be, in, nil); err != nil {
+	if _, err := u.Forward(context.Background(), be, in, nil); err != nil {
 		bm.Fatal(err)
 	}
 	prof := opprof.New(be, nil)
 	bm.ResetTimer()
 	c0 := opprof.CPUTime()
 	for range bm.N {
-		out, err := u.Forward(prof, in, nil)
+		out, err := u.Forward(context.Background(), prof, in, nil)
 		if err != nil {
 			bm.Fatal(err)
 		}
@@ -96,7 +97,7 @@ func BenchmarkSmallBase(bm *testing.B) {
 	in := benchInput(be, u, 2, 64, 64)
 	bm.ResetTimer()
 	for range bm.N {
-		out, err := u.Forward(be, in, nil)
+		out, err := u.Forward(context.Background(), be, in, nil)
 		if err != nil {
 			bm.Fatal(err)
 		}

@@ -18,22 +18,23 @@ type DownBlock struct {
 }
 
 // Forward returns the block's output and appends its skip tensors to
-// skips. x is never freed (it is itself a skip).
+// skips; the output is the last skip. x, itself a skip, is not consumed.
 func (d *DownBlock) Forward(b tensor.Backend, rec nn.Recorder, x, tembAct, context *tensor.Tensor, skips []*tensor.Tensor) (*tensor.Tensor, []*tensor.Tensor) {
+	s := tensor.NewScope(b)
+	defer s.Release()
+	tembAct, context = s.Borrow(tembAct), s.Borrow(context)
 	nn.RecordIn(rec, d.Path, x)
 	h := x
 	for i, r := range d.Resnets {
-		h = r.Forward(b, rec, h, tembAct)
+		h = r.Forward(s, rec, s.Borrow(h), tembAct)
 		if len(d.Attentions) > 0 {
-			a := d.Attentions[i].Forward(b, rec, h, context)
-			h.Free()
-			h = a
+			h = d.Attentions[i].Forward(s, rec, h, context)
 		}
-		skips = append(skips, h)
+		skips = append(skips, s.Keep(h))
 	}
 	for _, ds := range d.Downsamplers {
-		h = ds.Forward(b, rec, h)
-		skips = append(skips, h)
+		h = ds.Forward(s, rec, s.Borrow(h))
+		skips = append(skips, s.Keep(h))
 	}
 	nn.RecordOut(rec, d.Path, h)
 	return h, skips
@@ -47,18 +48,18 @@ type MidBlock struct {
 	Path       string
 }
 
-// Forward runs the mid block; x is not freed.
+// Forward runs the mid block.
 func (m *MidBlock) Forward(b tensor.Backend, rec nn.Recorder, x, tembAct, context *tensor.Tensor) *tensor.Tensor {
+	s := tensor.NewScope(b)
+	defer s.Release()
+	tembAct, context = s.Borrow(tembAct), s.Borrow(context)
 	nn.RecordIn(rec, m.Path, x)
-	h := m.Resnets[0].Forward(b, rec, x, tembAct)
+	h := m.Resnets[0].Forward(s, rec, x, tembAct)
 	for i, a := range m.Attentions {
-		t := a.Forward(b, rec, h, context)
-		h.Free()
-		h = m.Resnets[i+1].Forward(b, rec, t, tembAct)
-		t.Free()
+		h = m.Resnets[i+1].Forward(s, rec, a.Forward(s, rec, h, context), tembAct)
 	}
 	nn.RecordOut(rec, m.Path, h)
-	return h
+	return s.Keep(h)
 }
 
 // UpBlock is UpBlock2D or CrossAttnUpBlock2D: each resnet takes the
@@ -71,11 +72,13 @@ type UpBlock struct {
 	Path       string
 }
 
-// Forward consumes len(Resnets) skips from the end of skips and returns the
-// output and the remaining skips. upH, upW is the upsampler's output size
-// (the next skip's size; 0 = twice). x is freed (it is the previous
-// block's output), as are the consumed skips.
+// Forward consumes x and len(Resnets) skips from the end of skips and
+// returns the output and the remaining skips. upH, upW is the upsampler's
+// output size (the next skip's size; 0 = twice).
 func (u *UpBlock) Forward(b tensor.Backend, rec nn.Recorder, x, tembAct, context *tensor.Tensor, skips []*tensor.Tensor, upH, upW int) (*tensor.Tensor, []*tensor.Tensor) {
+	s := tensor.NewScope(b)
+	defer s.Release()
+	tembAct, context = s.Borrow(tembAct), s.Borrow(context)
 	nn.RecordIn(rec, u.Path, x)
 	h := x
 	for i, r := range u.Resnets {
@@ -84,22 +87,14 @@ func (u *UpBlock) Forward(b tensor.Backend, rec nn.Recorder, x, tembAct, context
 		if skip.Dim(2) != h.Dim(2) || skip.Dim(3) != h.Dim(3) {
 			panic(fmt.Sprintf("unet: %s: skip %v does not match %v", u.Path, skip.Shape(), h.Shape()))
 		}
-		cat := b.Concat(1, h, skip)
-		h.Free()
-		skip.Free()
-		h = r.Forward(b, rec, cat, tembAct)
-		cat.Free()
+		h = r.Forward(s, rec, s.Concat(1, h, skip), tembAct)
 		if len(u.Attentions) > 0 {
-			a := u.Attentions[i].Forward(b, rec, h, context)
-			h.Free()
-			h = a
+			h = u.Attentions[i].Forward(s, rec, h, context)
 		}
 	}
 	for _, us := range u.Upsamplers {
-		o := us.Forward(b, rec, h, upH, upW)
-		h.Free()
-		h = o
+		h = us.Forward(s, rec, h, upH, upW)
 	}
 	nn.RecordOut(rec, u.Path, h)
-	return h, skips
+	return s.Keep(h), skips
 }

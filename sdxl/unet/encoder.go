@@ -113,7 +113,11 @@ func (e *Encoder) AdditionTimeEmbedDim() int { return e.arch.addTimeDim }
 // (pooled text width + number of time ids * AdditionTimeEmbedDim).
 func (e *Encoder) ProjectionClassEmbeddingsInputDim() int { return e.arch.projClassInDim }
 
-// Conditioning holds what every block of one forward pass shares.
+// Conditioning holds what every block of one forward pass shares. Every
+// block reads its tensors and none consumes them: they are borrowed from
+// the scope Condition was called with and freed with it (under a plain
+// Backend the caller frees Temb, and Context unless it is the input's
+// EncoderHiddenStates).
 type Conditioning struct {
 	// Temb is SiLU(time embedding + added embedding) [B, time_embed_dim]:
 	// every resnet applies SiLU to the embedding before its projection, so
@@ -121,15 +125,6 @@ type Conditioning struct {
 	Temb *tensor.Tensor
 	// Context is encoder_hidden_states in the sample's dtype.
 	Context *tensor.Tensor
-	ownCtx  bool
-}
-
-// Free releases the tensors the Conditioning made.
-func (c *Conditioning) Free() {
-	c.Temb.Free()
-	if c.ownCtx {
-		c.Context.Free()
-	}
 }
 
 // Condition validates in (everything but the sample's spatial size) and
@@ -141,6 +136,8 @@ func (e *Encoder) Condition(b tensor.Backend, rec nn.Recorder, in Input) (*Condi
 	if err != nil {
 		return nil, 0, err
 	}
+	s := tensor.NewScope(b)
+	defer s.Release()
 	a := e.arch
 	dt := in.Sample.DType()
 	ts := in.Timesteps
@@ -151,50 +148,39 @@ func (e *Encoder) Condition(b tensor.Backend, rec nn.Recorder, in Input) (*Condi
 		}
 	}
 	// The sinusoidal features are computed on the host in float32, then the MLP.
-	tProj := b.FromFloat32(dt, tensor.Shape{B, a.timeInputDim}, nn.Timesteps(ts, a.timeInputDim, a.flipSinToCos, a.freqShift))
+	tProj := s.FromFloat32(dt, tensor.Shape{B, a.timeInputDim}, nn.Timesteps(ts, a.timeInputDim, a.flipSinToCos, a.freqShift))
 	nn.RecordOut(rec, "time_proj", tProj)
-	emb := e.TimeEmbedding.Forward(b, rec, tProj)
-	tProj.Free()
+	emb := e.TimeEmbedding.Forward(s, rec, tProj)
 	if e.AddEmbedding != nil {
-		aug := e.addEmbedding(b, rec, in, B, dt)
-		s := b.Add(emb, aug)
-		emb.Free()
-		aug.Free()
-		emb = s
+		emb = s.Add(emb, e.addEmbedding(s, rec, in, B, dt))
 	}
-	c := &Conditioning{Temb: b.SiLU(emb), Context: in.EncoderHiddenStates}
-	emb.Free()
-	if c.Context != nil && c.Context.DType() != dt {
-		c.Context, c.ownCtx = b.Cast(c.Context, dt), true
+	temb, context := s.SiLU(emb), in.EncoderHiddenStates
+	if context != nil && context.DType() != dt {
+		context = s.Cast(context, dt)
 	}
-	return c, B, nil
+	return &Conditioning{Temb: s.Borrow(s.Keep(temb)), Context: s.Borrow(s.Keep(context))}, B, nil
 }
 
 // addEmbedding is the text_time added embedding: add_embedding(cat(
 // text_embeds, add_time_proj(time_ids))).
-func (e *Encoder) addEmbedding(b tensor.Backend, rec nn.Recorder, in Input, B int, dt tensor.DType) *tensor.Tensor {
+func (e *Encoder) addEmbedding(s *tensor.Scope, rec nn.Recorder, in Input, B int, dt tensor.DType) *tensor.Tensor {
 	a := e.arch
 	k := len(in.TimeIDs) / B
-	ids := b.FromFloat32(dt, tensor.Shape{B * k, a.addTimeDim}, nn.Timesteps(in.TimeIDs, a.addTimeDim, a.flipSinToCos, a.freqShift))
+	ids := s.FromFloat32(dt, tensor.Shape{B * k, a.addTimeDim}, nn.Timesteps(in.TimeIDs, a.addTimeDim, a.flipSinToCos, a.freqShift))
 	nn.RecordOut(rec, "add_time_proj", ids)
 	text := in.TextEmbeds
 	if text.DType() != dt { // diffusers: add_embeds.to(emb.dtype)
-		text = b.Cast(text, dt)
+		text = s.Cast(text, dt)
 	}
-	addIn := b.Concat(1, text, ids.Reshape(B, k*a.addTimeDim))
-	ids.Free()
-	if text != in.TextEmbeds {
-		text.Free()
-	}
-	aug := e.AddEmbedding.Forward(b, rec, addIn)
-	addIn.Free()
-	return aug
+	return e.AddEmbedding.Forward(s, rec, s.Concat(1, text, ids.Reshape(B, k*a.addTimeDim)))
 }
 
 // Down runs the down blocks on h (conv_in's output, possibly with a
 // ControlNet's conditioning added) and returns the last block's output and
-// every skip tensor, h first (diffusers' down_block_res_samples). h and the
-// skips stay allocated: the last skip is the returned output itself.
+// every skip tensor, h first (diffusers' down_block_res_samples); the last
+// skip is the returned output itself. With a scope the skips are its
+// temporaries (h included); the caller reads them through Borrow until
+// their last use.
 func (e *Encoder) Down(b tensor.Backend, rec nn.Recorder, h *tensor.Tensor, c *Conditioning) (*tensor.Tensor, []*tensor.Tensor) {
 	skips := []*tensor.Tensor{h}
 	for _, d := range e.DownBlocks {

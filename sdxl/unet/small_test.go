@@ -1,6 +1,7 @@
 package unet
 
 import (
+	"context"
 	"math"
 	"path/filepath"
 	"strings"
@@ -67,7 +68,7 @@ func TestSmallBaseFirstStep(t *testing.T) {
 	}
 	sample := b.FromFloat32(tensor.F32, tensor.Shape{2, ns[1], ns[2], ns[3]}, in)
 	pos, neg := BaseTimeIDs(TimeIDParams{OriginalSize: [2]int{64, 64}, TargetSize: [2]int{64, 64}})
-	out, err := u.Forward(b, Input{
+	out, err := u.Forward(context.Background(), b, Input{
 		Sample:              sample,
 		Timesteps:           ts[:1],
 		EncoderHiddenStates: cat("negative_prompt_embeds", "prompt_embeds"),
@@ -108,7 +109,7 @@ func TestOddLatentSize(t *testing.T) {
 	}
 	pooled := make([]float32, u.ProjectionClassEmbeddingsInputDim()-6*u.AdditionTimeEmbedDim())
 	ids, _ := BaseTimeIDs(TimeIDParams{OriginalSize: [2]int{72, 104}, TargetSize: [2]int{72, 104}})
-	out, err := u.Forward(b, Input{
+	out, err := u.Forward(context.Background(), b, Input{
 		Sample:              b.FromFloat32(tensor.F32, tensor.Shape{1, 4, h, w}, x),
 		Timesteps:           []float32{500},
 		EncoderHiddenStates: b.FromFloat32(tensor.F32, tensor.Shape{1, 77, u.CrossAttentionDim()}, ctx),
@@ -148,7 +149,7 @@ func TestSmallRefinerRuns(t *testing.T) {
 		}
 		return b.FromFloat32(tensor.F32, shape, d)
 	}
-	out, err := u.Forward(b, Input{
+	out, err := u.Forward(context.Background(), b, Input{
 		Sample:              mk(2, 4, 8, 8),
 		Timesteps:           []float32{101, 1},
 		EncoderHiddenStates: mk(2, 77, u.CrossAttentionDim()),
@@ -201,7 +202,7 @@ func TestTinyFP16Variant(t *testing.T) {
 	}
 	ids, _ := g.Get("in.time_ids")
 	ts, _ := g.Get("in.timestep")
-	out, err := u.Forward(b, Input{Sample: get("in.sample"), Timesteps: ts, EncoderHiddenStates: get("in.encoder_hidden_states"),
+	out, err := u.Forward(context.Background(), b, Input{Sample: get("in.sample"), Timesteps: ts, EncoderHiddenStates: get("in.encoder_hidden_states"),
 		TextEmbeds: get("in.text_embeds"), TimeIDs: ids}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -226,7 +227,7 @@ func TestForwardInputErrors(t *testing.T) {
 			TimeIDs:             append(pos, pos...),
 		}
 	}
-	if _, err := u.Forward(b, good(), nil); err != nil {
+	if _, err := u.Forward(context.Background(), b, good(), nil); err != nil {
 		t.Fatalf("valid input: %v", err)
 	}
 	for _, c := range []struct {
@@ -243,7 +244,7 @@ func TestForwardInputErrors(t *testing.T) {
 	} {
 		in := good()
 		c.edit(&in)
-		_, err := u.Forward(b, in, nil)
+		_, err := u.Forward(context.Background(), b, in, nil)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err = %v, want %q", c.name, err, c.want)
 		}
@@ -273,7 +274,7 @@ func TestAdditionalResiduals(t *testing.T) {
 	}
 	run := func(in Input) []float32 {
 		t.Helper()
-		out, err := u.Forward(b, in, nil)
+		out, err := u.Forward(context.Background(), b, in, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -317,7 +318,7 @@ func TestAdditionalResiduals(t *testing.T) {
 	} {
 		bad := withZeros
 		c.edit(&bad)
-		if _, err := u.Forward(b, bad, nil); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, err := u.Forward(context.Background(), b, bad, nil); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err = %v, want %q", c.name, err, c.want)
 		}
 	}

@@ -10,6 +10,7 @@
 package unet
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/sdxl-go/sdxl/nn"
@@ -127,40 +128,33 @@ func shapeOf(t *tensor.Tensor) any {
 
 // Forward runs the UNet and returns the noise prediction [B, out_channels,
 // h, w]. rec (nil for none) receives module outputs by diffusers path. The
-// inputs are not modified or freed.
-func (u *UNet) Forward(b tensor.Backend, in Input, rec nn.Recorder) (*tensor.Tensor, error) {
+// inputs are not modified or freed. The pass stops at the first op after
+// ctx ends (a step at 2048x2048 on a CPU takes minutes) and returns the
+// context's error, with every tensor it made freed.
+func (u *UNet) Forward(ctx context.Context, b tensor.Backend, in Input, rec nn.Recorder) (_ *tensor.Tensor, err error) {
 	if err := u.checkResiduals(in); err != nil {
 		return nil, err
 	}
-	cond, _, err := u.Condition(b, rec, in)
+	s := tensor.NewScopeContext(ctx, b)
+	defer s.Exit(&err)
+	cond, _, err := u.Condition(s, rec, in)
 	if err != nil {
 		return nil, err
 	}
-	defer cond.Free()
 	sample := in.Sample
 	if u.arch.centerInput {
-		two := b.Scale(sample, 2)
-		one := b.FromFloat32(sample.DType(), tensor.Shape{1}, []float32{-1})
-		sample = b.Add(two, one)
-		two.Free()
-		one.Free()
+		sample = s.Add(s.Scale(sample, 2), s.FromFloat32(sample.DType(), tensor.Shape{1}, []float32{-1}))
 	}
-	h := u.ConvIn.Forward(b, sample)
-	if sample != in.Sample {
-		sample.Free()
-	}
+	h := u.ConvIn.Forward(s, sample)
 	nn.RecordOut(rec, "conv_in", h)
-	h, skips := u.Down(b, rec, h, cond)
-	if err := u.addResiduals(b, skips, h, in.DownResiduals); err != nil {
-		for _, s := range skips {
-			if s != h {
-				s.Free()
-			}
-		}
-		h.Free()
+	h, skips := u.Down(s, rec, h, cond)
+	if err := u.addResiduals(s, skips, h, in.DownResiduals); err != nil {
 		return nil, err
 	}
-	h = u.mid(b, rec, h, cond, in)
+	if in.DownResiduals == nil { // h is still the last skip
+		h = s.Borrow(h)
+	}
+	h = u.mid(s, rec, h, cond, in)
 	for i, up := range u.UpBlocks {
 		upH, upW := 0, 0
 		if i < len(u.UpBlocks)-1 {
@@ -170,48 +164,38 @@ func (u *UNet) Forward(b tensor.Backend, in Input, rec nn.Recorder) (*tensor.Ten
 			next := skips[len(skips)-1-len(up.Resnets)]
 			upH, upW = next.Dim(2), next.Dim(3)
 		}
-		h, skips = up.Forward(b, rec, h, cond.Temb, cond.Context, skips, upH, upW)
+		h, skips = up.Forward(s, rec, h, cond.Temb, cond.Context, skips, upH, upW)
 	}
-	return u.out(b, rec, h), nil
+	return s.Keep(u.out(s, rec, h)), nil
 }
 
 // mid runs the mid block on h (the last down output) and adds the mid
-// residual. The result is a new tensor: the up path frees its input, and h
-// is still the last skip unless residuals replaced the skips (then h is
-// freed here).
-func (u *UNet) mid(b tensor.Backend, rec nn.Recorder, h *tensor.Tensor, cond *Conditioning, in Input) *tensor.Tensor {
+// residual.
+func (u *UNet) mid(s *tensor.Scope, rec nn.Recorder, h *tensor.Tensor, cond *Conditioning, in Input) *tensor.Tensor {
 	var m *tensor.Tensor
 	if u.MidBlock != nil {
-		m = u.MidBlock.Forward(b, rec, h, cond.Temb, cond.Context)
+		m = u.MidBlock.Forward(s, rec, h, cond.Temb, cond.Context)
 	} else {
-		m = b.Scale(h, 1)
-	}
-	if in.DownResiduals != nil {
-		h.Free()
+		m = s.Scale(h, 1)
 	}
 	if in.MidResidual != nil {
-		s := b.Add(m, in.MidResidual)
-		m.Free()
-		m = s
+		m = s.Add(m, in.MidResidual)
 	}
 	return m
 }
 
-// out is conv_norm_out, SiLU and conv_out; h is freed.
-func (u *UNet) out(b tensor.Backend, rec nn.Recorder, h *tensor.Tensor) *tensor.Tensor {
+// out is conv_norm_out, SiLU and conv_out.
+func (u *UNet) out(s *tensor.Scope, rec nn.Recorder, h *tensor.Tensor) *tensor.Tensor {
 	var act *tensor.Tensor
 	if rec != nil { // unfused, so that conv_norm_out can be observed
-		n := u.ConvNormOut.Forward(b, h)
+		n := u.ConvNormOut.Forward(s, h)
 		rec.Record("conv_norm_out", n)
-		act = b.SiLU(n)
-		n.Free()
+		act = s.SiLU(n)
 		rec.Record("conv_act", act)
 	} else {
-		act = u.ConvNormOut.ForwardSiLU(b, h)
+		act = u.ConvNormOut.ForwardSiLU(s, h)
 	}
-	h.Free()
-	out := u.ConvOut.Forward(b, act)
-	act.Free()
+	out := u.ConvOut.Forward(s, act)
 	nn.RecordOut(rec, "conv_out", out)
 	return out
 }
@@ -240,22 +224,22 @@ func (u *UNet) checkResiduals(in Input) error {
 }
 
 // addResiduals replaces each skip by skip + residual (diffusers:
-// down_block_res_samples + down_block_additional_residuals), freeing the
-// old skips except h, the mid block's input. A residual must have its
-// skip's shape or be [B, C, 1, 1] (global pooling).
-func (u *UNet) addResiduals(b tensor.Backend, skips []*tensor.Tensor, h *tensor.Tensor, res []*tensor.Tensor) error {
+// down_block_res_samples + down_block_additional_residuals); the last skip
+// is h, which the mid block still reads. A residual must have its skip's
+// shape or be [B, C, 1, 1] (global pooling).
+func (u *UNet) addResiduals(s *tensor.Scope, skips []*tensor.Tensor, h *tensor.Tensor, res []*tensor.Tensor) error {
 	for k, r := range res {
-		s := skips[k].Shape()
-		if !r.Shape().Equal(s) && (r.Dim(2) != 1 || r.Dim(3) != 1) {
-			return fmt.Errorf("unet: additional residual %d is %v, its skip connection %v", k, r.Shape(), s)
+		sk := skips[k].Shape()
+		if !r.Shape().Equal(sk) && (r.Dim(2) != 1 || r.Dim(3) != 1) {
+			return fmt.Errorf("unet: additional residual %d is %v, its skip connection %v", k, r.Shape(), sk)
 		}
 	}
 	for k, r := range res {
-		sum := b.Add(skips[k], r)
-		if skips[k] != h {
-			skips[k].Free()
+		sk := skips[k]
+		if sk == h {
+			sk = s.Borrow(h)
 		}
-		skips[k] = sum
+		skips[k] = s.Add(sk, r)
 	}
 	return nil
 }

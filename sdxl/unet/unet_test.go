@@ -1,6 +1,7 @@
 package unet
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"sort"
@@ -127,7 +128,7 @@ func goldenUNet(t *testing.T, goldenFile, modelDir string) {
 	t2, _ := g.Get("in2.timestep")
 
 	rec := capture.MustNew("**", "**.input")
-	out, err := u.Forward(b, Input{Sample: sample, Timesteps: t1, EncoderHiddenStates: ctx, TextEmbeds: text, TimeIDs: ids}, rec)
+	out, err := u.Forward(context.Background(), b, Input{Sample: sample, Timesteps: t1, EncoderHiddenStates: ctx, TextEmbeds: text, TimeIDs: ids}, rec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +189,7 @@ func goldenUNet(t *testing.T, goldenFile, modelDir string) {
 		t.Error("a module's output differs from its last child's")
 	}
 
-	out2, err := u.Forward(b, Input{Sample: sample, Timesteps: t2, EncoderHiddenStates: ctx, TextEmbeds: text, TimeIDs: ids}, nil)
+	out2, err := u.Forward(context.Background(), b, Input{Sample: sample, Timesteps: t2, EncoderHiddenStates: ctx, TextEmbeds: text, TimeIDs: ids}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

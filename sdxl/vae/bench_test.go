@@ -82,7 +82,7 @@ func BenchmarkVAEDecode512(bm *testing.B) {
 		z[i] = float32(math.Sin(float64(i) * 0.013))
 	}
 	zt := be.FromFloat32(tensor.F32, tensor.Shape{1, 4, 64, 64}, z)
-	if _, err := v.Decode(be, nil, zt); err != nil { // packs the weights
+	if _, err := v.Decode(context.Background(), be, nil, zt); err != nil { // packs the weights
 		bm.Fatal(err)
 	}
 	prof := opprof.New(be, nil)
@@ -90,7 +90,7 @@ func BenchmarkVAEDecode512(bm *testing.B) {
 	c0 := opprof.CPUTime()
 	start := time.Now()
 	for range bm.N {
-		img, err := v.Decode(prof, nil, zt)
+		img, err := v.Decode(context.Background(), prof, nil, zt)
 		if err != nil {
 			bm.Fatal(err)
 		}

@@ -85,9 +85,9 @@ func (v *VAE) EncodeMemory(n, width, height int, t *Tiling) (Memory, error) {
 }
 
 // memWalk replays a forward pass's allocations and frees (float32
-// elements) and keeps the peak in bytes, backend scratch included. Each
-// layer method is called with its input live and leaves input and output
-// live; the forward code's own frees follow the call.
+// elements) and keeps the peak in bytes, backend scratch included. As in
+// the forward code (see tensor.Scope), each layer consumes its input: it
+// is freed after its last read, inside the layer.
 type memWalk struct {
 	live, peak int64
 	// livePeak is the peak without scratch (what the tensors hold).
@@ -121,13 +121,12 @@ func (m *memWalk) resnet(in, out, p int64) {
 	m.conv(out, out, p, 3)
 	m.free(out * p) // norm2's output
 	if in != out {
-		m.conv(in, out, p, 1) // conv_shortcut
+		m.conv(in, out, p, 1) // conv_shortcut, the input's last read
+		m.free(in * p)
 	}
 	m.alloc(out * p) // skip + conv2
 	m.free(out * p)  // conv2's output
-	if in != out {
-		m.free(out * p)
-	}
+	m.free(out * p)  // the shortcut's output or the input
 }
 
 // attention is the mid block's one-head nn.Attention.ForwardSpatial over
@@ -137,38 +136,37 @@ func (m *memWalk) attention(n, c, t int64) {
 	m.alloc(x) // group norm
 	m.alloc(x) // [B, HW, C] permute
 	m.free(x)
-	m.alloc(3 * x) // q, k, v
-	m.alloc(3 * x) // per-head permutes
+	m.alloc(3 * x) // q, k, v; the sequence's last read is v
+	m.free(x)
+	m.alloc(3 * x) // per-head permutes, each freeing its projection
+	m.free(3 * x)
 	// Packed K and V on the CPU; score chunks on CUDA.
 	m.allocWith(x, min(attnScratch, 2*4*n*t*t)+2*4*x)
 	m.free(3 * x)
 	m.alloc(x) // heads merged back
 	m.free(x)
-	m.free(3 * x) // q, k, v
-	m.alloc(x)    // to_out
+	m.alloc(x) // to_out
 	m.free(x)
-	m.free(x)  // sequence
 	m.alloc(x) // [B, C, HW] permute
 	m.free(x)
 	m.alloc(x) // + residual
 	m.free(x)
+	m.free(x) // the input
 }
 
-// mid is MidBlock.forward over p pixels of c channels; its input stays
-// live until the caller frees it.
+// mid is MidBlock.forward over p pixels of c channels.
 func (m *memWalk) mid(n, c, p int64, attn bool) {
 	m.resnet(c, c, n*p)
 	if attn {
 		m.attention(n, c, p)
-		m.free(n * c * p)
 	}
 	m.resnet(c, c, n*p)
-	m.free(n * c * p)
 }
 
 // upsample is Upsample2D (nearest 2x, then a 3x3 conv) of c x p.
 func (m *memWalk) upsample(c, p int64) {
 	m.alloc(4 * c * p)
+	m.free(c * p)
 	m.conv(c, c, 4*p, 3)
 	m.free(4 * c * p)
 }
@@ -178,13 +176,23 @@ func (m *memWalk) upsample(c, p int64) {
 func (m *memWalk) downsample(c, h, w int64) {
 	m.alloc(c * h)           // zero column
 	m.alloc(c * h * (w + 1)) // wide
+	m.free(c * h * w)
 	m.free(c * h)
 	m.alloc(c * (w + 1))           // zero row
 	m.alloc(c * (h + 1) * (w + 1)) // padded
-	m.free(c * (w + 1))
 	m.free(c * h * (w + 1))
+	m.free(c * (w + 1))
 	m.conv(c, c, (h/2)*(w/2), 3)
 	m.free(c * (h + 1) * (w + 1))
+}
+
+// normActConv is conv_norm_out + SiLU, then conv_out from in to out
+// channels over p pixels.
+func (m *memWalk) normActConv(in, out, p int64) {
+	m.alloc(in * p)
+	m.free(in * p)
+	m.conv(in, out, p, 3)
+	m.free(in * p)
 }
 
 // decodePeak is the peak of Decode on n latents of h x w, the input
@@ -210,7 +218,6 @@ func (v *VAE) decodeWalk(n, h, w int) *memWalk {
 		m.free(N * L * p)
 	}
 	m.mid(N, top, p, c.MidBlockAddAttention)
-	m.free(N * top * p) // conv_in's output
 	prev := top
 	for i := range chans {
 		out := int64(chans[len(chans)-1-i])
@@ -220,18 +227,14 @@ func (v *VAE) decodeWalk(n, h, w int) *memWalk {
 				in = prev
 			}
 			m.resnet(in, out, N*p)
-			m.free(in * N * p)
 		}
 		if i < len(chans)-1 {
 			m.upsample(out, N*p)
-			m.free(out * N * p)
 			p *= 4
 		}
 		prev = out
 	}
-	first := int64(chans[0])
-	m.alloc(N * first * p) // conv_norm_out + SiLU
-	m.conv(first, int64(c.OutChannels), N*p, 3)
+	m.normActConv(int64(chans[0]), int64(c.OutChannels), N*p)
 	return m
 }
 
@@ -252,24 +255,19 @@ func (v *VAE) encodeWalk(n, H, W int) *memWalk {
 				rin = in
 			}
 			m.resnet(rin, out, N*h*w)
-			m.free(rin * N * h * w)
 		}
 		if i < len(chans)-1 {
 			m.downsample(N*out, h, w)
-			m.free(N * out * h * w)
 			h, w = h/2, w/2
 		}
 	}
 	p := h * w
 	m.mid(N, out, p, c.MidBlockAddAttention)
-	m.free(N * out * p) // the last down block's output
 	L2 := int64(2 * c.LatentChannels)
-	m.alloc(N * out * p) // conv_norm_out + SiLU
-	m.conv(out, L2, N*p, 3)
-	m.free(N * out * p)
-	m.free(N * out * p) // the mid block's output
+	m.normActConv(out, L2, N*p)
 	if c.UseQuantConv {
 		m.conv(L2, L2, N*p, 1)
+		m.free(N * L2 * p)
 	}
 	return m
 }

@@ -11,54 +11,36 @@ import (
 // Scaling by a power-of-two-free factor multiplies by its float32
 // reciprocal, which may differ from torch's division by one ulp.
 func (v *VAE) Unscale(b tensor.Backend, latents *tensor.Tensor) *tensor.Tensor {
+	s := tensor.NewScope(b)
+	defer s.Release()
 	c := v.cfg
 	if c.LatentsMean != nil {
-		std := channelVector(b, latents.DType(), c.LatentsStd, 1/c.ScalingFactor, false)
-		mean := channelVector(b, latents.DType(), c.LatentsMean, 1, false)
-		m := b.Mul(latents, std)
-		out := b.Add(m, mean)
-		m.Free()
-		std.Free()
-		mean.Free()
-		return out
+		std := channelVector(s, latents.DType(), c.LatentsStd, 1/c.ScalingFactor, false)
+		mean := channelVector(s, latents.DType(), c.LatentsMean, 1, false)
+		return s.Keep(s.Add(s.Mul(latents, std), mean))
 	}
-	out := b.Scale(latents, float32(1/c.ScalingFactor))
+	out := s.Scale(latents, float32(1/c.ScalingFactor))
 	if c.ShiftFactor != nil && *c.ShiftFactor != 0 {
-		sh := b.FromFloat32(latents.DType(), tensor.Shape{1}, []float32{float32(*c.ShiftFactor)})
-		s := b.Add(out, sh)
-		out.Free()
-		sh.Free()
-		out = s
+		out = s.Add(out, s.FromFloat32(latents.DType(), tensor.Shape{1}, []float32{float32(*c.ShiftFactor)}))
 	}
-	return out
+	return s.Keep(out)
 }
 
 // Scale maps an encoder sample (or mean) to the UNet's latent space, the
 // inverse of Unscale: (x - latents_mean) * scaling_factor / latents_std,
 // or (x - shift_factor) * scaling_factor.
 func (v *VAE) Scale(b tensor.Backend, x *tensor.Tensor) *tensor.Tensor {
+	s := tensor.NewScope(b)
+	defer s.Release()
 	c := v.cfg
 	if c.LatentsMean != nil {
-		negMean := channelVector(b, x.DType(), c.LatentsMean, -1, false)
-		d := b.Add(x, negMean)
-		negMean.Free()
-		s := channelVector(b, x.DType(), c.LatentsStd, c.ScalingFactor, true)
-		out := b.Mul(d, s)
-		d.Free()
-		s.Free()
-		return out
+		d := s.Add(x, channelVector(s, x.DType(), c.LatentsMean, -1, false))
+		return s.Keep(s.Mul(d, channelVector(s, x.DType(), c.LatentsStd, c.ScalingFactor, true)))
 	}
-	in := x
 	if c.ShiftFactor != nil && *c.ShiftFactor != 0 {
-		sh := b.FromFloat32(x.DType(), tensor.Shape{1}, []float32{float32(-*c.ShiftFactor)})
-		in = b.Add(x, sh)
-		sh.Free()
+		x = s.Add(x, s.FromFloat32(x.DType(), tensor.Shape{1}, []float32{float32(-*c.ShiftFactor)}))
 	}
-	out := b.Scale(in, float32(c.ScalingFactor))
-	if in != x {
-		in.Free()
-	}
-	return out
+	return s.Keep(s.Scale(x, float32(c.ScalingFactor)))
 }
 
 // channelVector returns k*vals (k/vals when invert) as a [1, C, 1, 1]

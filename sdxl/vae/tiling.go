@@ -77,7 +77,7 @@ func (v *VAE) DecodeTiled(ctx context.Context, b tensor.Backend, z *tensor.Tenso
 	}
 	h, w := z.Dim(2), z.Dim(3)
 	if h <= latent && w <= latent {
-		return v.Decode(b, nil, z)
+		return v.Decode(ctx, b, nil, z)
 	}
 	f := v.ScaleFactor()
 	g := tileGrid{
@@ -87,8 +87,8 @@ func (v *VAE) DecodeTiled(ctx context.Context, b tensor.Backend, z *tensor.Tenso
 		outH:  f * h, outW: f * w,
 	}
 	g.limit = sample - g.blend
-	return g.run(ctx, b, z, v.cfg.OutChannels, t.Progress, func(tile *tensor.Tensor) (*tensor.Tensor, error) {
-		return v.Decode(b, nil, tile)
+	return g.run(ctx, b, z, v.cfg.OutChannels, t.Progress, func(s *tensor.Scope, tile *tensor.Tensor) (*tensor.Tensor, error) {
+		return v.Decode(ctx, s, nil, tile)
 	})
 }
 
@@ -109,7 +109,7 @@ func (v *VAE) MomentsTiled(ctx context.Context, b tensor.Backend, x *tensor.Tens
 	}
 	H, W := x.Dim(2), x.Dim(3)
 	if H <= sample && W <= sample {
-		return v.Moments(b, nil, x)
+		return v.Moments(ctx, b, nil, x)
 	}
 	f := v.ScaleFactor()
 	g := tileGrid{
@@ -120,20 +120,20 @@ func (v *VAE) MomentsTiled(ctx context.Context, b tensor.Backend, x *tensor.Tens
 		minIn: f,
 	}
 	g.limit = latent - g.blend
-	return g.run(ctx, b, x, 2*v.cfg.LatentChannels, t.Progress, func(tile *tensor.Tensor) (*tensor.Tensor, error) {
-		return v.Moments(b, nil, tile)
+	return g.run(ctx, b, x, 2*v.cfg.LatentChannels, t.Progress, func(s *tensor.Scope, tile *tensor.Tensor) (*tensor.Tensor, error) {
+		return v.Moments(ctx, s, nil, tile)
 	})
 }
 
 // EncodeTiled is Encode with tiling (see MomentsTiled).
 func (v *VAE) EncodeTiled(ctx context.Context, b tensor.Backend, x *tensor.Tensor, t Tiling) (*Posterior, error) {
-	mom, err := v.MomentsTiled(ctx, b, x, t)
+	s := tensor.NewScope(b)
+	defer s.Release()
+	mom, err := v.MomentsTiled(ctx, s, x, t)
 	if err != nil {
 		return nil, err
 	}
-	p := NewPosterior(b, mom)
-	mom.Free()
-	return p, nil
+	return NewPosterior(s, mom).keep(s), nil
 }
 
 // tileGrid is one tiled pass: input tiles of edge tile (input units) at
@@ -167,7 +167,7 @@ func (g tileGrid) count(size int) int {
 // bottom, each left to right). Only the previous row of tiles is kept,
 // blended but not cropped, which is all the in-place blending of later
 // tiles reads.
-func (g tileGrid) run(ctx context.Context, b tensor.Backend, x *tensor.Tensor, outC int, progress func(int, int) error, f func(*tensor.Tensor) (*tensor.Tensor, error)) (*tensor.Tensor, error) {
+func (g tileGrid) run(ctx context.Context, b tensor.Backend, x *tensor.Tensor, outC int, progress func(int, int) error, f tileFunc) (*tensor.Tensor, error) {
 	N, H, W := x.Dim(0), x.Dim(2), x.Dim(3)
 	rows, cols := g.count(H), g.count(W)
 	out := make([]float32, N*outC*g.outH*g.outW)
@@ -216,19 +216,22 @@ func (g tileGrid) run(ctx context.Context, b tensor.Backend, x *tensor.Tensor, o
 	return b.FromFloat32(x.DType(), tensor.Shape{N, outC, g.outH, g.outW}, out), nil
 }
 
+// tileFunc processes one tile on s, which owns the tile and takes the
+// result.
+type tileFunc func(s *tensor.Scope, tile *tensor.Tensor) (*tensor.Tensor, error)
+
 // process runs f on the tile of x at input origin (y, x0) and copies the
 // result to the host.
-func (g tileGrid) process(b tensor.Backend, x *tensor.Tensor, y, x0 int, f func(*tensor.Tensor) (*tensor.Tensor, error)) (*hostTile, error) {
-	rs := b.Slice(x, 2, y, min(x.Dim(2), y+g.tile))
-	in := b.Slice(rs, 3, x0, min(x.Dim(3), x0+g.tile))
-	rs.Free()
-	o, err := f(in)
-	in.Free()
+func (g tileGrid) process(b tensor.Backend, x *tensor.Tensor, y, x0 int, f tileFunc) (*hostTile, error) {
+	s := tensor.NewScope(b)
+	defer s.Release()
+	in := s.Slice(s.Slice(x, 2, y, min(x.Dim(2), y+g.tile)), 3, x0, min(x.Dim(3), x0+g.tile))
+	o, err := f(s, in)
 	if err != nil {
 		return nil, err
 	}
-	t := &hostTile{data: b.ToFloat32(o), n: o.Dim(0), c: o.Dim(1), h: o.Dim(2), w: o.Dim(3)}
-	o.Free()
+	t := &hostTile{n: o.Dim(0), c: o.Dim(1), h: o.Dim(2), w: o.Dim(3)}
+	t.data = s.ToFloat32(o)
 	if err := b.Err(); err != nil {
 		return nil, err
 	}

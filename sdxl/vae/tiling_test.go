@@ -102,7 +102,7 @@ func tiledEncodeReference(t *testing.T, b tensor.Backend, v *VAE, x *tensor.Tens
 		for j := 0; j < x.Dim(3); j += step {
 			rs := b.Slice(x, 2, i, min(x.Dim(2), i+sample))
 			tile := b.Slice(rs, 3, j, min(x.Dim(3), j+sample))
-			m, err := v.Moments(b, nil, tile)
+			m, err := v.Moments(context.Background(), b, nil, tile)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -172,7 +172,7 @@ func TestTiledEncode(t *testing.T) {
 		if d := golden.MaxAbs(b.ToFloat32(got), cropNCHW(want, ws, H/8, W/8)); d != 0 {
 			t.Errorf("tile %d (reference %v): differs by %g", tile, ws, d)
 		}
-		untiled, err := v.Moments(b, nil, xt)
+		untiled, err := v.Moments(context.Background(), b, nil, xt)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,6 +8,7 @@
 package vae
 
 import (
+	"context"
 	"fmt"
 	"math"
 
@@ -161,18 +162,14 @@ func (v *VAE) ScaleFactor() int { return 1 << (len(v.cfg.BlockOutChannels) - 1) 
 // Config returns the model's configuration.
 func (v *VAE) Config() *config.VAEConfig { return v.cfg }
 
-func (m *MidBlock) forward(b tensor.Backend, rec nn.Recorder, x *tensor.Tensor) *tensor.Tensor {
+func (m *MidBlock) forward(s *tensor.Scope, rec nn.Recorder, x *tensor.Tensor) *tensor.Tensor {
 	nn.RecordIn(rec, m.Path, x)
-	h := m.Resnets[0].Forward(b, rec, x, nil)
+	h := m.Resnets[0].Forward(s, rec, x, nil)
 	for i, r := range m.Resnets[1:] {
 		if i < len(m.Attentions) {
-			a := m.Attentions[i].ForwardSpatial(b, rec, h)
-			h.Free()
-			h = a
+			h = m.Attentions[i].ForwardSpatial(s, rec, h)
 		}
-		o := r.Forward(b, rec, h, nil)
-		h.Free()
-		h = o
+		h = r.Forward(s, rec, h, nil)
 	}
 	nn.RecordOut(rec, m.Path, h)
 	return h
@@ -180,19 +177,17 @@ func (m *MidBlock) forward(b tensor.Backend, rec nn.Recorder, x *tensor.Tensor) 
 
 // normActConv is conv_out(SiLU(conv_norm_out(x))); recorded unfused so the
 // norm's own output can be observed.
-func normActConv(b tensor.Backend, rec nn.Recorder, prefix string, norm *nn.GroupNorm, conv *nn.Conv2d, x *tensor.Tensor) *tensor.Tensor {
+func normActConv(s *tensor.Scope, rec nn.Recorder, prefix string, norm *nn.GroupNorm, conv *nn.Conv2d, x *tensor.Tensor) *tensor.Tensor {
 	var act *tensor.Tensor
 	if rec != nil {
-		n := norm.Forward(b, x)
+		n := norm.Forward(s, x)
 		rec.Record(prefix+".conv_norm_out", n)
-		act = b.SiLU(n)
-		n.Free()
+		act = s.SiLU(n)
 		rec.Record(prefix+".conv_act", act)
 	} else {
-		act = norm.ForwardSiLU(b, x)
+		act = norm.ForwardSiLU(s, x)
 	}
-	out := conv.Forward(b, act)
-	act.Free()
+	out := conv.Forward(s, act)
 	nn.RecordOut(rec, prefix+".conv_out", out)
 	return out
 }
@@ -210,43 +205,35 @@ func checkImage(what string, x *tensor.Tensor, ch int) error {
 
 // Moments runs the encoder and quant_conv on an image batch x [B, 3, H, W]
 // in [-1, 1] and returns the posterior parameters [B, 2*latent, H/f, W/f]
-// (mean | logvar).
-func (v *VAE) Moments(b tensor.Backend, rec nn.Recorder, x *tensor.Tensor) (*tensor.Tensor, error) {
+// (mean | logvar). The pass stops at the first op after ctx ends and
+// returns the context's error.
+func (v *VAE) Moments(ctx context.Context, b tensor.Backend, rec nn.Recorder, x *tensor.Tensor) (_ *tensor.Tensor, err error) {
 	if err := checkImage("image", x, v.cfg.InChannels); err != nil {
 		return nil, err
 	}
+	s := tensor.NewScopeContext(ctx, b)
+	defer s.Exit(&err)
 	e := v.Encoder
 	nn.RecordIn(rec, "encoder", x)
-	h := e.ConvIn.Forward(b, x)
+	h := e.ConvIn.Forward(s, x)
 	nn.RecordOut(rec, "encoder.conv_in", h)
 	for _, blk := range e.DownBlocks {
 		nn.RecordIn(rec, blk.Path, h)
-		o := h
 		for _, r := range blk.Resnets {
-			n := r.Forward(b, rec, o, nil)
-			o.Free()
-			o = n
+			h = r.Forward(s, rec, h, nil)
 		}
 		for _, d := range blk.Downsamplers {
-			n := d.Forward(b, rec, o)
-			o.Free()
-			o = n
+			h = d.Forward(s, rec, h)
 		}
-		nn.RecordOut(rec, blk.Path, o)
-		h = o
+		nn.RecordOut(rec, blk.Path, h)
 	}
-	m := e.MidBlock.forward(b, rec, h)
-	h.Free()
-	h = normActConv(b, rec, "encoder", e.ConvNormOut, e.ConvOut, m)
-	m.Free()
+	h = normActConv(s, rec, "encoder", e.ConvNormOut, e.ConvOut, e.MidBlock.forward(s, rec, h))
 	nn.RecordOut(rec, "encoder", h)
 	if v.QuantConv != nil {
-		q := v.QuantConv.Forward(b, h)
-		h.Free()
-		h = q
+		h = v.QuantConv.Forward(s, h)
 		nn.RecordOut(rec, "quant_conv", h)
 	}
-	return h, nil
+	return s.Keep(h), nil
 }
 
 // Posterior is diffusers' DiagonalGaussianDistribution over latents.
@@ -256,36 +243,45 @@ type Posterior struct {
 
 // Encode returns the latent distribution of x [B, 3, H, W] in [-1, 1]:
 // mean, logvar clamped to [-30, 20], std = exp(logvar/2).
-func (v *VAE) Encode(b tensor.Backend, rec nn.Recorder, x *tensor.Tensor) (*Posterior, error) {
-	mom, err := v.Moments(b, rec, x)
+func (v *VAE) Encode(ctx context.Context, b tensor.Backend, rec nn.Recorder, x *tensor.Tensor) (*Posterior, error) {
+	s := tensor.NewScope(b)
+	defer s.Release()
+	mom, err := v.Moments(ctx, s, rec, x)
 	if err != nil {
 		return nil, err
 	}
-	p := NewPosterior(b, mom)
-	mom.Free()
-	return p, nil
+	return NewPosterior(s, mom).keep(s), nil
 }
 
 // NewPosterior splits moments [B, 2L, h, w] into the distribution. The
 // clamp and exp run on the host (the Backend has neither op; the tensors
 // are small).
 func NewPosterior(b tensor.Backend, moments *tensor.Tensor) *Posterior {
+	s := tensor.NewScope(b)
+	defer s.Release()
 	L := moments.Dim(1) / 2
-	mean := b.Slice(moments, 1, 0, L)
-	lv := b.Slice(moments, 1, L, 2*L)
-	host := b.ToFloat32(lv)
-	lv.Free()
+	mean := s.Slice(s.Borrow(moments), 1, 0, L)
+	host := s.ToFloat32(s.Slice(moments, 1, L, 2*L))
 	std := make([]float32, len(host))
 	for i, v := range host {
 		v = min(max(v, -30), 20)
 		host[i] = v
 		std[i] = float32(math.Exp(float64(float32(0.5) * v)))
 	}
-	return &Posterior{
+	p := &Posterior{
 		Mean:   mean,
-		LogVar: b.FromFloat32(moments.DType(), mean.Shape(), host),
-		Std:    b.FromFloat32(moments.DType(), mean.Shape(), std),
+		LogVar: s.FromFloat32(moments.DType(), mean.Shape(), host),
+		Std:    s.FromFloat32(moments.DType(), mean.Shape(), std),
 	}
+	return p.keep(s)
+}
+
+// keep hands the posterior's tensors to the parent of s.
+func (p *Posterior) keep(s *tensor.Scope) *Posterior {
+	s.Keep(p.Mean)
+	s.Keep(p.LogVar)
+	s.Keep(p.Std)
+	return p
 }
 
 // Sample returns mean + std * noise for a noise tensor of the latent shape
@@ -295,55 +291,44 @@ func (p *Posterior) Sample(b tensor.Backend, noise *tensor.Tensor) (*tensor.Tens
 	if !noise.Shape().Equal(p.Mean.Shape()) {
 		return nil, fmt.Errorf("vae: noise %v does not match the latent shape %v", noise.Shape(), p.Mean.Shape())
 	}
-	sn := b.Mul(p.Std, noise)
-	out := b.Add(p.Mean, sn)
-	sn.Free()
-	return out, nil
+	s := tensor.NewScope(b)
+	defer s.Release()
+	return s.Keep(s.Add(s.Borrow(p.Mean), s.Mul(s.Borrow(p.Std), noise))), nil
 }
 
 // Free releases the posterior's tensors.
-func (p *Posterior) Free() {
-	p.Mean.Free()
-	p.LogVar.Free()
-	p.Std.Free()
-}
+func (p *Posterior) Free() { tensor.FreeAll(p.Mean, p.LogVar, p.Std) }
 
 // Decode maps unscaled latents z [B, latent, h, w] (see Unscale) to an
-// image [B, 3, 8h, 8w] roughly in [-1, 1].
-func (v *VAE) Decode(b tensor.Backend, rec nn.Recorder, z *tensor.Tensor) (*tensor.Tensor, error) {
+// image [B, 3, 8h, 8w] roughly in [-1, 1]. The pass stops at the first op
+// after ctx ends and returns the context's error.
+func (v *VAE) Decode(ctx context.Context, b tensor.Backend, rec nn.Recorder, z *tensor.Tensor) (_ *tensor.Tensor, err error) {
 	if err := checkImage("latents", z, v.cfg.LatentChannels); err != nil {
 		return nil, err
 	}
+	s := tensor.NewScopeContext(ctx, b)
+	defer s.Exit(&err)
 	h := z
 	if v.PostQuantConv != nil {
-		h = v.PostQuantConv.Forward(b, z)
+		h = v.PostQuantConv.Forward(s, z)
 		nn.RecordOut(rec, "post_quant_conv", h)
 	}
 	d := v.Decoder
 	nn.RecordIn(rec, "decoder", h)
-	c := d.ConvIn.Forward(b, h)
-	if h != z {
-		h.Free()
-	}
-	nn.RecordOut(rec, "decoder.conv_in", c)
-	h = d.MidBlock.forward(b, rec, c)
-	c.Free()
+	h = d.ConvIn.Forward(s, h)
+	nn.RecordOut(rec, "decoder.conv_in", h)
+	h = d.MidBlock.forward(s, rec, h)
 	for _, blk := range d.UpBlocks {
 		nn.RecordIn(rec, blk.Path, h)
 		for _, r := range blk.Resnets {
-			n := r.Forward(b, rec, h, nil)
-			h.Free()
-			h = n
+			h = r.Forward(s, rec, h, nil)
 		}
 		for _, u := range blk.Upsamplers {
-			n := u.Forward(b, rec, h, 0, 0)
-			h.Free()
-			h = n
+			h = u.Forward(s, rec, h, 0, 0)
 		}
 		nn.RecordOut(rec, blk.Path, h)
 	}
-	out := normActConv(b, rec, "decoder", d.ConvNormOut, d.ConvOut, h)
-	h.Free()
+	out := normActConv(s, rec, "decoder", d.ConvNormOut, d.ConvOut, h)
 	nn.RecordOut(rec, "decoder", out)
-	return out, nil
+	return s.Keep(out), nil
 }

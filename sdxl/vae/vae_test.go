@@ -1,6 +1,7 @@
 package vae
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"sort"
@@ -88,7 +89,7 @@ func TestGoldenDecode(t *testing.T) {
 	golden.Check(t, "decode.latents_unscaled", b.ToFloat32(z), want, 1e-6)
 
 	rec := capture.MustNew("**")
-	img, err := v.Decode(b, rec, get("decode.latents_unscaled"))
+	img, err := v.Decode(context.Background(), b, rec, get("decode.latents_unscaled"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +107,7 @@ func TestGoldenEncode(t *testing.T) {
 		return b.FromFloat32(tensor.F32, s, d)
 	}
 	rec := capture.MustNew("**")
-	mom, err := v.Moments(b, rec, get("encode.image_normalized"))
+	mom, err := v.Moments(context.Background(), b, rec, get("encode.image_normalized"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +169,7 @@ func TestSmallDecode(t *testing.T) {
 	}
 	d, s := g.Get("final_latents")
 	z := v.Unscale(b, b.FromFloat32(tensor.F32, s, d))
-	img, err := v.Decode(b, nil, z)
+	img, err := v.Decode(context.Background(), b, nil, z)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +224,7 @@ func TestLoadConvAttentionWeights(t *testing.T) {
 		t.Fatal(err)
 	}
 	d, s := g.Get("decode.latents_unscaled")
-	img, err := v.Decode(b, nil, b.FromFloat32(tensor.F32, s, d))
+	img, err := v.Decode(context.Background(), b, nil, b.FromFloat32(tensor.F32, s, d))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/sdxl-go/sdxl/sdxl/clip"
 )
 
-func smallEncoders(t *testing.T) (*ClipEncoder, *ClipEncoder) {
+func smallEncoders(t *testing.T) (*clip.HostEncoder, *clip.HostEncoder) {
 	t.Helper()
 	base := filepath.Dir(golden.Path(t, "small/models/sdxl-small-base/model_index.json"))
 	b := cpu.New()
@@ -21,7 +21,7 @@ func smallEncoders(t *testing.T) (*ClipEncoder, *ClipEncoder) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &ClipEncoder{m1, b}, &ClipEncoder{m2, b}
+	return &clip.HostEncoder{Backend: b, Model: m1}, &clip.HostEncoder{Backend: b, Model: m2}
 }
 
 // TestCompelGoldensWithClip runs both golden Compel scenarios with the

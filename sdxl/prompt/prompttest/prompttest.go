@@ -1,7 +1,6 @@
 // Package prompttest checks a real text encoder, plugged into
 // prompt.Encoder, against the golden Compel conditionings of the small
-// SDXL model (golden/small/e2e_compel_*.safetensors), and adapts
-// sdxl/clip's TextModel to prompt.Encoder.
+// SDXL model (golden/small/e2e_compel_*.safetensors).
 package prompttest
 
 import (
@@ -10,47 +9,9 @@ import (
 	"testing"
 
 	"github.com/sdxl-go/sdxl/internal/golden"
-	"github.com/sdxl-go/sdxl/sdxl/clip"
 	"github.com/sdxl-go/sdxl/sdxl/prompt"
 	"github.com/sdxl-go/sdxl/sdxl/tokenizer"
-	"github.com/sdxl-go/sdxl/tensor"
 )
-
-// ClipEncoder adapts a clip.TextModel: the hidden states are
-// hidden_states[-2] (SDXL's choice for both encoders) and, with a
-// projection, the pooled vector is text_embeds.
-type ClipEncoder struct {
-	Model   *clip.TextModel
-	Backend tensor.Backend
-}
-
-// Dim is the model's hidden size.
-func (e *ClipEncoder) Dim() int { return e.Model.Config.HiddenSize }
-
-// Encode implements prompt.Encoder.
-func (e *ClipEncoder) Encode(ids [][]int32, mask [][]int32) ([]float32, []float32, error) {
-	req := clip.Request{HiddenStates: []int{-2}, Final: e.Model.TextProjection != nil}
-	if mask != nil {
-		req.AttentionMask = make([][]bool, len(mask))
-		for r, row := range mask {
-			req.AttentionMask[r] = make([]bool, len(row))
-			for i, m := range row {
-				req.AttentionMask[r][i] = m != 0
-			}
-		}
-	}
-	out, err := e.Model.Forward(e.Backend, ids, req)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer out.Free()
-	hidden := e.Backend.ToFloat32(out.HiddenStates[0])
-	var pooled []float32
-	if out.TextEmbeds != nil {
-		pooled = e.Backend.ToFloat32(out.TextEmbeds)
-	}
-	return hidden, pooled, nil
-}
 
 // Tolerance is DESIGN.md's bound for Compel conditionings (relative error).
 const Tolerance = 1e-5

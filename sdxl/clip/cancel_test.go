@@ -1,0 +1,33 @@
+package clip
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/sdxl-go/sdxl/backend/cpu"
+	"github.com/sdxl-go/sdxl/tensor/backendtest"
+)
+
+// TestCancel: a cancelled context stops the text encoders with
+// context.Canceled, every tensor freed.
+func TestCancel(t *testing.T) {
+	lb := backendtest.NewLive(cpu.New())
+	s := loadSmall(t, lb, "sdxl-small-base", true)
+	lb.Reset()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if o, err := s.TextEncoder2.Forward(ctx, lb, benchIDs().IDs2, Request{Final: true}); !errors.Is(err, context.Canceled) || o != nil {
+		t.Errorf("Forward: result %v, error %v", o, err)
+	}
+	if p, err := s.EncodePromptIDs(ctx, lb, benchIDs(), PromptOptions{ClassifierFreeGuidance: true}); !errors.Is(err, context.Canceled) || p != nil {
+		t.Errorf("EncodePromptIDs: result %v, error %v", p, err)
+	}
+	enc := &HostEncoder{Backend: lb, Model: s.TextEncoder, Context: ctx}
+	if _, _, err := enc.Encode(benchIDs().IDs1, nil); !errors.Is(err, context.Canceled) {
+		t.Errorf("HostEncoder: error %v", err)
+	}
+	if lb.Count() != 0 {
+		t.Errorf("%d tensors left", lb.Count())
+	}
+}
