@@ -177,6 +177,17 @@ func (s *Scope) owner(t *Tensor) *Scope {
 	return nil
 }
 
+// drop frees t, a temporary of o, and detaches t.
+func (s *Scope) drop(o *Scope, t *Tensor) {
+	k := t.Storage
+	reg := o.owned[k]
+	delete(o.owned, k)
+	if reg != t {
+		t.Storage = nil
+	}
+	s.free(k, reg)
+}
+
 // free releases storage k, registered as t, and detaches its views.
 func (s *Scope) free(k any, t *Tensor) {
 	t.Free()
@@ -208,19 +219,25 @@ func (s *Scope) leave(out *Tensor, in ...*Tensor) *Tensor {
 			continue
 		}
 		if o := s.owner(t); o != nil {
-			k := t.Storage
-			reg := o.owned[k]
-			delete(o.owned, k)
-			if reg != t {
-				t.Storage = nil
-			}
-			s.free(k, reg)
+			s.drop(o, t)
 		}
 	}
 	if out != nil && out.Storage != nil {
 		s.owned[out.Storage] = out
 	}
 	return out
+}
+
+// unary runs a one-input op f.
+func (s *Scope) unary(op string, x *Tensor, f func(*Tensor) *Tensor) *Tensor {
+	s.enter(op, x)
+	return s.leave(f(x), x)
+}
+
+// binary runs a two-input op f.
+func (s *Scope) binary(op string, a, b *Tensor, f func(a, b *Tensor) *Tensor) *Tensor {
+	s.enter(op, a, b)
+	return s.leave(f(a, b), a, b)
 }
 
 // Name implements Backend.
@@ -235,13 +252,7 @@ func (s *Scope) Free(t *Tensor) {
 		return
 	}
 	if o := s.owner(t); o != nil {
-		k := t.Storage
-		reg := o.owned[k]
-		delete(o.owned, k)
-		if reg != t {
-			t.Storage = nil
-		}
-		s.free(k, reg)
+		s.drop(o, t)
 		return
 	}
 	t.Free()
@@ -305,46 +316,25 @@ func (s *Scope) Attention(q, k, v, mask *Tensor, scale float32) *Tensor {
 }
 
 // Softmax implements Backend.
-func (s *Scope) Softmax(x *Tensor) *Tensor {
-	s.enter("Softmax", x)
-	return s.leave(s.b.Softmax(x), x)
-}
+func (s *Scope) Softmax(x *Tensor) *Tensor { return s.unary("Softmax", x, s.b.Softmax) }
 
 // SiLU implements Backend.
-func (s *Scope) SiLU(x *Tensor) *Tensor {
-	s.enter("SiLU", x)
-	return s.leave(s.b.SiLU(x), x)
-}
+func (s *Scope) SiLU(x *Tensor) *Tensor { return s.unary("SiLU", x, s.b.SiLU) }
 
 // GELU implements Backend.
-func (s *Scope) GELU(x *Tensor) *Tensor {
-	s.enter("GELU", x)
-	return s.leave(s.b.GELU(x), x)
-}
+func (s *Scope) GELU(x *Tensor) *Tensor { return s.unary("GELU", x, s.b.GELU) }
 
 // QuickGELU implements Backend.
-func (s *Scope) QuickGELU(x *Tensor) *Tensor {
-	s.enter("QuickGELU", x)
-	return s.leave(s.b.QuickGELU(x), x)
-}
+func (s *Scope) QuickGELU(x *Tensor) *Tensor { return s.unary("QuickGELU", x, s.b.QuickGELU) }
 
 // GEGLU implements Backend.
-func (s *Scope) GEGLU(x *Tensor) *Tensor {
-	s.enter("GEGLU", x)
-	return s.leave(s.b.GEGLU(x), x)
-}
+func (s *Scope) GEGLU(x *Tensor) *Tensor { return s.unary("GEGLU", x, s.b.GEGLU) }
 
 // Add implements Backend.
-func (s *Scope) Add(a, b *Tensor) *Tensor {
-	s.enter("Add", a, b)
-	return s.leave(s.b.Add(a, b), a, b)
-}
+func (s *Scope) Add(a, b *Tensor) *Tensor { return s.binary("Add", a, b, s.b.Add) }
 
 // Mul implements Backend.
-func (s *Scope) Mul(a, b *Tensor) *Tensor {
-	s.enter("Mul", a, b)
-	return s.leave(s.b.Mul(a, b), a, b)
-}
+func (s *Scope) Mul(a, b *Tensor) *Tensor { return s.binary("Mul", a, b, s.b.Mul) }
 
 // Scale implements Backend.
 func (s *Scope) Scale(x *Tensor, f float32) *Tensor {

@@ -3,6 +3,7 @@ package tensor_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -141,4 +142,22 @@ func TestFreeAll(t *testing.T) {
 	if lb.Count() != 0 || a.Storage != nil || b.Storage != nil {
 		t.Errorf("%d tensors live", lb.Count())
 	}
+}
+
+// A layer's forward pass on a Scope: each intermediate is freed by the op
+// that reads it last, the input read twice is borrowed once, and the
+// result is handed to the caller.
+func ExampleScope() {
+	b := cpu.New()
+	x := b.FromFloat32(tensor.F32, tensor.Shape{3}, []float32{1, 2, 3})
+	residual := func(b tensor.Backend, x *tensor.Tensor) *tensor.Tensor {
+		s := tensor.NewScope(b)
+		defer s.Release()
+		h := s.SiLU(s.Scale(s.Borrow(x), 2)) // Scale's output is freed by SiLU
+		return s.Keep(s.Add(x, h))           // h is freed by Add; x is the caller's
+	}
+	y := residual(b, x)
+	defer y.Free()
+	fmt.Printf("%.3f\n", b.ToFloat32(y))
+	// Output: [2.762 5.928 8.985]
 }
