@@ -76,27 +76,43 @@ func New(cfg *config.VAEConfig) (*VAE, error) {
 	if err := supported(cfg); err != nil {
 		return nil, err
 	}
-	c := cfg
-	n := len(c.BlockOutChannels)
-	g := c.NormNumGroups
-	resnet := func(path string, in, out int) *nn.ResnetBlock2D {
-		return nn.NewResnetBlock2D(path, nn.ResnetConfig{In: in, Out: out, Groups: g, Eps: eps})
+	bl := builder{cfg}
+	v := &VAE{Encoder: bl.encoder(), Decoder: bl.decoder(), cfg: cfg}
+	if cfg.UseQuantConv {
+		v.QuantConv = nn.NewConv2d(2*cfg.LatentChannels, 2*cfg.LatentChannels, 1, 1, 0)
 	}
-	mid := func(path string, ch int) *MidBlock {
-		m := &MidBlock{Path: path}
-		m.Resnets = append(m.Resnets, resnet(path+".resnets.0", ch, ch))
-		if c.MidBlockAddAttention {
-			// heads = channels / attention_head_dim with attention_head_dim =
-			// channels: one head.
-			a := nn.NewAttention(path+".attentions.0", ch, ch, 1, ch, true)
-			a.GroupNorm = nn.NewGroupNorm(g, ch, eps)
-			a.Residual = true
-			m.Attentions = append(m.Attentions, a)
-		}
-		m.Resnets = append(m.Resnets, resnet(path+".resnets.1", ch, ch))
-		return m
+	if cfg.UsePostQuantConv {
+		v.PostQuantConv = nn.NewConv2d(cfg.LatentChannels, cfg.LatentChannels, 1, 1, 0)
 	}
+	return v, nil
+}
 
+// builder makes the meta modules of a VAE config.
+type builder struct{ c *config.VAEConfig }
+
+func (bl builder) resnet(path string, in, out int) *nn.ResnetBlock2D {
+	return nn.NewResnetBlock2D(path, nn.ResnetConfig{In: in, Out: out, Groups: bl.c.NormNumGroups, Eps: eps})
+}
+
+// mid is diffusers' UNetMidBlock2D of the encoder or decoder.
+func (bl builder) mid(path string, ch int) *MidBlock {
+	m := &MidBlock{Path: path}
+	m.Resnets = append(m.Resnets, bl.resnet(path+".resnets.0", ch, ch))
+	if bl.c.MidBlockAddAttention {
+		// heads = channels / attention_head_dim with attention_head_dim =
+		// channels: one head.
+		a := nn.NewAttention(path+".attentions.0", ch, ch, 1, ch, true)
+		a.GroupNorm = nn.NewGroupNorm(bl.c.NormNumGroups, ch, eps)
+		a.Residual = true
+		m.Attentions = append(m.Attentions, a)
+	}
+	m.Resnets = append(m.Resnets, bl.resnet(path+".resnets.1", ch, ch))
+	return m
+}
+
+func (bl builder) encoder() *Encoder {
+	c := bl.c
+	n := len(c.BlockOutChannels)
 	enc := &Encoder{ConvIn: nn.NewConv2d(c.InChannels, c.BlockOutChannels[0], 3, 1, 1)}
 	out := c.BlockOutChannels[0]
 	for i := range n {
@@ -109,7 +125,7 @@ func New(cfg *config.VAEConfig) (*VAE, error) {
 			if j == 0 {
 				rin = in
 			}
-			blk.Resnets = append(blk.Resnets, resnet(fmt.Sprintf("%s.resnets.%d", p, j), rin, out))
+			blk.Resnets = append(blk.Resnets, bl.resnet(fmt.Sprintf("%s.resnets.%d", p, j), rin, out))
 		}
 		if i < n-1 {
 			blk.Downsamplers = []*nn.Downsample2D{nn.NewDownsample2D(p+".downsamplers.0", out, out, 0)}
@@ -117,13 +133,19 @@ func New(cfg *config.VAEConfig) (*VAE, error) {
 		enc.DownBlocks = append(enc.DownBlocks, blk)
 	}
 	last := c.BlockOutChannels[n-1]
-	enc.MidBlock = mid("encoder.mid_block", last)
-	enc.ConvNormOut = nn.NewGroupNorm(g, last, eps)
+	enc.MidBlock = bl.mid("encoder.mid_block", last)
+	enc.ConvNormOut = nn.NewGroupNorm(c.NormNumGroups, last, eps)
 	enc.ConvOut = nn.NewConv2d(last, 2*c.LatentChannels, 3, 1, 1)
+	return enc
+}
 
+func (bl builder) decoder() *Decoder {
+	c := bl.c
+	n := len(c.BlockOutChannels)
+	last := c.BlockOutChannels[n-1]
 	dec := &Decoder{ConvIn: nn.NewConv2d(c.LatentChannels, last, 3, 1, 1)}
-	dec.MidBlock = mid("decoder.mid_block", last)
-	out = last
+	dec.MidBlock = bl.mid("decoder.mid_block", last)
+	out := last
 	for i := range n {
 		prev := out
 		out = c.BlockOutChannels[n-1-i]
@@ -134,7 +156,7 @@ func New(cfg *config.VAEConfig) (*VAE, error) {
 			if j == 0 {
 				rin = prev
 			}
-			blk.Resnets = append(blk.Resnets, resnet(fmt.Sprintf("%s.resnets.%d", p, j), rin, out))
+			blk.Resnets = append(blk.Resnets, bl.resnet(fmt.Sprintf("%s.resnets.%d", p, j), rin, out))
 		}
 		if i < n-1 {
 			blk.Upsamplers = []*nn.Upsample2D{nn.NewUpsample2D(p+".upsamplers.0", out, out)}
@@ -142,17 +164,9 @@ func New(cfg *config.VAEConfig) (*VAE, error) {
 		dec.UpBlocks = append(dec.UpBlocks, blk)
 	}
 	first := c.BlockOutChannels[0]
-	dec.ConvNormOut = nn.NewGroupNorm(g, first, eps)
+	dec.ConvNormOut = nn.NewGroupNorm(c.NormNumGroups, first, eps)
 	dec.ConvOut = nn.NewConv2d(first, c.OutChannels, 3, 1, 1)
-
-	v := &VAE{Encoder: enc, Decoder: dec, cfg: cfg}
-	if c.UseQuantConv {
-		v.QuantConv = nn.NewConv2d(2*c.LatentChannels, 2*c.LatentChannels, 1, 1, 0)
-	}
-	if c.UsePostQuantConv {
-		v.PostQuantConv = nn.NewConv2d(c.LatentChannels, c.LatentChannels, 1, 1, 0)
-	}
-	return v, nil
+	return dec
 }
 
 // ScaleFactor is the ratio of image to latent size,
