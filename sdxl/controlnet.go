@@ -283,7 +283,8 @@ func (cr *controlRun) residuals(ctx context.Context, b tensor.Backend, rec nn.Re
 	half := cr.guess && cr.cfg
 	if half {
 		rows := s.x.Dim(0)
-		s.x, s.context, s.pooled = sc.Slice(s.x, 0, rows/2, rows), sc.Slice(s.context, 0, rows/2, rows), sc.Slice(s.pooled, 0, rows/2, rows)
+		// The step's inputs stay the caller's (the UNet reads them next).
+		s.x, s.context, s.pooled = sc.Slice(sc.Borrow(s.x), 0, rows/2, rows), sc.Slice(sc.Borrow(s.context), 0, rows/2, rows), sc.Slice(sc.Borrow(s.pooled), 0, rows/2, rows)
 		s.timeIDs = s.timeIDs[len(s.timeIDs)/2:] // add_time_ids.chunk(2)[1]
 	}
 	var sum *controlnet.Output

@@ -195,11 +195,9 @@ func (p *Pipeline) decodeStage(ctx context.Context, st *stage, latents []float32
 
 // decode runs the VAE decoder on scaled latents, in tiles with tiling.
 func (p *Pipeline) decode(ctx context.Context, m *Model, latents []float32, shape [4]int, tiling *vae.Tiling, tr *tracker) ([]float32, [4]int, error) {
-	b := p.Backend
-	z := b.FromFloat32(tensor.F32, tensor.Shape(shape[:]), latents)
-	defer z.Free()
-	u := m.VAE.Unscale(b, z)
-	defer u.Free()
+	s := tensor.NewScope(p.Backend)
+	defer s.Release()
+	u := m.VAE.Unscale(s, s.FromFloat32(tensor.F32, tensor.Shape(shape[:]), latents))
 	var img *tensor.Tensor
 	var err error
 	if tiling != nil {
@@ -210,9 +208,9 @@ func (p *Pipeline) decode(ctx context.Context, m *Model, latents []float32, shap
 			}
 			return nil
 		}
-		img, err = m.VAE.DecodeTiled(ctx, b, u, t)
+		img, err = m.VAE.DecodeTiled(ctx, s, u, t)
 	} else {
-		img, err = m.VAE.Decode(ctx, b, nil, u)
+		img, err = m.VAE.Decode(ctx, s, nil, u)
 	}
 	if cerr := canceled(ctx); err != nil && cerr != nil {
 		return nil, [4]int{}, cerr
@@ -220,11 +218,10 @@ func (p *Pipeline) decode(ctx context.Context, m *Model, latents []float32, shap
 	if err != nil {
 		return nil, [4]int{}, err
 	}
-	defer img.Free()
-	s := img.Shape()
-	out := b.ToFloat32(img)
+	is := img.Shape()
+	out := s.ToFloat32(img)
 	if err := sched.CheckFinite(out, string(StageVAE), "the decoded image", sched.CauseModel); err != nil {
 		return nil, [4]int{}, err
 	}
-	return out, [4]int{s[0], s[1], s[2], s[3]}, nil
+	return out, [4]int{is[0], is[1], is[2], is[3]}, nil
 }

@@ -156,16 +156,16 @@ func (p *Pipeline) encodeImage(ctx context.Context, m *Model, st *stage, gen sch
 // encodePixels VAE-encodes an image (in tiles with tiling) and samples its
 // posterior.
 func (p *Pipeline) encodePixels(ctx context.Context, m *Model, img []float32, ishape []int, tiling *vae.Tiling, gen sched.Generator) ([]float32, [4]int, error) {
-	b := p.Backend
+	s := tensor.NewScope(p.Backend)
+	defer s.Release()
 	var shape [4]int
-	x := b.FromFloat32(tensor.F32, tensor.Shape(ishape), img)
-	defer x.Free()
+	x := s.FromFloat32(tensor.F32, tensor.Shape(ishape), img)
 	var post *vae.Posterior
 	var err error
 	if tiling != nil {
-		post, err = m.VAE.EncodeTiled(ctx, b, x, *tiling)
+		post, err = m.VAE.EncodeTiled(ctx, s, x, *tiling)
 	} else {
-		post, err = m.VAE.Encode(ctx, b, nil, x)
+		post, err = m.VAE.Encode(ctx, s, nil, x)
 	}
 	if cerr := canceled(ctx); err != nil && cerr != nil {
 		return nil, shape, cerr
@@ -173,19 +173,13 @@ func (p *Pipeline) encodePixels(ctx context.Context, m *Model, img []float32, is
 	if err != nil {
 		return nil, shape, err
 	}
-	defer post.Free()
 	ms := post.Mean.Shape()
-	noise := b.FromFloat32(tensor.F32, ms, gen.Randn(ms.Numel()))
-	defer noise.Free()
-	sample, err := post.Sample(b, noise)
+	sample, err := post.Sample(s, s.FromFloat32(tensor.F32, ms, gen.Randn(ms.Numel())))
 	if err != nil {
 		return nil, shape, err
 	}
-	defer sample.Free()
-	scaled := m.VAE.Scale(b, sample)
-	defer scaled.Free()
 	copy(shape[:], ms)
-	return b.ToFloat32(scaled), shape, nil
+	return s.ToFloat32(m.VAE.Scale(s, sample)), shape, nil
 }
 
 // loop is the denoising loop of one stage.
@@ -240,7 +234,7 @@ func (lp *loop) denoise(ctx context.Context, latents []float32) ([]float32, erro
 // predict runs the UNet on the step's input (both guidance halves at once)
 // and returns the guided noise prediction.
 func (lp *loop) predict(ctx context.Context, latents []float32, t float64, step int) ([]float32, error) {
-	b, n, shape := lp.p.Backend, lp.r.NumImages, lp.shape
+	n, shape := lp.r.NumImages, lp.shape
 	in, rows := latents, n
 	if lp.cfg {
 		in = append(append(make([]float32, 0, 2*len(latents)), latents...), latents...)
@@ -258,36 +252,34 @@ func (lp *loop) predict(ctx context.Context, latents []float32, t float64, step 
 		}
 		nnRec = rec
 	}
-	x := b.FromFloat32(lp.dt, tensor.Shape{rows, shape[1], shape[2], shape[3]}, scaled)
-	defer x.Free()
+	s := tensor.NewScope(lp.p.Backend)
+	defer s.Release()
+	x := s.FromFloat32(lp.dt, tensor.Shape{rows, shape[1], shape[2], shape[3]}, scaled)
 	uin := unet.Input{Sample: x, Timesteps: []float32{float32(t)}, EncoderHiddenStates: lp.ctxT, TextEmbeds: lp.pooledT, TimeIDs: lp.timeIDs}
 	if lp.st.inp != nil && lp.st.inp.nine {
 		// The 9-channel inpainting UNet also sees the masks.
 		in, ch := lp.st.inp.modelInput(scaled, rows)
-		uin.Sample = b.FromFloat32(lp.dt, tensor.Shape{rows, ch, shape[2], shape[3]}, in)
-		defer uin.Sample.Free()
+		uin.Sample = s.FromFloat32(lp.dt, tensor.Shape{rows, ch, shape[2], shape[3]}, in)
 	}
-	ctrl, err := lp.control.residuals(ctx, b, nnRec, controlStep{i: step, t: float32(t), x: x, context: lp.ctxT, pooled: lp.pooledT, timeIDs: lp.timeIDs})
+	ctrl, err := lp.control.residuals(ctx, s, nnRec, controlStep{i: step, t: float32(t), x: x, context: lp.ctxT, pooled: lp.pooledT, timeIDs: lp.timeIDs})
 	if cerr := canceled(ctx); err != nil && cerr != nil {
 		return nil, cerr
 	}
 	if err != nil {
 		return nil, err
 	}
-	defer ctrl.Free()
 	if ctrl != nil {
 		uin.DownResiduals, uin.MidResidual = ctrl.Down, ctrl.Mid
 	}
-	out, err := lp.st.model.UNet.Forward(ctx, b, uin, nnRec)
+	out, err := lp.st.model.UNet.Forward(ctx, s, uin, nnRec)
 	if cerr := canceled(ctx); err != nil && cerr != nil {
 		return nil, cerr
 	}
 	if err != nil {
 		return nil, err
 	}
-	pred := b.ToFloat32(out)
-	out.Free()
-	if err := b.Err(); err != nil {
+	pred := s.ToFloat32(out)
+	if err := s.Err(); err != nil {
 		return nil, err
 	}
 	if rec != nil {

@@ -225,7 +225,8 @@ type tileFunc func(s *tensor.Scope, tile *tensor.Tensor) (*tensor.Tensor, error)
 func (g tileGrid) process(b tensor.Backend, x *tensor.Tensor, y, x0 int, f tileFunc) (*hostTile, error) {
 	s := tensor.NewScope(b)
 	defer s.Release()
-	in := s.Slice(s.Slice(x, 2, y, min(x.Dim(2), y+g.tile)), 3, x0, min(x.Dim(3), x0+g.tile))
+	// x is read again by the next tile (and stays the caller's).
+	in := s.Slice(s.Slice(s.Borrow(x), 2, y, min(x.Dim(2), y+g.tile)), 3, x0, min(x.Dim(3), x0+g.tile))
 	o, err := f(s, in)
 	if err != nil {
 		return nil, err

@@ -3,12 +3,14 @@ package vae
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/sdxl-go/sdxl/backend/cpu"
 	"github.com/sdxl-go/sdxl/internal/golden"
 	"github.com/sdxl-go/sdxl/tensor"
+	"github.com/sdxl-go/sdxl/tensor/backendtest"
 )
 
 func loadSmall(t *testing.T, b tensor.Backend) *VAE {
@@ -212,5 +214,57 @@ func TestTilingErrors(t *testing.T) {
 	}})
 	if !errors.Is(err, stop) || n != 1 {
 		t.Errorf("progress error: err = %v after %d tiles", err, n)
+	}
+}
+
+// TestTiledOnScope: the tiled passes called on a tensor.Scope whose
+// temporary is the input read every tile from it and leave it to the
+// caller (a tile's slice must not consume it), give the plain backend's
+// result bit for bit, and leave nothing allocated after the scope's
+// release.
+func TestTiledOnScope(t *testing.T) {
+	lb := backendtest.NewLive(cpu.New())
+	v := loadSmall(t, lb)
+	g := golden.Open(t, "vae_tiling/vae_tiled_rand_10x12_t4.safetensors")
+	zd, zs := g.Get("in.z")
+	x := make([]float32, 3*64*64)
+	for i := range x {
+		x[i] = float32(i%13)/6 - 1
+	}
+	ctx := context.Background()
+	tiling := Tiling{TileSize: 32}
+	for name, pass := range map[string]struct {
+		in    []float32
+		shape tensor.Shape
+		run   func(b tensor.Backend, in *tensor.Tensor) (*tensor.Tensor, error)
+	}{
+		"decode":  {zd, zs, func(b tensor.Backend, z *tensor.Tensor) (*tensor.Tensor, error) { return v.DecodeTiled(ctx, b, z, tiling) }},
+		"moments": {x, tensor.Shape{1, 3, 64, 64}, func(b tensor.Backend, x *tensor.Tensor) (*tensor.Tensor, error) { return v.MomentsTiled(ctx, b, x, tiling) }},
+	} {
+		in := lb.FromFloat32(tensor.F32, pass.shape, pass.in)
+		plain, err := pass.run(lb, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := lb.ToFloat32(plain)
+		tensor.FreeAll(in, plain)
+		lb.Reset()
+
+		s := tensor.NewScope(lb)
+		in = s.FromFloat32(tensor.F32, pass.shape, pass.in)
+		out, err := pass.run(s, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := golden.MaxAbs(s.ToFloat32(out), want); d != 0 {
+			t.Errorf("%s on a scope differs from the plain backend by %g", name, d)
+		}
+		if got := s.ToFloat32(in); !slices.Equal(got, pass.in) {
+			t.Errorf("%s on a scope changed or freed its input", name)
+		}
+		s.Release()
+		if lb.Count() != 0 {
+			t.Errorf("%s on a scope: %d tensors left after the release", name, lb.Count())
+		}
 	}
 }
