@@ -10,22 +10,13 @@ import (
 )
 
 // LoadOptions tune loading.
-type LoadOptions struct {
-	// DType is the storage type of the loaded weights (default F32; fp16
-	// files are widened tensor by tensor).
-	DType tensor.DType
-	// Variant selects the weight files in LoadDir ("" or e.g. "fp16").
-	Variant string
-	// Progress is called after each tensor with the count loaded and the
-	// total.
-	Progress func(done, total int)
-}
+type LoadOptions = config.LoadOptions
 
 // Load fills the weights of a meta ControlNet (from New) from src,
 // strictly: a missing, unexpected or mis-shaped weight is an error naming
 // it.
 func (c *ControlNet) Load(b tensor.Backend, src nn.Source, opt LoadOptions) error {
-	if err := nn.Load(b, c, src, nn.LoadOptions{DType: opt.DType, Progress: opt.Progress}); err != nil {
+	if err := nn.Load(b, c, src, opt.NN()); err != nil {
 		return fmt.Errorf("loading ControlNet: %w", err)
 	}
 	return nil

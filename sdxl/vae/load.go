@@ -2,25 +2,15 @@ package vae
 
 import (
 	"fmt"
-	"path/filepath"
 
 	"github.com/sdxl-go/sdxl/nn"
 	"github.com/sdxl-go/sdxl/sdxl/config"
 	"github.com/sdxl-go/sdxl/tensor"
 )
 
-// LoadOptions tune Load.
-type LoadOptions struct {
-	// DType is the storage type of the weights (default F32; diffusers
-	// keeps the SDXL VAE in float32, force_upcast).
-	DType tensor.DType
-	// Prefix is prepended to every weight name looked up in the source.
-	Prefix string
-	// Progress is called after each tensor.
-	Progress func(done, total int)
-	// Variant selects the weight files in LoadDir ("" or e.g. "fp16").
-	Variant string
-}
+// LoadOptions tune Load and LoadDir. Leave DType F32: diffusers keeps the
+// SDXL VAE in float32 (force_upcast).
+type LoadOptions = config.LoadOptions
 
 // Load builds the VAE for cfg and fills it strictly from src. Attention
 // projections stored as 1x1 convolutions ([C, C, 1, 1], as in original
@@ -39,7 +29,7 @@ func Load(b tensor.Backend, cfg *config.VAEConfig, src nn.Source, opt LoadOption
 // Load fills the weights of a meta VAE (from New) from src, strictly;
 // attention projections may be stored as 1x1 convolutions.
 func (v *VAE) Load(b tensor.Backend, src nn.Source, opt LoadOptions) error {
-	if err := nn.Load(b, v, squeezeConvAttention{src}, nn.LoadOptions{DType: opt.DType, Prefix: opt.Prefix, Progress: opt.Progress}); err != nil {
+	if err := nn.Load(b, v, squeezeConvAttention{src}, opt.NN()); err != nil {
 		return fmt.Errorf("loading VAE: %w", err)
 	}
 	return nil
@@ -48,20 +38,9 @@ func (v *VAE) Load(b tensor.Backend, src nn.Source, opt LoadOptions) error {
 // LoadDir loads a diffusers vae/ folder: config.json and the weights of
 // opt.Variant ("" or e.g. "fp16"), chosen as diffusers does.
 func LoadDir(b tensor.Backend, dir string, opt LoadOptions) (*VAE, error) {
-	cfg, err := config.ReadVAEConfig(filepath.Join(dir, "config.json"))
-	if err != nil {
-		return nil, err
-	}
-	ws, err := config.OpenWeightsIn(dir, "diffusion_pytorch_model", opt.Variant)
-	if err != nil {
-		return nil, err
-	}
-	defer ws.Close()
-	v, err := Load(b, cfg, ws, opt)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", dir, err)
-	}
-	return v, nil
+	return config.LoadDir(dir, opt.Variant, config.ReadVAEConfig, func(cfg *config.VAEConfig, src nn.Source) (*VAE, error) {
+		return Load(b, cfg, src, opt)
+	})
 }
 
 // squeezeConvAttention presents mid-block attention weights stored as 1x1

@@ -238,8 +238,12 @@ func TestTiledOnScope(t *testing.T) {
 		shape tensor.Shape
 		run   func(b tensor.Backend, in *tensor.Tensor) (*tensor.Tensor, error)
 	}{
-		"decode":  {zd, zs, func(b tensor.Backend, z *tensor.Tensor) (*tensor.Tensor, error) { return v.DecodeTiled(ctx, b, z, tiling) }},
-		"moments": {x, tensor.Shape{1, 3, 64, 64}, func(b tensor.Backend, x *tensor.Tensor) (*tensor.Tensor, error) { return v.MomentsTiled(ctx, b, x, tiling) }},
+		"decode": {zd, zs, func(b tensor.Backend, z *tensor.Tensor) (*tensor.Tensor, error) {
+			return v.DecodeTiled(ctx, b, z, tiling)
+		}},
+		"moments": {x, tensor.Shape{1, 3, 64, 64}, func(b tensor.Backend, x *tensor.Tensor) (*tensor.Tensor, error) {
+			return v.MomentsTiled(ctx, b, x, tiling)
+		}},
 	} {
 		in := lb.FromFloat32(tensor.F32, pass.shape, pass.in)
 		plain, err := pass.run(lb, in)
