@@ -54,3 +54,25 @@ func TestForwardCancel(t *testing.T) {
 		t.Errorf("cancelled in the mid block: %d tensors (%d bytes) left", lb.Count(), lb.Bytes)
 	}
 }
+
+// TestConditionOnScope: Condition only reads its input's tensors, even
+// when they are temporaries of the scope it runs on (a ControlNet
+// pipeline's step inputs).
+func TestConditionOnScope(t *testing.T) {
+	b := cpu.New()
+	u, err := LoadDir(b, golden.Path(t, "small/models/sdxl-small-base/unet"), LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := tensor.NewScope(b)
+	defer s.Release()
+	in := benchInput(s, u, 2, 8, 8)
+	if _, _, err := u.Condition(s, nil, in); err != nil {
+		t.Fatal(err)
+	}
+	for name, x := range map[string]*tensor.Tensor{"sample": in.Sample, "encoder_hidden_states": in.EncoderHiddenStates, "text_embeds": in.TextEmbeds} {
+		if x.Storage == nil {
+			t.Errorf("%s was freed", name)
+		}
+	}
+}

@@ -130,7 +130,8 @@ type Conditioning struct {
 // Condition validates in (everything but the sample's spatial size) and
 // computes the time and added embeddings: time_proj, time_embedding,
 // add_time_proj and add_embedding as diffusers' forward does, in the
-// sample's dtype. It returns the batch size too.
+// sample's dtype. It returns the batch size too. in's tensors are only
+// read, even when they are temporaries of the scope b.
 func (e *Encoder) Condition(b tensor.Backend, rec nn.Recorder, in Input) (*Conditioning, int, error) {
 	B, err := e.check(in)
 	if err != nil {
@@ -154,7 +155,7 @@ func (e *Encoder) Condition(b tensor.Backend, rec nn.Recorder, in Input) (*Condi
 	if e.AddEmbedding != nil {
 		emb = s.Add(emb, e.addEmbedding(s, rec, in, B, dt))
 	}
-	temb, context := s.SiLU(emb), in.EncoderHiddenStates
+	temb, context := s.SiLU(emb), s.Borrow(in.EncoderHiddenStates)
 	if context != nil && context.DType() != dt {
 		context = s.Cast(context, dt)
 	}
@@ -168,7 +169,7 @@ func (e *Encoder) addEmbedding(s *tensor.Scope, rec nn.Recorder, in Input, B int
 	k := len(in.TimeIDs) / B
 	ids := s.FromFloat32(dt, tensor.Shape{B * k, a.addTimeDim}, nn.Timesteps(in.TimeIDs, a.addTimeDim, a.flipSinToCos, a.freqShift))
 	nn.RecordOut(rec, "add_time_proj", ids)
-	text := in.TextEmbeds
+	text := s.Borrow(in.TextEmbeds)
 	if text.DType() != dt { // diffusers: add_embeds.to(emb.dtype)
 		text = s.Cast(text, dt)
 	}
