@@ -47,6 +47,10 @@ type Options struct {
 	// available memory) and no check on other devices; negative turns the
 	// check off.
 	MemoryBudget int64
+	// ReleaseTextEncoders frees the text encoders' weights once a
+	// request's prompts are encoded: for an engine that serves one request
+	// (the sdxl-run command). Later requests needing them fail.
+	ReleaseTextEncoders bool
 	// AutoTilePixels is the image size (width × height) above which the
 	// engine tiles the VAE by itself, with a warning, when a request does
 	// not ask for tiling: 0 means DefaultAutoTilePixels on the CPU backend
@@ -159,7 +163,8 @@ func New(opt Options, base, refiner *Model) (*Engine, error) {
 	}
 	e := &Engine{limits: opt.Limits.withDefaults(), budget: memoryBudget(opt), autoTilePx: autoTilePixels(opt)}
 	e.p = Pipeline{Backend: opt.Backend, Base: base, Refiner: refiner, Precision: opt.Precision,
-		Offload: opt.Offload, CUDAGenerator: opt.CUDAGenerator, LoRADir: opt.LoRADir}
+		Offload: opt.Offload, CUDAGenerator: opt.CUDAGenerator, LoRADir: opt.LoRADir,
+		ReleaseTextEncoders: opt.ReleaseTextEncoders}
 	e.p.loraFiles() // made before any concurrent Check
 	for _, m := range []*Model{base, refiner} {
 		if m != nil {

@@ -9,7 +9,10 @@ import (
 	"testing"
 
 	"github.com/sdxl-go/sdxl/backend/cpu"
+	"github.com/sdxl-go/sdxl/internal/golden"
+	"github.com/sdxl-go/sdxl/nn"
 	"github.com/sdxl-go/sdxl/sdxl/imageio"
+	"github.com/sdxl-go/sdxl/tensor"
 )
 
 // smallEngine is an engine over the small golden models.
@@ -255,4 +258,51 @@ func TestEngineInitImage(t *testing.T) {
 	if _, err := e.Check(pixReq); !isField(err, "InitImage") {
 		t.Errorf("image given twice: %v", err)
 	}
+}
+
+// TestReleaseTextEncoders: a one-request engine frees the text encoders'
+// weights once the prompts are encoded, with the same result; a second
+// request that needs them is refused, one with given embeddings runs.
+func TestReleaseTextEncoders(t *testing.T) {
+	b := cpu.New()
+	m, err := LoadModel(b, golden.Path(t, "small/models/sdxl-small-base"), LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(Options{Backend: b, ReleaseTextEncoders: true}, m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := Request{Prompt: "a lion", Steps: 2, Guidance: 5, Seed: 9, OutputLatents: true}
+	got, err := e.Generate(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := generate(t, &Pipeline{Backend: b, Base: smallEngine(t, false).Base()}, req)
+	sameFloats(t, "released vs kept", got.Latents, want.Latents, 0)
+	for _, p := range nn.Params(m.Text.TextEncoder2, "") {
+		if p.Tensor().Storage != nil {
+			t.Fatalf("%s still holds its weights", p.Name)
+		}
+	}
+	if _, err := e.Check(req); err == nil || !strings.Contains(err.Error(), "released") {
+		t.Errorf("second request: %v", err)
+	}
+}
+
+// TestHalfWeightsFloatCompute: half-precision weights computed in float32
+// (the CPU's --dtype f16) give exactly what float32 weights holding the
+// same values give, text encoders included (the small model's files are
+// fp16, so its F32 load holds f16-rounded values).
+func TestHalfWeightsFloatCompute(t *testing.T) {
+	b := cpu.New()
+	half, err := LoadModel(b, golden.Path(t, "small/models/sdxl-small-base"), LoadOptions{DType: tensor.F16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, _ := loadSmall(t, b, false)
+	req := Request{Prompt: "a lion", Steps: 2, Guidance: 5, Seed: 9, OutputLatents: true}
+	got := generate(t, &Pipeline{Backend: b, Base: half, Precision: PrecisionF32}, req)
+	want := generate(t, &Pipeline{Backend: b, Base: base}, req)
+	sameFloats(t, "f16 weights in f32 vs f32 weights", got.Latents, want.Latents, 0)
 }

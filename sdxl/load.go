@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/sdxl-go/sdxl/nn"
 	"github.com/sdxl-go/sdxl/sched"
 	"github.com/sdxl-go/sdxl/sdxl/clip"
 	"github.com/sdxl-go/sdxl/sdxl/config"
@@ -43,6 +44,23 @@ type Model struct {
 
 	// loras holds the LoRAs merged into the weights (see LoRA).
 	loras modelLoRAs
+	// textReleased is set once the text encoders' weights were freed
+	// (Pipeline.ReleaseTextEncoders).
+	textReleased bool
+}
+
+// releaseText frees the text encoders' weights; the model can no longer
+// encode prompts (IsRefiner still answers: the encoders stay as shapes).
+func (m *Model) releaseText() {
+	for _, te := range []*clip.TextModel{m.Text.TextEncoder, m.Text.TextEncoder2} {
+		if te == nil {
+			continue
+		}
+		for _, p := range nn.Params(te, "") {
+			p.Tensor().Free()
+		}
+	}
+	m.textReleased = true
 }
 
 // IsRefiner reports a model without the first text encoder (SDXL refiner).

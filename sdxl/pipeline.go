@@ -55,6 +55,12 @@ type Pipeline struct {
 	// about 1e-6).
 	CUDAGenerator func(seed uint64) sched.Generator
 
+	// ReleaseTextEncoders frees each model's text encoders as soon as its
+	// prompts are encoded, for a pipeline that serves one request (the
+	// CLI): their weights (3.3 GB for the SDXL base in f32) are then not
+	// held through the denoising. Later requests that need them fail.
+	ReleaseTextEncoders bool
+
 	// newGen, when set, replaces newGenerator (tests record the draws).
 	newGen func(kind string, seed uint64) sched.Generator
 	// loraCache holds the LoRA files prompt tags loaded (loraFiles).

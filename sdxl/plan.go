@@ -231,6 +231,9 @@ func (p *Pipeline) stagesFor(r *Request) []*stage {
 // prepareStage checks that the stage's model can encode the prompts and
 // sets up its scheduler and timesteps.
 func (p *Pipeline) prepareStage(r *Request, st *stage) error {
+	if st.embeds == nil && st.model.textReleased {
+		return fmt.Errorf("%s: its text encoders were released after an earlier run (ReleaseTextEncoders): give prompt embeddings or open the model again", st.model.Path)
+	}
 	if st.embeds == nil {
 		c, err := r.Weighting.Conditioner()
 		if err != nil {

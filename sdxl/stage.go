@@ -7,6 +7,7 @@ import (
 	"github.com/sdxl-go/sdxl/nn"
 	"github.com/sdxl-go/sdxl/sched"
 	"github.com/sdxl-go/sdxl/sdxl/capture"
+	"github.com/sdxl-go/sdxl/sdxl/clip"
 	"github.com/sdxl-go/sdxl/sdxl/unet"
 	"github.com/sdxl-go/sdxl/sdxl/vae"
 	"github.com/sdxl-go/sdxl/tensor"
@@ -73,6 +74,7 @@ func (p *Pipeline) conditioning(ctx context.Context, r *Request, st *stage, cfg 
 	if err != nil {
 		return nil, err
 	}
+	p.setTextCompute(st.model)
 	var cond *Conditioning
 	err = p.onDevice(func() (err error) {
 		cond, err = c.Encode(ctx, p.Backend, st.model, r.prompts(cfg))
@@ -88,6 +90,9 @@ func (p *Pipeline) conditioning(ctx context.Context, r *Request, st *stage, cfg 
 		if err := sched.CheckFinite(e, string(st.name), "the text encoders' output", sched.CauseModel); err != nil {
 			return nil, err
 		}
+	}
+	if p.ReleaseTextEncoders {
+		st.model.releaseText()
 	}
 	return cond, tr.textDone()
 }
@@ -344,6 +349,20 @@ func stageTimeIDs(m *Model, r *Request, st *stage, height, width int) (pos, neg 
 		return unet.Img2ImgTimeIDs(tp, m.RequiresAestheticsScore)
 	}
 	return unet.BaseTimeIDs(tp)
+}
+
+// setTextCompute makes m's text encoders compute in the pipeline's
+// explicit precision (PrecisionAuto: their weights' dtype).
+func (p *Pipeline) setTextCompute(m *Model) {
+	var dt *tensor.DType
+	if d, ok := p.Precision.dtype(); ok {
+		dt = &d
+	}
+	for _, te := range []*clip.TextModel{m.Text.TextEncoder, m.Text.TextEncoder2} {
+		if te != nil {
+			te.Compute = dt
+		}
+	}
 }
 
 // activationDType is the dtype the UNet computes in for model m (see

@@ -20,6 +20,9 @@ type modelFlags struct {
 	device, dtype                   string
 	offload                         bool
 	loraDir                         string
+	// oneShot is set by commands that run one request (not a flag): the
+	// engine then frees the text encoders once the prompts are encoded.
+	oneShot bool
 }
 
 func (m *modelFlags) register(fs *flag.FlagSet) {
@@ -76,7 +79,8 @@ func (m *modelFlags) openWithOptions(ctx context.Context, stderr io.Writer, prog
 		return nil, nil, sdxl.Options{}, err
 	}
 	opt := sdxl.Options{Backend: dev.b, Base: m.model, Refiner: m.refiner, ConfigDir: m.config, Variant: m.variant,
-		DType: dev.dtype, Precision: dev.precision(), Limits: limits, LoRADir: m.loraDir}
+		DType: dev.dtype, Precision: dev.precision(), Limits: limits, LoRADir: m.loraDir,
+		ReleaseTextEncoders: m.oneShot}
 	if prog != nil {
 		opt.LoadProgress = prog.load
 	}

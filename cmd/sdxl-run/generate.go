@@ -214,6 +214,7 @@ func (g *generation) run(ctx context.Context, req sdxl.Request) error {
 	if o.quiet {
 		notes = io.Discard
 	}
+	o.modelFlags.oneShot = true
 	eng, dev, err := o.modelFlags.open(ctx, notes, prog, sdxl.Limits{})
 	if err != nil {
 		return interrupted(ctx, err)

@@ -40,6 +40,10 @@ type TextModel struct {
 	FinalLayerNorm    *nn.LayerNorm   `st:"final_layer_norm"`
 	// TextProjection is nil for CLIPTextModel.
 	TextProjection *nn.Linear `st:"text_projection"`
+	// Compute, when set, is the dtype the activations run in whatever the
+	// weights' dtype (the CPU keeps half-precision weights but computes in
+	// float32); nil follows the weights, as diffusers with torch_dtype.
+	Compute *tensor.DType
 
 	act activation
 }
@@ -285,7 +289,7 @@ func (m *TextModel) Forward(ctx context.Context, b tensor.Backend, ids [][]int32
 	for i := range pos {
 		pos[i] = int32(i)
 	}
-	h := s.Add(m.TokenEmbedding.Forward(s, flat).Reshape(B, L, D), m.PositionEmbedding.Forward(s, pos))
+	h := s.Add(m.computed(s, m.TokenEmbedding.Forward(s, flat)).Reshape(B, L, D), m.computed(s, m.PositionEmbedding.Forward(s, pos)))
 
 	out := &Output{HiddenStates: make([]*tensor.Tensor, len(want))}
 	// keep records hidden_states[j] (a state may be requested twice) and
@@ -365,6 +369,16 @@ func (m *TextModel) checkRequest(ids [][]int32, req Request) (L int, want []int,
 		}
 	}
 	return L, want, layers, nil
+}
+
+// computed casts an embedding lookup to the Compute dtype, if set (before
+// the embeddings are summed: a sum in the weights' half precision would
+// round).
+func (m *TextModel) computed(s *tensor.Scope, x *tensor.Tensor) *tensor.Tensor {
+	if m.Compute == nil || x.DType() == *m.Compute {
+		return x
+	}
+	return s.Cast(x, *m.Compute)
 }
 
 // final computes last_hidden_state from the last layer's output h, the
