@@ -88,32 +88,7 @@ func (k *KDPM2) SetTimesteps(n int) error {
 	if k.p.UseKarrasSigmas || k.p.UseExponentialSigmas || k.p.UseBetaSigmas {
 		tsType = func(v float64) float64 { return v }
 	}
-	interp := make([]float32, m+1)
-	var up, down []float32
-	if !k.ancestral {
-		// sigmas.log().lerp(sigmas.roll(1).log(), 0.5).exp()
-		for i := range interp {
-			prev := sig[(i+m)%(m+1)]
-			interp[i] = logLerpHalf(sig[i], prev)
-		}
-	} else {
-		up = make([]float32, m+1)
-		down = make([]float32, m+1)
-		for i := range sig {
-			next := float32(0)
-			if i+1 <= m {
-				next = sig[i+1]
-			}
-			n2, s2 := next*next, sig[i]*sig[i]
-			up[i] = sqrt32(n2 * (s2 - n2) / s2)
-			down[i] = sqrt32(n2 - up[i]*up[i])
-		}
-		down[m] = 0
-		for i := range interp {
-			interp[i] = logLerpHalf(sig[i], down[i])
-		}
-		interp[m-1], interp[m] = 0, 0
-	}
+	interp, up, down := k.interpolated(sig)
 	// Interpolated timesteps: _sigma_to_t of every interpolated sigma.
 	tInterp := make([]float64, m+1)
 	for i, s := range interp {
@@ -139,6 +114,38 @@ func (k *KDPM2) SetTimesteps(n int) error {
 	k.saved = nil
 	k.cur.reset()
 	return nil
+}
+
+// interpolated returns the interpolated sigmas (and, for the ancestral
+// variant, sigmas_up and sigmas_down) of sigmas sig (with its final 0).
+func (k *KDPM2) interpolated(sig []float32) (interp, up, down []float32) {
+	m := len(sig) - 1
+	interp = make([]float32, m+1)
+	if !k.ancestral {
+		// sigmas.log().lerp(sigmas.roll(1).log(), 0.5).exp()
+		for i := range interp {
+			prev := sig[(i+m)%(m+1)]
+			interp[i] = logLerpHalf(sig[i], prev)
+		}
+		return interp, nil, nil
+	}
+	up = make([]float32, m+1)
+	down = make([]float32, m+1)
+	for i := range sig {
+		next := float32(0)
+		if i+1 <= m {
+			next = sig[i+1]
+		}
+		n2, s2 := next*next, sig[i]*sig[i]
+		up[i] = sqrt32(n2 * (s2 - n2) / s2)
+		down[i] = sqrt32(n2 - up[i]*up[i])
+	}
+	down[m] = 0
+	for i := range interp {
+		interp[i] = logLerpHalf(sig[i], down[i])
+	}
+	interp[m-1], interp[m] = 0, 0
+	return interp, up, down
 }
 
 // kdpmDouble is cat([s[:1], s[1:].repeat_interleave(2), s[-1:]]).
