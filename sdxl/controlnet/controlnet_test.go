@@ -491,7 +491,8 @@ func TestPadZeros(t *testing.T) {
 	}
 }
 
-// TestCancel: a cancelled context stops the ControlNet with
+// TestCancel: a context cancelled before the ControlNet, or during it
+// (from a recorder, after conv_in), stops it at its next op with
 // context.Canceled, every tensor freed.
 func TestCancel(t *testing.T) {
 	lb := backendtest.NewLive(cpu.New())
@@ -502,5 +503,21 @@ func TestCancel(t *testing.T) {
 	cancel()
 	if out, err := c.Forward(ctx, lb, in, nil); !errors.Is(err, context.Canceled) || out != nil || lb.Count() != 0 {
 		t.Errorf("result %v, error %v, %d tensors left", out, err, lb.Count())
+	}
+
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	stopped := false
+	out, err := c.Forward(ctx, lb, in, nn.RecorderFunc(func(path string, _ *tensor.Tensor) {
+		if stopped && !strings.HasSuffix(path, ".input") {
+			t.Errorf("%s ran after the cancel", path)
+		}
+		if path == "conv_in" {
+			cancel()
+			stopped = true
+		}
+	}))
+	if !errors.Is(err, context.Canceled) || out != nil || !stopped || lb.Count() != 0 {
+		t.Errorf("cancelled after conv_in: result %v, error %v, %d tensors left", out, err, lb.Count())
 	}
 }
