@@ -34,16 +34,29 @@ func memoryModel(m *Model) *memory.Model {
 }
 
 // memoryBudget resolves Options.MemoryBudget: a positive value as given;
-// 0 the memory this process may use when the backend computes in host
-// memory (the CPU backend), else unknown; negative: no check.
+// 0 the device memory a backend with its own memory reports (a
+// DeviceMemoryBudgeter: the CUDA backend), the memory this process may use
+// when the backend computes in host memory (the CPU backend), else
+// unknown; negative: no check.
 func memoryBudget(opt Options) int64 {
-	switch {
-	case opt.MemoryBudget != 0:
+	if opt.MemoryBudget != 0 {
 		return max(opt.MemoryBudget, 0)
-	case opt.Backend.Name() == "cpu":
+	}
+	if d, ok := opt.Backend.(DeviceMemoryBudgeter); ok {
+		return d.MemoryBudget()
+	}
+	if opt.Backend.Name() == "cpu" {
 		return HostMemoryBudget()
 	}
 	return 0
+}
+
+// DeviceMemoryBudgeter is a backend that computes in memory of its own (a
+// GPU's) and can tell how much of it a request may use, in bytes (0:
+// unknown), counting what the backend already holds (the loaded weights).
+// The engine asks once, when it is made, after the models are loaded.
+type DeviceMemoryBudgeter interface {
+	MemoryBudget() int64
 }
 
 // checkMemory refuses a plan whose memory estimate (package memory) is

@@ -44,6 +44,40 @@ func TestEngineMemoryBudget(t *testing.T) {
 	}
 }
 
+// deviceBackend is the CPU backend posing as a device with memory of its
+// own that reports its budget (as the CUDA backend does).
+type deviceBackend struct {
+	*cpu.Backend
+	budget int64
+}
+
+func (d deviceBackend) Name() string        { return "device" }
+func (d deviceBackend) MemoryBudget() int64 { return d.budget }
+
+// TestEngineDeviceMemoryBudget: on a backend that reports its device
+// memory, the engine refuses what does not fit before any work, without
+// Options.MemoryBudget; a backend that reports nothing is not checked.
+func TestEngineDeviceMemoryBudget(t *testing.T) {
+	b := cpu.New()
+	base, _ := loadSmall(t, b, false)
+	e, err := New(Options{Backend: deviceBackend{b, 1 << 30}, AutoTilePixels: -1}, base, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.Check(Request{Prompt: "x", Width: 1024, Height: 1024, NumImages: 64})
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Field != "NumImages" || !strings.Contains(err.Error(), "images fit at 1024x1024") {
+		t.Errorf("64 images on a 1 GiB device: %v", err)
+	}
+	unknown, err := New(Options{Backend: deviceBackend{b, 0}, AutoTilePixels: -1}, base, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unknown.Check(Request{Prompt: "x", Width: 1024, Height: 1024, NumImages: 64}); err != nil {
+		t.Errorf("a device that cannot tell its memory: %v", err)
+	}
+}
+
 // TestEngineChecksBeforeWork: a dump pattern that matches no module and a
 // prompt weight that would overflow are field errors from Check.
 func TestEngineChecksBeforeWork(t *testing.T) {

@@ -33,6 +33,7 @@ type driverAPI struct {
 	cuDevicePrimaryCtxRelease_v2 func(dev int32) int32
 	cuCtxSetCurrent              func(ctx uintptr) int32
 	cuMemAlloc_v2                func(p *uint64, n uint64) int32
+	cuMemGetInfo_v2              func(free, total *uint64) int32
 	cuMemFree_v2                 func(p uint64) int32
 	cuMemcpyHtoDAsync_v2         func(dst uint64, src unsafe.Pointer, n uint64, stream uintptr) int32
 	cuMemcpyDtoHAsync_v2         func(dst unsafe.Pointer, src uint64, n uint64, stream uintptr) int32
@@ -152,6 +153,7 @@ func loadDriver(env libEnv) (*driverAPI, string, error) {
 	b.fn(&api.cuDevicePrimaryCtxRelease_v2, "cuDevicePrimaryCtxRelease_v2")
 	b.fn(&api.cuCtxSetCurrent, "cuCtxSetCurrent")
 	b.fn(&api.cuMemAlloc_v2, "cuMemAlloc_v2")
+	b.fn(&api.cuMemGetInfo_v2, "cuMemGetInfo_v2")
 	b.fn(&api.cuMemFree_v2, "cuMemFree_v2")
 	b.fn(&api.cuMemcpyHtoDAsync_v2, "cuMemcpyHtoDAsync_v2")
 	b.fn(&api.cuMemcpyDtoHAsync_v2, "cuMemcpyDtoHAsync_v2")

@@ -202,6 +202,13 @@ func (c *cudaDevice) memAlloc(n int) (uint64, error) {
 	return p, nil
 }
 
+// memInfo is the driver's free and total memory of the device (free
+// excludes every process's allocations, ours included).
+func (c *cudaDevice) memInfo() (free, total uint64, err error) {
+	err = c.drv.check("cuMemGetInfo_v2", c.drv.cuMemGetInfo_v2(&free, &total))
+	return free, total, err
+}
+
 func (c *cudaDevice) memFree(p uint64) error {
 	return c.drv.check("cuMemFree_v2", c.drv.cuMemFree_v2(p))
 }

@@ -439,3 +439,25 @@ func TestErrorMessages(t *testing.T) {
 		t.Error("isOutOfMemory misses a wrapped error")
 	}
 }
+
+// TestMemoryBudget: a device without the driver's free-memory figure is
+// taken as the backend's own (total less the context reserve); with it,
+// what the backend holds counts as available, and the device's total caps
+// the sum.
+func TestMemoryBudget(t *testing.T) {
+	b := newNullBackend(t)
+	if got, want := b.MemoryBudget(), int64(80<<30-contextReserve); got != want {
+		t.Fatalf("MemoryBudget of an 80 GiB device of its own: %d, want %d", got, want)
+	}
+	for _, c := range []struct{ held, free, total, want int64 }{
+		{0, 70 << 30, 80 << 30, 70<<30 - contextReserve},
+		{10 << 30, 60 << 30, 80 << 30, 70<<30 - contextReserve}, // another process holds 10 GiB
+		{10 << 30, 75 << 30, 80 << 30, 80<<30 - contextReserve}, // never above the total
+		{0, 100 << 20, 80 << 30, 0},                             // less than the reserve: nothing
+		{0, 0, 0, 0},                                            // unknown device
+	} {
+		if got := budgetOf(c.held, c.free, c.total); got != c.want {
+			t.Errorf("budgetOf(held %d, free %d, total %d) = %d, want %d", c.held, c.free, c.total, got, c.want)
+		}
+	}
+}
