@@ -94,7 +94,8 @@ func (l *Local) Submit(ctx context.Context, spec jobspec.Spec) (Status, error) {
 	if len(l.queue) >= l.cfg.MaxQueue {
 		return Status{}, &QueueFullError{Queued: len(l.queue), RetryAfter: l.retryAfter()}
 	}
-	j := &job{id: newID(), prep: p, created: time.Now(), state: Queued, warnings: p.Warnings, record: p.Spec.Record()}
+	j := &job{id: newID(), prep: p, created: time.Now(), state: Queued, warnings: p.Warnings, record: p.Spec.Record(),
+		track: Tracker{Every: l.cfg.PreviewEvery, Batches: p.Spec.NIter}}
 	l.jobs[j.id] = j
 	l.queue = append(l.queue, j)
 	l.cond.Signal()

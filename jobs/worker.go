@@ -1,9 +1,7 @@
 package jobs
 
 import (
-	"bytes"
 	"context"
-	"image/png"
 	"sort"
 	"time"
 
@@ -20,14 +18,10 @@ type job struct {
 	state            State
 	err              string
 	warnings         []string
-	batch            int
-	stage            string
-	step, steps      int
-	eta, progress    float64
+	track            Tracker
 	images           []Output
 	files            []string
 	preview          []byte
-	lastPreview      time.Time
 	cancel           context.CancelFunc
 	batchCancel      context.CancelFunc
 	cancelRequested  bool
@@ -67,7 +61,8 @@ func (l *Local) next() (*job, context.Context) {
 	j := l.queue[0]
 	l.queue = l.queue[1:]
 	ctx, cancel := context.WithCancel(context.Background())
-	j.state, j.started, j.cancel, j.batch = Running, time.Now(), cancel, 1
+	j.state, j.started, j.cancel = Running, time.Now(), cancel
+	j.track.StartBatch(0)
 	l.publish(j, nil)
 	return j, ctx
 }
@@ -78,7 +73,8 @@ func (l *Local) run(ctx context.Context, r *Runner, j *job) {
 		Batch: func(ctx context.Context, k int) (context.Context, context.CancelFunc) {
 			bctx, cancel := context.WithCancel(ctx)
 			l.mu.Lock()
-			j.batchCancel, j.batch = cancel, k+1
+			j.batchCancel = cancel
+			j.track.StartBatch(k)
 			l.mu.Unlock()
 			return bctx, cancel
 		},
@@ -110,22 +106,10 @@ func (l *Local) run(ctx context.Context, r *Runner, j *job) {
 func (l *Local) progress(j *job, k int, ev sdxl.Event) {
 	var preview []byte
 	l.mu.Lock()
-	n := max(j.prep.Spec.NIter, 1)
-	j.progress = (float64(k) + ev.Fraction()) / float64(n)
-	j.stage, j.step, j.steps, j.eta = string(ev.Stage), ev.Step, ev.Steps, ev.ETA.Seconds()
-	wantPreview := ev.Latents != nil && (time.Since(j.lastPreview) >= l.cfg.PreviewEvery || ev.Step == ev.Steps)
-	if wantPreview {
-		j.lastPreview = time.Now()
-	}
+	wantPreview := j.track.Event(k, ev)
 	l.mu.Unlock()
 	if wantPreview {
-		// Encoded here: the event's latents belong to the running step.
-		if img := ev.Preview(0); img != nil {
-			var buf bytes.Buffer
-			if png.Encode(&buf, img) == nil {
-				preview = buf.Bytes()
-			}
-		}
+		preview = PreviewPNG(ev) // here: the event's latents belong to the running step
 	}
 	l.mu.Lock()
 	if preview != nil {
@@ -156,9 +140,7 @@ func (l *Local) addImages(j *job, out []Output) {
 // channels close; the oldest finished jobs beyond Keep are forgotten.
 func (l *Local) finish(j *job, s State, msg string) {
 	j.state, j.err, j.ended = s, msg, time.Now()
-	if s == Done {
-		j.progress = 1
-	}
+	j.track.Finish(s)
 	j.batchCancel, j.preview = nil, nil
 	final := Event{Status: l.status(j)}
 	for _, s := range j.subs {
@@ -241,8 +223,9 @@ func (l *Local) unsubscribe(j *job, s *sub) {
 
 // status is j's Status (l.mu held).
 func (l *Local) status(j *job) Status {
-	st := Status{ID: j.id, State: j.state, Created: j.created, Progress: j.progress, Error: j.err,
+	st := Status{ID: j.id, State: j.state, Created: j.created, Error: j.err,
 		Warnings: j.warnings, Spec: j.record, Batches: j.prep.Spec.NIter}
+	j.track.Fill(&st)
 	if j.state == Queued {
 		for i, q := range l.queue {
 			if q == j {
@@ -258,12 +241,10 @@ func (l *Local) status(j *job) Status {
 		t := j.ended
 		st.Finished = &t
 	}
-	if j.state == Running {
-		st.Batch, st.Stage, st.Step, st.Steps, st.ETA = j.batch, j.stage, j.step, j.steps, j.eta
-	}
 	for i, o := range j.images {
-		st.Images = append(st.Images, Image{Index: i, URL: ImageURL(j.id, i), Seed: o.Seed,
-			Width: o.Width, Height: o.Height, Infotext: o.Infotext, File: j.files[i]})
+		im := ImageOf(j.id, i, o)
+		im.File = j.files[i]
+		st.Images = append(st.Images, im)
 	}
 	return st
 }

@@ -21,6 +21,17 @@
 //	subject  <p>.check.<model>      request/reply: a worker checks a Spec (CheckReply)
 //	subject  <p>.progress.<job id>  throttled jobs.Event-like progress (ProgressMsg)
 //	subject  <p>.control.<job id>   "cancel" or "skip" for the worker running the job
+//	consumer workers_<model>        the durable pull consumer the workers of a model
+//	                                share (filter <p>.jobs.<model>)
+//
+// A worker answers a job by writing its Record: running (attempts
+// counted), then done after every image is in the object store, failed
+// (an invalid job at once; a failing one after MaxDeliveries) or
+// cancelled (a "cancel" control message; the images of the finished
+// batches kept). Between attempts a record is queued again with its last
+// error. Every write is a compare-and-set on the record's revision, so
+// that one job has one final record. A worker publishes the final status
+// on the progress subject too, after the record is written.
 //
 // <P> is the upper-case Prefix (default SDXL), <p> its lower-case form.
 package natsjobs
@@ -99,6 +110,9 @@ func (n Names) ProgressSubject(id string) string { return n.subj + ".progress." 
 
 // ControlSubject carries "cancel" and "skip" to the worker of a job.
 func (n Names) ControlSubject(id string) string { return n.subj + ".control." + id }
+
+// Consumer is the durable consumer shared by the workers of model.
+func (n Names) Consumer(model string) string { return "workers_" + model }
 
 // ControlFilter is the subject filter of every job's control messages.
 func (n Names) ControlFilter() string { return n.subj + ".control.*" }
