@@ -29,6 +29,9 @@ type RunnerOptions struct {
 	BaseName string
 	// Env is what jobs may use (limits, LoRA folder).
 	Env jobspec.Env
+	// Tool names the program in the images' run record ("sdxl-run
+	// batch"); "" is "sdxl-run serve".
+	Tool string
 }
 
 // Runner executes jobs on one engine and makes their PNGs. It runs one
@@ -98,7 +101,7 @@ func (r *Runner) Prepare(spec jobspec.Spec) (*Prepared, error) {
 	if spec.Refiner != nil {
 		switch {
 		case *spec.Refiner && eng.Refiner() == nil:
-			return nil, &jobspec.FieldError{Field: "refiner", Message: "no refiner is loaded (start the server with --refiner)"}
+			return nil, &jobspec.FieldError{Field: "refiner", Message: "no refiner is loaded (start sdxl-run serve, worker or batch with --refiner)"}
 		case !*spec.Refiner && r.opt.BaseOnly != nil:
 			eng, baseOnly = r.opt.BaseOnly, true
 		case !*spec.Refiner && eng.Base() == nil:
@@ -237,7 +240,11 @@ func (r *Runner) encode(p *Prepared, eng *sdxl.Engine, req sdxl.Request, res *sd
 		return nil, err
 	}
 	params := pngmeta.Params(req, res, models, pngmeta.Options{Version: r.opt.Version})
-	rec := record{Tool: "sdxl-run serve", Version: r.opt.Version, Go: runtime.Version(),
+	tool := r.opt.Tool
+	if tool == "" {
+		tool = "sdxl-run serve"
+	}
+	rec := record{Tool: tool, Version: r.opt.Version, Go: runtime.Version(),
 		Date: time.Now().UTC().Format(time.RFC3339), Device: r.opt.Device, DType: r.opt.DType,
 		Job: p.Spec.Record(), Seed: req.Seed, Scheduler: res.Scheduler, Timesteps: res.Timesteps,
 		Models: models, LoRAs: pngmeta.LoRARecords(res.LoRAs), Files: hs.Files, Seconds: took.Seconds()}

@@ -30,7 +30,7 @@ func (s *Spec) Request(env Env) (sdxl.Request, []string, error) {
 		return sdxl.Request{}, nil, err
 	}
 	if len(s.LoRAs) > 0 && !env.LoRAs {
-		return sdxl.Request{}, nil, fieldErr("loras", "this server has no LoRA folder (start it with --lora-dir)")
+		return sdxl.Request{}, nil, fieldErr("loras", "no LoRA folder was given (start sdxl-run serve, worker or batch with --lora-dir)")
 	}
 	name, karras, note, err := s.schedulerChoice()
 	if err != nil {

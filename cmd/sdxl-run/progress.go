@@ -54,7 +54,11 @@ func (p *progress) doneLoading() {
 
 // step draws the bar at every event of a run: the stage, its step, the
 // whole run's fraction, the elapsed time and the estimate of what is left.
-func (p *progress) step(e sdxl.Event) error {
+func (p *progress) step(e sdxl.Event) error { return p.stepWith("", "", e) }
+
+// stepWith is step with text before and after the bar (a batch's line
+// and its whole estimate).
+func (p *progress) stepWith(prefix, suffix string, e sdxl.Event) error {
 	if !p.active() {
 		return nil
 	}
@@ -68,8 +72,8 @@ func (p *progress) step(e sdxl.Event) error {
 	if e.Latents != nil {
 		t = fmt.Sprintf("  t=%g", e.Timestep)
 	}
-	fmt.Fprintf(p.w, "\r\033[K%-7s [%s%s] %d/%d%s  %.1fs%s", e.Stage, strings.Repeat("#", fill), strings.Repeat(".", width-fill),
-		e.Step, e.Steps, t, e.Elapsed.Seconds(), eta)
+	fmt.Fprintf(p.w, "\r\033[K%s%-7s [%s%s] %d/%d%s  %.1fs%s%s", prefix, e.Stage, strings.Repeat("#", fill), strings.Repeat(".", width-fill),
+		e.Step, e.Steps, t, e.Elapsed.Seconds(), eta, suffix)
 	return nil
 }
 

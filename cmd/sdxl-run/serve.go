@@ -150,27 +150,37 @@ func (f *serveFlags) shutdown(ctx context.Context, srv *http.Server, svc jobs.Se
 // start opens the engine (and a base-only one when a refiner is loaded)
 // and starts the job workers.
 func (f *serveFlags) start(ctx context.Context, stderr io.Writer) (jobs.Service, func() []server.Model, *device, error) {
-	prog := newProgress(stderr, false)
-	e, dev, opt, err := f.openWithOptions(ctx, stderr, prog, sdxl.Limits{MaxPixels: f.maxPixels, MaxSteps: f.maxSteps, MaxImages: f.maxImages})
+	r, dev, err := f.modelFlags.openRunner(ctx, stderr, newProgress(stderr, false), f.limits(), "sdxl-run serve")
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	logger := log.New(stderr, "sdxl-run serve: ", log.LstdFlags)
+	svc := jobs.NewLocal(jobs.Config{MaxQueue: f.maxQueue, Keep: f.keep, OutputDir: f.outputDir, Logf: logger.Printf}, r)
+	return svc, func() []server.Model { return serverModels(r, f.bundledBase()) }, dev, nil
+}
+
+// openRunner opens the engine within limits (and a base-only one when a
+// refiner is loaded, for jobs that turn the refiner off) and returns a
+// job runner over it whose images name tool in their run record: the
+// engine of every command that runs jobs (serve, worker, batch).
+func (m *modelFlags) openRunner(ctx context.Context, stderr io.Writer, prog *progress, limits jobspec.Limits, tool string) (*jobs.Runner, *device, error) {
+	e, dev, opt, err := m.openWithOptions(ctx, stderr, prog, sdxl.Limits{MaxPixels: limits.MaxPixels, MaxSteps: limits.MaxSteps, MaxImages: limits.MaxImages})
+	if err != nil {
+		return nil, nil, err
+	}
 	prog.doneLoading()
 	ro := jobs.RunnerOptions{Device: dev.describe(), DType: dev.dtype.String(), Version: "sdxl-run " + version(),
-		Env: jobspec.Env{Limits: f.limits(), LoRAs: f.loraDir != ""}}
-	if f.bundledBase() {
+		Env: jobspec.Env{Limits: limits, LoRAs: m.loraDir != ""}, Tool: tool}
+	if m.bundledBase() {
 		ro.BaseName = bundled.Name
 	}
 	if e.Base() != nil && e.Refiner() != nil {
 		if ro.BaseOnly, err = sdxl.New(opt, e.Base(), nil); err != nil {
 			dev.close()
-			return nil, nil, nil, err
+			return nil, nil, err
 		}
 	}
-	r := jobs.NewRunner(context.Background(), e, ro)
-	logger := log.New(stderr, "sdxl-run serve: ", log.LstdFlags)
-	svc := jobs.NewLocal(jobs.Config{MaxQueue: f.maxQueue, Keep: f.keep, OutputDir: f.outputDir, Logf: logger.Printf}, r)
-	return svc, func() []server.Model { return serverModels(r, f.bundledBase()) }, dev, nil
+	return jobs.NewRunner(context.Background(), e, ro), dev, nil
 }
 
 // serverModels describes the runner's models for the API.

@@ -1,0 +1,424 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/sdxl-go/sdxl/internal/atomicfile"
+	"github.com/sdxl-go/sdxl/internal/regfile"
+	"github.com/sdxl-go/sdxl/jobs"
+	"github.com/sdxl-go/sdxl/jobspec"
+	"github.com/sdxl-go/sdxl/sdxl"
+)
+
+// batchFlags are the batch command's flags.
+type batchFlags struct {
+	modelFlags
+	in, out, nats, prefix string
+	overwrite, quiet      bool
+}
+
+func newBatchFlags(f *batchFlags, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("sdxl-run batch", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	f.modelFlags.register(fs)
+	fs.StringVar(&f.in, "in", "", "the jobs: one native job JSON a line (the fields of POST /v1/jobs); blank lines and lines starting with # are skipped")
+	fs.StringVar(&f.out, "out", "", "folder of the images (created if missing): NNNNN.png for line NNNNN, NNNNN-I.png for its image I when it makes several")
+	fs.BoolVar(&f.overwrite, "overwrite", false, "run every line again and replace its images (default: keep the images already written and skip their lines)")
+	fs.BoolVar(&f.quiet, "quiet", false, "no progress or per-line notes on stderr (the summary stays)")
+	fs.StringVar(&f.nats, "nats", "", "submit the lines to NATS workers at this URL instead of running them here (not available yet)")
+	fs.StringVar(&f.prefix, "prefix", "SDXL", "with --nats: the deployment's JetStream name prefix")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: sdxl-run batch --in jobs.jsonl --out DIR [--model PATH] [--refiner PATH] [--lora-dir DIR] [--device cpu|cuda] [--overwrite]\n\nflags:")
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// check validates the flags before the input is read.
+func (f *batchFlags) check(fs *flag.FlagSet) error {
+	if fs.NArg() > 0 {
+		return usageErr("batch: unexpected argument %q", fs.Arg(0))
+	}
+	if err := f.modelFlags.check(); err != nil {
+		return err
+	}
+	if f.in == "" {
+		return usageErr("--in: give the jobs file (one JSON job a line)")
+	}
+	if f.out == "" {
+		return usageErr("--out: give the folder for the images")
+	}
+	if f.nats != "" {
+		return usageErr("--nats: the NATS batch mode is not available in this version")
+	}
+	st, err := os.Stat(f.out)
+	switch {
+	case err == nil && !st.IsDir():
+		return usageErr("--out %s: not a folder", f.out)
+	case errors.Is(err, os.ErrNotExist):
+		if pst, perr := os.Stat(filepath.Dir(f.out)); perr != nil || !pst.IsDir() {
+			return usageErr("--out %s: its parent folder %s does not exist", f.out, filepath.Dir(f.out))
+		}
+	case err != nil:
+		return usageErr("--out %v", err)
+	}
+	return nil
+}
+
+// batchLine is one job of the input.
+type batchLine struct {
+	// no is the line's number in the file (1-based, counting every line),
+	// which names its images.
+	no   int
+	spec jobspec.Spec
+	// paths are the line's images in the job's order; todo indexes those
+	// this run writes (all of them with --overwrite, else the missing).
+	paths []string
+	todo  []int
+}
+
+// maxLineBytes bounds one input line (a job with an input image is a few
+// MB of base64), as serve's --max-body bounds a request.
+const maxLineBytes = 64 << 20
+
+// readBatch reads and decodes every job of the input. A line without a
+// seed (or with -1) gets lineSeed's. The bad lines are returned as
+// messages naming the line and the field.
+func readBatch(path string) ([]batchLine, []string, error) {
+	f, err := regfile.Open(path)
+	if err != nil {
+		return nil, nil, usageErr("--in %v", err)
+	}
+	defer f.Close()
+	br := bufio.NewReaderSize(f, 1<<16)
+	var lines []batchLine
+	var bad []string
+	for no := 1; ; no++ {
+		text, err := readLine(br)
+		if err != nil && err != io.EOF {
+			return nil, nil, usageErr("--in %s: line %d: %v", path, no, err)
+		}
+		if t := bytes.TrimSpace(text); len(t) > 0 && t[0] != '#' {
+			spec, derr := jobspec.Decode(t)
+			if derr != nil {
+				bad = append(bad, lineError(no, derr))
+			} else {
+				if spec.Seed < 0 {
+					spec.Seed = lineSeed(no, t)
+				}
+				lines = append(lines, batchLine{no: no, spec: spec})
+			}
+		}
+		if err == io.EOF {
+			return lines, bad, nil
+		}
+	}
+}
+
+// readLine reads one line of at most maxLineBytes (io.EOF with the last,
+// unterminated one).
+func readLine(br *bufio.Reader) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		line = append(line, chunk...)
+		if len(line) > maxLineBytes {
+			return nil, fmt.Errorf("longer than %d bytes", maxLineBytes)
+		}
+		if err != bufio.ErrBufferFull {
+			return line, err
+		}
+	}
+}
+
+// lineSeed is the seed of a line that gives none. A drawn seed would make
+// a resumed batch (or a run on other workers) differ from the first: the
+// seed is derived from the line's number and text instead, below 10^12
+// like sdxl-run's drawn seeds, so that the same input always makes the
+// same images while two equal lines still make different ones. The seed
+// is in each image's metadata.
+func lineSeed(no int, text []byte) int64 {
+	h := sha256.New()
+	fmt.Fprintf(h, "sdxl-run batch line %d\n", no)
+	h.Write(text)
+	return int64(binary.BigEndian.Uint64(h.Sum(nil)[:8]) % 1_000_000_000_000)
+}
+
+// lineError formats a job's error as "line N: field: message".
+func lineError(no int, err error) string {
+	var fe *jobspec.FieldError
+	if errors.As(err, &fe) && fe.Field == "body" {
+		return fmt.Sprintf("line %d: %s", no, fe.Message) // the line is the body
+	}
+	return fmt.Sprintf("line %d: %v", no, err)
+}
+
+// badInput is the usage error of an input with bad lines: each named, the
+// first ten shown.
+func badInput(path string, bad []string) error {
+	shown, more := bad, ""
+	if len(bad) > 10 {
+		shown, more = bad[:10], fmt.Sprintf("\n  ... and %d more", len(bad)-10)
+	}
+	return usageErr("--in %s: %d bad line(s); nothing was run:\n  %s%s", path, len(bad), strings.Join(shown, "\n  "), more)
+}
+
+// linePaths names the images of line no in dir: NNNNN.png for one image,
+// NNNNN-1.png ... NNNNN-n.png for several (in the job's order: batch k's
+// image j is k*batch_size+j+1).
+func linePaths(dir string, no, n int) []string {
+	if n == 1 {
+		return []string{filepath.Join(dir, fmt.Sprintf("%05d.png", no))}
+	}
+	paths := make([]string, n)
+	for i := range paths {
+		paths[i] = filepath.Join(dir, fmt.Sprintf("%05d-%d.png", no, i+1))
+	}
+	return paths
+}
+
+// planOutputs names every line's images and picks those to write: the
+// missing ones, or all with overwrite. It returns the paths to write.
+func planOutputs(lines []batchLine, dir string, overwrite bool) []string {
+	var todo []string
+	for i := range lines {
+		l := &lines[i]
+		l.paths = linePaths(dir, l.no, l.spec.Images())
+		l.todo = nil
+		for j, p := range l.paths {
+			if st, err := os.Lstat(p); err == nil && st.Mode().IsRegular() && !overwrite {
+				continue // written by an earlier run
+			}
+			l.todo = append(l.todo, j)
+			todo = append(todo, p)
+		}
+	}
+	return todo
+}
+
+// runBatch runs the jobs of --in, in order, into --out (see newBatchFlags).
+// The whole input is checked before anything runs: a bad line is a usage
+// error naming it, and nothing is written.
+func runBatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var f batchFlags
+	fs := newBatchFlags(&f, stderr)
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if err := f.check(fs); err != nil {
+		return err
+	}
+	lines, bad, err := readBatch(f.in)
+	if err != nil {
+		return err
+	}
+	if len(bad) > 0 {
+		return badInput(f.in, bad)
+	}
+	if len(lines) == 0 {
+		return usageErr("--in %s: no jobs (every line is blank or a # comment)", f.in)
+	}
+	return f.runLocal(ctx, lines, stdout, stderr)
+}
+
+// runLocal opens the engine, checks every line on it, then runs the lines
+// whose images are not all written yet.
+func (f *batchFlags) runLocal(ctx context.Context, lines []batchLine, stdout, stderr io.Writer) error {
+	notes := stderr
+	if f.quiet {
+		notes = io.Discard
+	}
+	prog := newProgress(stderr, f.quiet)
+	r, dev, err := f.modelFlags.openRunner(ctx, notes, prog, jobspec.Limits{}, "sdxl-run batch")
+	if err != nil {
+		return interrupted(ctx, err)
+	}
+	defer dev.close()
+	var bad []string
+	for _, l := range lines {
+		if _, err := r.Prepare(l.spec); err != nil {
+			bad = append(bad, lineError(l.no, err))
+		}
+	}
+	if len(bad) > 0 {
+		return badInput(f.in, bad)
+	}
+	if err := os.Mkdir(f.out, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return usageErr("--out %v", err)
+	}
+	if err := atomicfile.CheckTargets(f.overwrite, planOutputs(lines, f.out, f.overwrite)...); err != nil {
+		return usageErr("--out: %v", err)
+	}
+	b := &batch{f: f, lines: lines, r: r, stdout: stdout, stderr: stderr, notes: notes, bar: newBatchBar(prog, lines)}
+	return b.run(ctx)
+}
+
+// batch is a local batch run on its way through the lines.
+type batch struct {
+	f                     *batchFlags
+	lines                 []batchLine
+	r                     *jobs.Runner
+	bar                   *batchBar
+	stdout, stderr, notes io.Writer
+	done, skipped         int
+	failed                []string
+}
+
+// run runs the lines in order. A failed line is reported and the others
+// go on; a cancelled ctx stops the running line within a step, writing
+// none of its images.
+func (b *batch) run(ctx context.Context) error {
+	for _, l := range b.lines {
+		if len(l.todo) == 0 {
+			b.skipped++
+		}
+	}
+	fmt.Fprintf(b.notes, "batch: %d lines: %d already written (skipped), %d to run\n", len(b.lines), b.skipped, len(b.lines)-b.skipped)
+	for i := range b.lines {
+		l := &b.lines[i]
+		if len(l.todo) == 0 {
+			continue
+		}
+		b.bar.k++
+		err := b.runLine(ctx, l)
+		b.bar.lineDone(l)
+		if ctx.Err() != nil {
+			return b.interrupted(l)
+		}
+		if err != nil {
+			b.failed = append(b.failed, lineError(l.no, err))
+			fmt.Fprintf(b.notes, "%s\n", b.failed[len(b.failed)-1])
+			continue
+		}
+		b.done++
+		for _, j := range l.todo {
+			fmt.Fprintln(b.stdout, l.paths[j])
+		}
+		fmt.Fprintf(b.notes, "line %d: done (%d of %d to run)\n", l.no, b.done+len(b.failed), len(b.lines)-b.skipped)
+	}
+	return b.summary()
+}
+
+// runLine runs one line and writes its images.
+func (b *batch) runLine(ctx context.Context, l *batchLine) error {
+	p, err := b.r.Prepare(l.spec)
+	if err != nil {
+		return err
+	}
+	outs, err := b.r.Run(ctx, p, jobs.Hooks{Progress: func(k int, ev sdxl.Event) {
+		if ev.Step == 0 {
+			stageHook(ctx, fmt.Sprintf("line%d.%s", l.no, ev.Stage))
+		}
+		b.bar.step(l, k, ev)
+	}})
+	if err != nil {
+		return err
+	}
+	if len(outs) != len(l.paths) {
+		return fmt.Errorf("the job made %d images, want %d", len(outs), len(l.paths))
+	}
+	return b.write(ctx, l, outs)
+}
+
+// write puts a line's images in place together: staged first, then
+// committed, so that an error or a signal on the way leaves none.
+func (b *batch) write(ctx context.Context, l *batchLine, outs []jobs.Output) error {
+	defer holdWrites(ctx)()
+	stageHook(ctx, fmt.Sprintf("line%d.write", l.no))
+	var staged []*atomicfile.Pending
+	for _, j := range l.todo {
+		png := outs[j].PNG
+		p, err := atomicfile.Stage(ctx, l.paths[j], b.f.overwrite, func(w io.Writer) error { _, err := w.Write(png); return err })
+		if err != nil {
+			atomicfile.AbortAll(staged...)
+			return err
+		}
+		staged = append(staged, p)
+	}
+	if err := ctx.Err(); err != nil {
+		atomicfile.AbortAll(staged...)
+		return err
+	}
+	return atomicfile.CommitAll(staged...)
+}
+
+// interrupted ends a cancelled batch: what was written stays, the running
+// line wrote nothing; the same command resumes.
+func (b *batch) interrupted(l *batchLine) error {
+	fmt.Fprintf(b.stderr, "batch: interrupted at line %d: %d lines done this run, %d skipped, %d failed; line %d and the rest wrote nothing\n",
+		l.no, b.done, b.skipped, len(b.failed), l.no)
+	return &exitError{code: 130, err: errors.New("interrupted; run the same command again to resume (the lines written are skipped)")}
+}
+
+// summary reports the run and fails when a line failed.
+func (b *batch) summary() error {
+	fmt.Fprintf(b.stderr, "batch: %d lines: %d done, %d skipped (already written), %d failed\n", len(b.lines), b.done, b.skipped, len(b.failed))
+	for _, msg := range b.failed {
+		fmt.Fprintf(b.stderr, "  %s\n", msg)
+	}
+	if len(b.failed) > 0 {
+		return &exitError{code: 1, err: fmt.Errorf("%d of %d lines failed (run the same command again to retry them)", len(b.failed), len(b.lines))}
+	}
+	return nil
+}
+
+// batchBar draws the progress of the line running and of the whole batch,
+// whose estimate weighs each line by its images × steps × pixels.
+type batchBar struct {
+	prog        *progress
+	start       time.Time
+	total, done float64 // the work of the lines to run, of those finished
+	n, k        int     // lines to run, the running one's place (1-based)
+}
+
+func newBatchBar(prog *progress, lines []batchLine) *batchBar {
+	b := &batchBar{prog: prog, start: time.Now()}
+	for _, l := range lines {
+		if len(l.todo) > 0 {
+			b.total += lineWork(l.spec)
+			b.n++
+		}
+	}
+	return b
+}
+
+// lineWork is a job's relative cost.
+func lineWork(s jobspec.Spec) float64 {
+	px := s.Width * s.Height
+	if px == 0 {
+		px = 1024 * 1024
+	}
+	return float64(s.Images()) * float64(s.Steps) * float64(px)
+}
+
+// step draws the bar for event ev of batch k of line l.
+func (b *batchBar) step(l *batchLine, k int, ev sdxl.Event) {
+	if !b.prog.active() {
+		return
+	}
+	frac := (float64(k) + ev.Fraction()) / float64(max(l.spec.NIter, 1))
+	done := b.done + frac*lineWork(l.spec)
+	eta := ""
+	if el := time.Since(b.start); done > 0 && b.total > done {
+		eta = fmt.Sprintf(", about %s left", (time.Duration(float64(el) * (b.total - done) / done)).Round(time.Second))
+	}
+	b.prog.stepWith(fmt.Sprintf("line %d (%d/%d) ", l.no, b.k, b.n), fmt.Sprintf(" | batch %.0f%%%s", 100*done/b.total, eta), ev)
+}
+
+// lineDone counts a finished (or failed) line's work as done.
+func (b *batchBar) lineDone(l *batchLine) {
+	b.done += lineWork(l.spec)
+	b.prog.finish()
+}
