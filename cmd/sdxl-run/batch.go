@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"github.com/sdxl-go/sdxl/jobs"
 	"github.com/sdxl-go/sdxl/jobspec"
 	"github.com/sdxl-go/sdxl/sdxl"
+	"github.com/sdxl-go/sdxl/sdxl/imageio"
 )
 
 // batchFlags are the batch command's flags.
@@ -190,22 +192,52 @@ func linePaths(dir string, no, n int) []string {
 }
 
 // planOutputs names every line's images and picks those to write: the
-// missing ones, or all with overwrite. It returns the paths to write.
-func planOutputs(lines []batchLine, dir string, overwrite bool) []string {
-	var todo []string
+// missing ones, or all with overwrite. It returns the paths to write, and
+// a message for each line whose kept images another job made.
+func planOutputs(lines []batchLine, dir string, overwrite bool) (todo, bad []string) {
 	for i := range lines {
 		l := &lines[i]
 		l.paths = linePaths(dir, l.no, l.spec.Images())
 		l.todo = nil
 		for j, p := range l.paths {
 			if st, err := os.Lstat(p); err == nil && st.Mode().IsRegular() && !overwrite {
+				if err := l.checkKept(j); err != nil {
+					bad = append(bad, lineError(l.no, err))
+					break
+				}
 				continue // written by an earlier run
 			}
 			l.todo = append(l.todo, j)
 			todo = append(todo, p)
 		}
 	}
-	return todo
+	return todo, bad
+}
+
+// checkKept makes sure that image j, kept from an earlier run, was made
+// by this line's job: after an edit of the input, line N may be another
+// job than the one that wrote its file, and skipping it would silently
+// keep the wrong image. Its run record must hold the same job and seed.
+func (l *batchLine) checkKept(j int) error {
+	want := l.spec
+	want.Normalize()
+	wantJob, err := json.Marshal(want.Record())
+	if err != nil {
+		return err
+	}
+	m, err := imageio.ReadPNGMetadata(l.paths[j])
+	var rec struct {
+		Job  jobspec.Spec `json:"job"`
+		Seed uint64       `json:"seed"`
+	}
+	if err == nil {
+		err = json.Unmarshal([]byte(m.Run), &rec)
+	}
+	gotJob, _ := json.Marshal(rec.Job)
+	if err != nil || !bytes.Equal(gotJob, wantJob) || rec.Seed != want.IterationSeed(j/want.BatchSize) {
+		return fmt.Errorf("%s exists but was not made by this job (was the input edited since?): give another --out, or --overwrite to replace it", l.paths[j])
+	}
+	return nil
 }
 
 // runBatch runs the jobs of --in, in order, into --out (see newBatchFlags).
@@ -224,18 +256,19 @@ func runBatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	if len(bad) > 0 {
+	todo, kept := planOutputs(lines, f.out, f.overwrite)
+	if bad = append(bad, kept...); len(bad) > 0 {
 		return badInput(f.in, bad)
 	}
 	if len(lines) == 0 {
 		return usageErr("--in %s: no jobs (every line is blank or a # comment)", f.in)
 	}
-	return f.runLocal(ctx, lines, stdout, stderr)
+	return f.runLocal(ctx, lines, todo, stdout, stderr)
 }
 
 // runLocal opens the engine, checks every line on it, then runs the lines
-// whose images are not all written yet.
-func (f *batchFlags) runLocal(ctx context.Context, lines []batchLine, stdout, stderr io.Writer) error {
+// whose images are not all written yet (todo are their paths).
+func (f *batchFlags) runLocal(ctx context.Context, lines []batchLine, todo []string, stdout, stderr io.Writer) error {
 	notes := stderr
 	if f.quiet {
 		notes = io.Discard
@@ -246,7 +279,7 @@ func (f *batchFlags) runLocal(ctx context.Context, lines []batchLine, stdout, st
 		return interrupted(ctx, err)
 	}
 	defer dev.close()
-	var bad []string
+	var bad []string // the bad lines
 	for _, l := range lines {
 		if _, err := r.Prepare(l.spec); err != nil {
 			bad = append(bad, lineError(l.no, err))
@@ -258,7 +291,7 @@ func (f *batchFlags) runLocal(ctx context.Context, lines []batchLine, stdout, st
 	if err := os.Mkdir(f.out, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 		return usageErr("--out %v", err)
 	}
-	if err := atomicfile.CheckTargets(f.overwrite, planOutputs(lines, f.out, f.overwrite)...); err != nil {
+	if err := atomicfile.CheckTargets(f.overwrite, todo...); err != nil {
 		return usageErr("--out: %v", err)
 	}
 	b := &batch{f: f, lines: lines, r: r, stdout: stdout, stderr: stderr, notes: notes, bar: newBatchBar(prog, lines)}

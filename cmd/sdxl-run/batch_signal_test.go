@@ -5,7 +5,6 @@ package main
 import (
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,10 +20,7 @@ func TestBatchSignal(t *testing.T) {
 	if !bundled.Available() {
 		t.Skip("built without the bundled model (nobundle)")
 	}
-	dir := t.TempDir()
-	in, out := filepath.Join(dir, "jobs.jsonl"), filepath.Join(dir, "out")
-	job := `{"prompt": "p", "steps": 2, "width": 64, "height": 64}`
-	os.WriteFile(in, []byte(job+"\n"+job+"\n"+job+"\n"), 0o644)
+	in, out := writeJobs(t, 3, 2)
 	args := append([]string{"batch", "--in", in, "--out", out}, testDevice()...)
 	for i, c := range []struct {
 		signal string

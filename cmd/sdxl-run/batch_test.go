@@ -189,6 +189,54 @@ func checkRerunSkipsAll(t *testing.T, args []string, out string) {
 	}
 }
 
+// writeJobs writes an input of n equal seedless lines of the given steps
+// (64x64) and returns it with the output folder to use.
+func writeJobs(t *testing.T, n, steps int) (in, out string) {
+	dir := t.TempDir()
+	in, out = filepath.Join(dir, "jobs.jsonl"), filepath.Join(dir, "out")
+	job := fmt.Sprintf(`{"prompt": "p", "steps": %d, "width": 64, "height": 64}`, steps)
+	if err := os.WriteFile(in, []byte(strings.Repeat(job+"\n", n)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return in, out
+}
+
+// TestBatchEditedInput: a rerun whose line is now another job than the
+// one that wrote its image refuses (exit 2 naming the line and the file,
+// nothing run) instead of keeping the wrong image; --overwrite runs every
+// line again.
+func TestBatchEditedInput(t *testing.T) {
+	if !bundled.Available() {
+		t.Skip("built without the bundled model (nobundle)")
+	}
+	in, out := writeJobs(t, 2, 1)
+	args := append([]string{"batch", "--in", in, "--out", out}, testDevice()...)
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), args, &stdout, &stderr); code != 0 {
+		t.Fatalf("first run: exit %d: %s", code, stderr.String())
+	}
+	first, _ := os.ReadFile(filepath.Join(out, "00002.png"))
+	os.WriteFile(in, []byte(`{"prompt": "p", "steps": 1, "width": 64, "height": 64}`+"\n"+`{"prompt": "q", "steps": 1, "width": 64, "height": 64}`+"\n"), 0o644)
+	stdout.Reset()
+	stderr.Reset()
+	code := run(context.Background(), args, &stdout, &stderr)
+	if code != 2 || stdout.Len() != 0 || !strings.Contains(stderr.String(), "1 bad line(s)") ||
+		!strings.Contains(stderr.String(), "line 2: "+filepath.Join(out, "00002.png")+" exists but was not made by this job") {
+		t.Errorf("edited line 2: exit %d: %s", code, stderr.String())
+	}
+	stderr.Reset()
+	if code := run(context.Background(), append(args, "--overwrite"), io.Discard, &stderr); code != 0 ||
+		!strings.Contains(stderr.String(), "2 lines: 2 done, 0 skipped") {
+		t.Fatalf("--overwrite: exit %d: %s", code, stderr.String())
+	}
+	if again, _ := os.ReadFile(filepath.Join(out, "00002.png")); bytes.Equal(again, first) || readParams(t, filepath.Join(out, "00002.png"))[:2] != "q\n" {
+		t.Errorf("--overwrite did not replace line 2's image with the new job's")
+	}
+	if got := pngFiles(t, out); len(got) != 2 {
+		t.Errorf("output folder: %v", got)
+	}
+}
+
 // TestBatchFailedLine: a line that fails (here: its image appears at its
 // path while it runs) is reported by line, the others are written, and
 // the exit status is 1.
@@ -196,10 +244,7 @@ func TestBatchFailedLine(t *testing.T) {
 	if !bundled.Available() {
 		t.Skip("built without the bundled model (nobundle)")
 	}
-	dir := t.TempDir()
-	in, out := filepath.Join(dir, "jobs.jsonl"), filepath.Join(dir, "out")
-	job := `{"prompt": "p", "steps": 1, "width": 64, "height": 64}`
-	os.WriteFile(in, []byte(job+"\n"+job+"\n"+job+"\n"), 0o644)
+	in, out := writeJobs(t, 3, 1)
 	ctx := context.WithValue(context.Background(), stageHookKey{}, func(s string) {
 		if s == "line2.write" {
 			os.WriteFile(filepath.Join(out, "00002.png"), []byte("someone else's"), 0o644)
