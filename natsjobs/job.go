@@ -105,6 +105,7 @@ func (w *Worker) begin(r *Record, d *delivery, p *jobs.Prepared, prepErr error) 
 		return settled
 	case prepErr != nil:
 		w.fail(r, prepErr.Error())
+		r.LastError = prepErr.Error()
 		return invalid
 	case r.Attempts >= w.cfg.MaxDeliveries:
 		last := r.LastError
@@ -127,11 +128,11 @@ func (w *Worker) begin(r *Record, d *delivery, p *jobs.Prepared, prepErr error) 
 
 func startedAt(st *jobs.Status, t time.Time) bool { return st.Started != nil && st.Started.Equal(t) }
 
-// fail marks a record failed with msg.
+// fail marks a record failed with msg (LastError stays the attempt's).
 func (w *Worker) fail(r *Record, msg string) {
 	now := time.Now().UTC()
 	r.Status.State, r.Status.Error, r.Status.Finished = jobs.Failed, msg, &now
-	r.LastError, r.Worker = msg, w.cfg.ID
+	r.Worker = w.cfg.ID
 }
 
 // ours reports whether r is this delivery's running attempt.
@@ -159,15 +160,17 @@ func (w *Worker) term(ctx context.Context, d *delivery) {
 // publishFinal sends a record's final status on the job's progress
 // subject.
 func (w *Worker) publishFinal(r Record) {
-	w.publish(ProgressMsg{Status: r.Status}, r.Status.ID)
+	if err := w.publish(ProgressMsg{Status: r.Status}, r.Status.ID); err != nil {
+		w.cfg.Logf("job %s: its final status: %v", r.Status.ID, err)
+	}
 }
 
-func (w *Worker) publish(m ProgressMsg, id string) {
+// publish sends a progress message (buffered by the client while it
+// reconnects; a lost one is followed by the next).
+func (w *Worker) publish(m ProgressMsg, id string) error {
 	b, err := json.Marshal(m)
-	if err == nil {
-		err = w.nc.Publish(w.cfg.Names.ProgressSubject(id), b)
-	}
 	if err != nil {
-		w.cfg.Logf("job %s: progress: %v", id, err)
+		return err
 	}
+	return w.nc.Publish(w.cfg.Names.ProgressSubject(id), b)
 }
