@@ -215,7 +215,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.verifyWatermark, "verify-watermark", "", "decode the invisible watermark of a PNG and report it, then exit")
 	addFromPNGFlag(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sdxl-run [flags]            generate an image\n       sdxl-run tokenize [--model PATH] TEXT\n       sdxl-run bench --random-weights [--device cuda] [--size 1024] [--steps 30]\n       sdxl-run serve [--listen 127.0.0.1:7860] [--model PATH]\n       sdxl-run batch --in jobs.jsonl --out DIR [--model PATH]\n\nflags:")
+		fmt.Fprintln(stderr, "usage: sdxl-run [flags]            generate an image\n       sdxl-run tokenize [--model PATH] TEXT\n       sdxl-run bench --random-weights [--device cuda] [--size 1024] [--steps 30]\n       sdxl-run serve [--listen 127.0.0.1:7860] [--model PATH]\n       sdxl-run batch --in jobs.jsonl --out DIR [--model PATH]\n       sdxl-run worker --nats URL [--model PATH] [--device cuda]\n\nflags:")
 		fs.PrintDefaults()
 	}
 	return fs

@@ -9,6 +9,7 @@
 //	sdxl-run bench --random-weights --device cuda --size 1024 --steps 30
 //	sdxl-run serve [--listen 127.0.0.1:7860] [--model PATH] [--api-key KEY]
 //	sdxl-run batch --in jobs.jsonl --out DIR [--model PATH]
+//	sdxl-run worker --nats nats://HOST:4222 [--model PATH] [--device cuda]
 //
 // Without --model it uses a small random-weight SDXL embedded in the binary
 // (its pictures are noise; it is there so the tool runs anywhere). Run
@@ -151,6 +152,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return report(stderr, "sdxl-run serve", runServe(ctx, args[1:], stdout, stderr))
 		case "batch":
 			return report(stderr, "sdxl-run batch", runBatch(ctx, args[1:], stdout, stderr))
+		case "worker":
+			return report(stderr, "sdxl-run worker", runWorker(ctx, args[1:], stdout, stderr))
 		}
 	}
 	return report(stderr, "sdxl-run", runGenerate(ctx, args, stdout, stderr))

@@ -1,0 +1,145 @@
+//go:build unix
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sdxl-go/sdxl/internal/natstest"
+	"github.com/sdxl-go/sdxl/jobs"
+	"github.com/sdxl-go/sdxl/natsjobs"
+	"github.com/sdxl-go/sdxl/sdxl/bundled"
+)
+
+// TestWorkerFlagErrors: a flag mistake is exit 2 with the flag named,
+// before any model is loaded; an unreachable server is exit 1 naming it.
+func TestWorkerFlagErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, 2, "--nats URL is required"},
+		{[]string{"--nats", "nats://127.0.0.1:1", "extra"}, 2, `unexpected argument "extra"`},
+		{[]string{"--nats", "nats://127.0.0.1:1", "--max-deliveries", "0"}, 2, "--max-deliveries 0"},
+		{[]string{"--nats", "nats://127.0.0.1:1", "--model-id", "a.b"}, 2, `--model-id "a.b"`},
+		{[]string{"--nats", "nats://127.0.0.1:1", "--prefix", "a b"}, 2, `--prefix "a b"`},
+		{[]string{"--nats", "nats://127.0.0.1:1", "--device", "tpu"}, 2, `--device "tpu"`},
+		{[]string{"--nats", "nats://127.0.0.1:1", "--ack-wait", "10ms"}, 2, "--ack-wait 10ms"},
+		{[]string{"--nats", "nats://127.0.0.1:1", "--bogus"}, 2, "-bogus"},
+		{[]string{"--nats", "nats://127.0.0.1:1"}, 1, "--nats nats://127.0.0.1:1: cannot connect"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), append([]string{"worker"}, c.args...), &stdout, &stderr)
+		if code != c.code || !strings.Contains(stderr.String(), c.want) {
+			t.Errorf("%v: exit %d, stderr %q; want %d and %q", c.args, code, stderr.String(), c.code, c.want)
+		}
+	}
+}
+
+// TestWorkerCommand runs `sdxl-run worker` on an in-process NATS server:
+// a job published to the stream is done, its image stored; SIGTERM
+// during a job lets it finish (done, acknowledged) and the worker exits
+// 143.
+func TestWorkerCommand(t *testing.T) {
+	if !bundled.Available() {
+		t.Skip("built without the bundled model (nobundle)")
+	}
+	srv := natstest.Start(t)
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	names, _ := natsjobs.NamesFor("")
+	cmd := exec.Command(os.Args[0], "worker", "--nats", srv.URL(), "--ack-wait", "2s")
+	cmd.Env = append(os.Environ(), "SDXL_RUN_CLI=1")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	publish := func(id string, steps int) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		body, _ := json.Marshal(map[string]any{"prompt": "a red cube", "width": 64, "height": 64, "steps": steps, "seed": 5})
+		// The stream exists once the worker (or a front end) has set up.
+		for {
+			_, err := js.Publish(ctx, names.JobSubject(natsjobs.ModelID(bundled.Name)), body, jetstream.WithMsgID(id))
+			if err == nil {
+				return
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("publishing: %v\n%s", err, stderr.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	publish("first", 2)
+	rec := waitRecord(t, js, names, "first", func(r natsjobs.Record) bool { return r.Status.State.Finished() })
+	if rec.Status.State != jobs.Done || len(rec.Status.Images) != 1 || rec.Status.Images[0].Seed != 5 {
+		t.Fatalf("first job: %+v\n%s", rec, stderr.String())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	obj, _ := js.ObjectStore(ctx, names.Results)
+	if b, err := obj.GetBytes(ctx, natsjobs.ImageName("first", 0)); err != nil || !bytes.HasPrefix(b, []byte("\x89PNG")) {
+		t.Fatalf("first job's image: %v", err)
+	}
+	publish("second", 80)
+	waitRecord(t, js, names, "second", func(r natsjobs.Record) bool { return r.Status.State == jobs.Running })
+	cmd.Process.Signal(syscall.SIGTERM)
+	err = cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 143 {
+		t.Fatalf("after SIGTERM: %v\n%s", err, stderr.String())
+	}
+	rec = waitRecord(t, js, names, "second", func(r natsjobs.Record) bool { return true })
+	if rec.Status.State != jobs.Done || len(rec.Status.Images) != 1 {
+		t.Errorf("the job running at SIGTERM: %+v", rec)
+	}
+	for _, want := range []string{"job first: done in", "job second: done in", "stopping: finishing the running job"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+		}
+	}
+	if !strings.Contains(stdout.String(), "takes the jobs of model "+natsjobs.ModelID(bundled.Name)) {
+		t.Errorf("stdout: %q", stdout.String())
+	}
+}
+
+// waitRecord waits (up to a minute) for a job's record to satisfy ok.
+func waitRecord(t *testing.T, js jetstream.JetStream, names natsjobs.Names, id string, ok func(natsjobs.Record) bool) natsjobs.Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for {
+		var rec natsjobs.Record
+		kv, err := js.KeyValue(ctx, names.State)
+		if err == nil {
+			var e jetstream.KeyValueEntry
+			if e, err = kv.Get(ctx, id); err == nil {
+				if err = json.Unmarshal(e.Value(), &rec); err == nil && ok(rec) {
+					return rec
+				}
+			}
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("job %s: %+v (%v)", id, rec, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
