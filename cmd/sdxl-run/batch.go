@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -85,6 +86,8 @@ type batchLine struct {
 	// which names its images.
 	no   int
 	spec jobspec.Spec
+	// id is the line's job id with --nats (lineID).
+	id string
 	// paths are the line's images in the job's order; todo indexes those
 	// this run writes (all of them with --overwrite, else the missing).
 	paths []string
@@ -117,10 +120,11 @@ func readBatch(path string) ([]batchLine, []string, error) {
 			if derr != nil {
 				bad = append(bad, lineError(no, derr))
 			} else {
+				h := lineHash(no, t)
 				if spec.Seed < 0 {
-					spec.Seed = lineSeed(no, t)
+					spec.Seed = lineSeed(h)
 				}
-				lines = append(lines, batchLine{no: no, spec: spec})
+				lines = append(lines, batchLine{no: no, spec: spec, id: "batch-" + hex.EncodeToString(h[8:24])})
 			}
 		}
 		if err == io.EOF {
@@ -145,17 +149,28 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 	}
 }
 
-// lineSeed is the seed of a line that gives none. A drawn seed would make
-// a resumed batch (or a run on other workers) differ from the first: the
-// seed is derived from the line's number and text instead, below 10^12
-// like sdxl-run's drawn seeds, so that the same input always makes the
-// same images while two equal lines still make different ones. The seed
-// is in each image's metadata.
-func lineSeed(no int, text []byte) int64 {
+// lineHash identifies a line of an input by its number and text. It makes
+// two things of a line that must not change between runs:
+//
+//   - The seed of a line that gives none: a drawn seed would make a
+//     resumed batch (or a run on other workers) differ from the first, so
+//     the seed is derived instead (below 10^12, like sdxl-run's drawn
+//     seeds): the same input always makes the same images, while two
+//     equal lines still make different ones. It is in each image's
+//     metadata.
+//   - The job id of the line with --nats: a rerun submits the same ids,
+//     which JetStream deduplicates, and collects the results of the jobs
+//     already done instead of running them again.
+func lineHash(no int, text []byte) [sha256.Size]byte {
 	h := sha256.New()
 	fmt.Fprintf(h, "sdxl-run batch line %d\n", no)
 	h.Write(text)
-	return int64(binary.BigEndian.Uint64(h.Sum(nil)[:8]) % 1_000_000_000_000)
+	return [sha256.Size]byte(h.Sum(nil))
+}
+
+// lineSeed is the seed of a line without one (see lineHash).
+func lineSeed(h [sha256.Size]byte) int64 {
+	return int64(binary.BigEndian.Uint64(h[:8]) % 1_000_000_000_000)
 }
 
 // lineError formats a job's error as "line N: field: message".
@@ -294,25 +309,24 @@ func (f *batchFlags) runLocal(ctx context.Context, lines []batchLine, todo []str
 	if err := atomicfile.CheckTargets(f.overwrite, todo...); err != nil {
 		return usageErr("--out: %v", err)
 	}
-	b := &batch{f: f, lines: lines, r: r, stdout: stdout, stderr: stderr, notes: notes, bar: newBatchBar(prog, lines)}
-	return b.run(ctx)
+	b := &batch{f: f, lines: lines, stdout: stdout, stderr: stderr, notes: notes, bar: newBatchBar(prog, lines)}
+	return b.run(ctx, func(ctx context.Context, l *batchLine) error { return b.runLine(ctx, r, l) })
 }
 
-// batch is a local batch run on its way through the lines.
+// batch is a batch run on its way through the lines.
 type batch struct {
 	f                     *batchFlags
 	lines                 []batchLine
-	r                     *jobs.Runner
 	bar                   *batchBar
 	stdout, stderr, notes io.Writer
 	done, skipped         int
 	failed                []string
 }
 
-// run runs the lines in order. A failed line is reported and the others
-// go on; a cancelled ctx stops the running line within a step, writing
-// none of its images.
-func (b *batch) run(ctx context.Context) error {
+// run runs the lines in order with runLine, which makes and writes a
+// line's images. A failed line is reported and the others go on; a
+// cancelled ctx stops the running line, writing none of its images.
+func (b *batch) run(ctx context.Context, runLine func(context.Context, *batchLine) error) error {
 	for _, l := range b.lines {
 		if len(l.todo) == 0 {
 			b.skipped++
@@ -325,7 +339,7 @@ func (b *batch) run(ctx context.Context) error {
 			continue
 		}
 		b.bar.k++
-		err := b.runLine(ctx, l)
+		err := runLine(ctx, l)
 		b.bar.lineDone(l)
 		if ctx.Err() != nil {
 			return b.interrupted(l)
@@ -344,13 +358,13 @@ func (b *batch) run(ctx context.Context) error {
 	return b.summary()
 }
 
-// runLine runs one line and writes its images.
-func (b *batch) runLine(ctx context.Context, l *batchLine) error {
-	p, err := b.r.Prepare(l.spec)
+// runLine runs one line on r and writes its images.
+func (b *batch) runLine(ctx context.Context, r *jobs.Runner, l *batchLine) error {
+	p, err := r.Prepare(l.spec)
 	if err != nil {
 		return err
 	}
-	outs, err := b.r.Run(ctx, p, jobs.Hooks{Progress: func(k int, ev sdxl.Event) {
+	outs, err := r.Run(ctx, p, jobs.Hooks{Progress: func(k int, ev sdxl.Event) {
 		if ev.Step == 0 {
 			stageHook(ctx, fmt.Sprintf("line%d.%s", l.no, ev.Stage))
 		}
@@ -362,17 +376,22 @@ func (b *batch) runLine(ctx context.Context, l *batchLine) error {
 	if len(outs) != len(l.paths) {
 		return fmt.Errorf("the job made %d images, want %d", len(outs), len(l.paths))
 	}
-	return b.write(ctx, l, outs)
+	pngs := make([][]byte, len(outs))
+	for i, o := range outs {
+		pngs[i] = o.PNG
+	}
+	return b.write(ctx, l, pngs)
 }
 
-// write puts a line's images in place together: staged first, then
-// committed, so that an error or a signal on the way leaves none.
-func (b *batch) write(ctx context.Context, l *batchLine, outs []jobs.Output) error {
+// write puts a line's images (pngs[j] is image j; only those of l.todo
+// are read) in place together: staged first, then committed, so that an
+// error or a signal on the way leaves none.
+func (b *batch) write(ctx context.Context, l *batchLine, pngs [][]byte) error {
 	defer holdWrites(ctx)()
 	stageHook(ctx, fmt.Sprintf("line%d.write", l.no))
 	var staged []*atomicfile.Pending
 	for _, j := range l.todo {
-		png := outs[j].PNG
+		png := pngs[j]
 		p, err := atomicfile.Stage(ctx, l.paths[j], b.f.overwrite, func(w io.Writer) error { _, err := w.Write(png); return err })
 		if err != nil {
 			atomicfile.AbortAll(staged...)

@@ -139,7 +139,7 @@ func checkSingleRuns(t *testing.T, out string, no int, c batchCase) {
 	for r, flags := range c.runs {
 		seed := c.seeds[r]
 		if seed == 0 {
-			seed = uint64(lineSeed(no, []byte(c.line)))
+			seed = uint64(lineSeed(lineHash(no, []byte(c.line))))
 		}
 		single := filepath.Join(dir, fmt.Sprintf("single%d.png", r))
 		args := append(append(testDevice(), "--quiet", "--seed", fmt.Sprint(seed), "--steps", "2", "--width", "64", "--height", "64", "--out", single), flags...)
@@ -313,10 +313,27 @@ func TestBatchRefusals(t *testing.T) {
 }
 
 // TestLineSeed: a line without a seed gets one derived from its number
-// and text (the same on every run, different for equal lines).
+// and text (the same on every run, different for equal lines), and a job
+// id the same way.
 func TestLineSeed(t *testing.T) {
-	a, b, c := lineSeed(1, []byte(`{"prompt": "x"}`)), lineSeed(2, []byte(`{"prompt": "x"}`)), lineSeed(1, []byte(`{"prompt": "x"}`))
-	if a != c || a == b || a < 0 || a >= 1e12 || b < 0 || b >= 1e12 {
-		t.Errorf("lineSeed: %d %d %d", a, b, c)
+	dir := t.TempDir()
+	in := filepath.Join(dir, "jobs.jsonl")
+	os.WriteFile(in, []byte("{\"prompt\": \"x\"}\n{\"prompt\": \"x\"}\n{\"prompt\": \"x\", \"seed\": 3}\n"), 0o644)
+	var runs [][]batchLine
+	for range 2 {
+		lines, bad, err := readBatch(in)
+		if err != nil || len(bad) > 0 || len(lines) != 3 {
+			t.Fatalf("readBatch: %v %v %v", lines, bad, err)
+		}
+		runs = append(runs, lines)
+	}
+	a, b := runs[0][0], runs[0][1]
+	if a.spec.Seed == b.spec.Seed || a.id == b.id || a.spec.Seed < 0 || a.spec.Seed >= 1e12 || runs[0][2].spec.Seed != 3 {
+		t.Errorf("lines 1 and 2: seeds %d %d, ids %s %s; line 3 seed %d", a.spec.Seed, b.spec.Seed, a.id, b.id, runs[0][2].spec.Seed)
+	}
+	for i := range runs[0] {
+		if runs[0][i].spec.Seed != runs[1][i].spec.Seed || runs[0][i].id != runs[1][i].id {
+			t.Errorf("line %d differs between two reads", i+1)
+		}
 	}
 }
