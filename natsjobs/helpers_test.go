@@ -26,7 +26,7 @@ import (
 // concurrent calls, so the workers' runs take turns: correct, not
 // parallel).
 type cluster struct {
-	t     *testing.T
+	t     testing.TB
 	srv   *natstest.Server
 	names Names
 	eng   *sdxl.Engine
@@ -37,7 +37,7 @@ type cluster struct {
 	ref   *jobs.Runner // for reference runs
 }
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t testing.TB) *cluster {
 	t.Helper()
 	c := &cluster{t: t, srv: natstest.Start(t), eng: testengine.Bundled(t, sdxl.Options{MemoryBudget: -1})}
 	c.names, _ = NamesFor("")
@@ -208,7 +208,7 @@ func (c *cluster) checkResult(id string, rec Record, want []jobs.Output) {
 	}
 }
 
-func samePixels(t *testing.T, a, b []byte) bool {
+func samePixels(t testing.TB, a, b []byte) bool {
 	t.Helper()
 	ia, err := png.Decode(bytes.NewReader(a))
 	if err != nil {

@@ -76,6 +76,31 @@ func TestWorkerRunsJobs(t *testing.T) {
 	if n := countLines(&lg, "done in"); n != 3 {
 		t.Errorf("%d 'done' log lines, want 3: %q", n, lg.lines)
 	}
+	info := c.workerInfo(w.ID())
+	if info.Model != "sdxl-small-base" || info.Job != "" || len(info.Models) != 1 || info.Models[0].Role != "base" ||
+		info.Models[0].Name != "sdxl-small-base" || time.Since(info.Seen) > time.Minute {
+		t.Errorf("worker info: %+v", info)
+	}
+}
+
+// workerInfo reads a worker's WorkerInfo.
+func (c *cluster) workerInfo(id string) WorkerInfo {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	kv, err := c.js.KeyValue(ctx, c.names.Workers)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	e, err := kv.Get(ctx, id)
+	if err != nil {
+		c.t.Fatalf("worker %s: %v", id, err)
+	}
+	var info WorkerInfo
+	if err := json.Unmarshal(e.Value(), &info); err != nil {
+		c.t.Fatal(err)
+	}
+	return info
 }
 
 func countLines(l *logs, s string) int {
