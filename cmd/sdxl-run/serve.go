@@ -25,9 +25,9 @@ type serveFlags struct {
 	modelFlags
 	listen, apiKey, cors, outputDir, nats string
 	insecure                              bool
-	maxQueue, maxPixels, maxSteps         int
-	maxImages, keep                       int
-	maxBody                               int64
+	limitFlags
+	maxQueue, keep int
+	maxBody        int64
 }
 
 func newServeFlags(f *serveFlags, stderr io.Writer) *flag.FlagSet {
@@ -39,9 +39,7 @@ func newServeFlags(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&f.insecure, "insecure", false, "allow a non-loopback --listen without --api-key")
 	fs.StringVar(&f.cors, "cors-origin", "", "allow cross-origin requests from this origin (* for any); default none")
 	fs.IntVar(&f.maxQueue, "max-queue", 16, "jobs that may wait; more are refused with 429 and Retry-After")
-	fs.IntVar(&f.maxPixels, "max-pixels", 2048*2048, "largest width × height of a job (and of input images)")
-	fs.IntVar(&f.maxSteps, "max-steps", 150, "most denoising steps of a job")
-	fs.IntVar(&f.maxImages, "max-images", 16, "most images of a job (batch_size × n_iter)")
+	f.limitFlags.register(fs)
 	fs.Int64Var(&f.maxBody, "max-body", 64<<20, "largest request body in bytes")
 	fs.StringVar(&f.outputDir, "output-dir", "", "also write every image to this folder (PNG with metadata; never replacing a file)")
 	fs.IntVar(&f.keep, "keep", 64, "finished jobs whose images stay available (the gallery)")
@@ -82,10 +80,6 @@ func (f *serveFlags) check(fs *flag.FlagSet) error {
 		}
 	}
 	return nil
-}
-
-func (f *serveFlags) limits() jobspec.Limits {
-	return jobspec.Limits{MaxPixels: f.maxPixels, MaxSteps: f.maxSteps, MaxImages: f.maxImages}
 }
 
 // runServe loads the models once and serves until SIGINT or SIGTERM:

@@ -10,7 +10,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/sdxl-go/sdxl/jobspec"
 	"github.com/sdxl-go/sdxl/natsjobs"
 	"github.com/sdxl-go/sdxl/server"
 )
@@ -18,10 +17,10 @@ import (
 // workerFlags are the worker command's flags.
 type workerFlags struct {
 	modelFlags
-	nats, modelID, prefix          string
-	maxDeliveries                  int
-	ackWait, drainTimeout          time.Duration
-	maxPixels, maxSteps, maxImages int
+	nats, modelID, prefix string
+	maxDeliveries         int
+	ackWait, drainTimeout time.Duration
+	limitFlags
 }
 
 func newWorkerFlags(f *workerFlags, stderr io.Writer) *flag.FlagSet {
@@ -34,9 +33,7 @@ func newWorkerFlags(f *workerFlags, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&f.maxDeliveries, "max-deliveries", natsjobs.DefaultMaxDeliveries, "attempts of a job before it fails with its last error")
 	fs.DurationVar(&f.ackWait, "ack-wait", 30*time.Second, "a job of a worker silent this long goes to another worker")
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", 60*time.Second, "on SIGINT or SIGTERM, the time the running job has to finish before it is handed back")
-	fs.IntVar(&f.maxPixels, "max-pixels", 2048*2048, "largest width × height of a job (and of input images)")
-	fs.IntVar(&f.maxSteps, "max-steps", 150, "most denoising steps of a job")
-	fs.IntVar(&f.maxImages, "max-images", 16, "most images of a job (batch_size × n_iter)")
+	f.limitFlags.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: sdxl-run worker --nats URL [--model PATH] [--refiner PATH] [--lora-dir DIR] [--device cuda] [--model-id ID] ...\n\nflags:")
 		fs.PrintDefaults()
@@ -99,7 +96,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer nc.Close()
 	r, dev, err := f.openRunner(ctx, stderr, newProgress(stderr, false),
-		jobspec.Limits{MaxPixels: f.maxPixels, MaxSteps: f.maxSteps, MaxImages: f.maxImages}, "sdxl-run worker")
+		f.limits(), "sdxl-run worker")
 	if err != nil {
 		return interrupted(ctx, err)
 	}

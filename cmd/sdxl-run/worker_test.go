@@ -56,39 +56,9 @@ func TestWorkerCommand(t *testing.T) {
 	if !bundled.Available() {
 		t.Skip("built without the bundled model (nobundle)")
 	}
-	srv := natstest.Start(t)
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	names, _ := natsjobs.NamesFor("")
-	cmd := exec.Command(os.Args[0], "worker", "--nats", srv.URL(), "--ack-wait", "2s")
-	cmd.Env = append(os.Environ(), "SDXL_RUN_CLI=1")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	publish := func(id string, steps int) {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		body, _ := json.Marshal(map[string]any{"prompt": "a red cube", "width": 64, "height": 64, "steps": steps, "seed": 5})
-		// The stream exists once the worker (or a front end) has set up.
-		for {
-			_, err := js.Publish(ctx, names.JobSubject(natsjobs.ModelID(bundled.Name)), body, jetstream.WithMsgID(id))
-			if err == nil {
-				return
-			}
-			if ctx.Err() != nil {
-				t.Fatalf("publishing: %v\n%s", err, stderr.String())
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
+	wk := startWorkerCmd(t, "--ack-wait", "2s")
+	js, names, stderr := wk.js, wk.names, wk.stderr
+	publish := wk.publish
 	publish("first", 2)
 	rec := waitRecord(t, js, names, "first", func(r natsjobs.Record) bool { return r.Status.State.Finished() })
 	if rec.Status.State != jobs.Done || len(rec.Status.Images) != 1 || rec.Status.Images[0].Seed != 5 {
@@ -102,8 +72,8 @@ func TestWorkerCommand(t *testing.T) {
 	}
 	publish("second", 80)
 	waitRecord(t, js, names, "second", func(r natsjobs.Record) bool { return r.Status.State == jobs.Running })
-	cmd.Process.Signal(syscall.SIGTERM)
-	err = cmd.Wait()
+	wk.cmd.Process.Signal(syscall.SIGTERM)
+	err := wk.cmd.Wait()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 143 {
 		t.Fatalf("after SIGTERM: %v\n%s", err, stderr.String())
 	}
@@ -116,9 +86,87 @@ func TestWorkerCommand(t *testing.T) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
 		}
 	}
-	if !strings.Contains(stdout.String(), "takes the jobs of model "+natsjobs.ModelID(bundled.Name)) {
-		t.Errorf("stdout: %q", stdout.String())
+	if !strings.Contains(wk.stdout.String(), "takes the jobs of model "+natsjobs.ModelID(bundled.Name)) {
+		t.Errorf("stdout: %q", wk.stdout.String())
 	}
+}
+
+// TestWorkerCommandHandsBack: SIGTERM during a job longer than
+// --drain-timeout hands the job back to the queue (queued, its attempt
+// not counted, its message still in the stream) and exits 143 at once.
+func TestWorkerCommandHandsBack(t *testing.T) {
+	if !bundled.Available() {
+		t.Skip("built without the bundled model (nobundle)")
+	}
+	wk := startWorkerCmd(t, "--drain-timeout", "100ms", "--max-steps", "1000")
+	wk.publish("long", 1000)
+	waitRecord(t, wk.js, wk.names, "long", func(r natsjobs.Record) bool { return r.Status.State == jobs.Running })
+	start := time.Now()
+	wk.cmd.Process.Signal(syscall.SIGTERM)
+	err := wk.cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 143 || time.Since(start) > 3*time.Second {
+		t.Fatalf("after SIGTERM: %v in %v\n%s", err, time.Since(start), wk.stderr.String())
+	}
+	rec := waitRecord(t, wk.js, wk.names, "long", func(natsjobs.Record) bool { return true })
+	if rec.Status.State != jobs.Queued || rec.Attempts != 0 || !strings.Contains(wk.stderr.String(), "job long: stopped by the worker's stop: given back") {
+		t.Errorf("the job running at SIGTERM: %+v\n%s", rec, wk.stderr.String())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := wk.js.Stream(ctx, wk.names.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := st.Info(ctx); err != nil || info.State.Msgs != 1 {
+		t.Errorf("stream after the hand-back: %+v %v", info, err)
+	}
+}
+
+// workerCmd is a running `sdxl-run worker` on an in-process server.
+type workerCmd struct {
+	cmd            *exec.Cmd
+	js             jetstream.JetStream
+	names          natsjobs.Names
+	stdout, stderr *bytes.Buffer
+	publish        func(id string, steps int)
+}
+
+func startWorkerCmd(t *testing.T, args ...string) *workerCmd {
+	t.Helper()
+	srv := natstest.Start(t)
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	wk := &workerCmd{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}}
+	wk.js, _ = jetstream.New(nc)
+	wk.names, _ = natsjobs.NamesFor("")
+	wk.cmd = exec.Command(os.Args[0], append([]string{"worker", "--nats", srv.URL()}, args...)...)
+	wk.cmd.Env = append(os.Environ(), "SDXL_RUN_CLI=1")
+	wk.cmd.Stdout, wk.cmd.Stderr = wk.stdout, wk.stderr
+	if err := wk.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { wk.cmd.Process.Kill(); wk.cmd.Wait() })
+	wk.publish = func(id string, steps int) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		body, _ := json.Marshal(map[string]any{"prompt": "a red cube", "width": 64, "height": 64, "steps": steps, "seed": 5})
+		// The stream exists once the worker (or a front end) has set up.
+		for {
+			_, err := wk.js.Publish(ctx, wk.names.JobSubject(natsjobs.ModelID(bundled.Name)), body, jetstream.WithMsgID(id))
+			if err == nil {
+				return
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("publishing: %v\n%s", err, wk.stderr.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return wk
 }
 
 // waitRecord waits (up to a minute) for a job's record to satisfy ok.
