@@ -116,12 +116,15 @@ func spec(seed int64) jobspec.Spec {
 
 // submit queues a job as a front end does: a queued record, then the
 // message (its id the message id).
-func (c *cluster) submit(id string, s jobspec.Spec) {
+func (c *cluster) submit(id string, s jobspec.Spec) { c.t.Helper(); c.submitAs(id, s, jobs.Queued) }
+
+// submitAs queues a job whose record says st.
+func (c *cluster) submitAs(id string, s jobspec.Spec, st jobs.State) {
 	c.t.Helper()
 	s.Normalize()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	rec := Record{Status: jobs.Status{ID: id, State: jobs.Queued, Created: time.Now().UTC(), Batches: s.NIter, Spec: s.Record()},
+	rec := Record{Status: jobs.Status{ID: id, State: st, Created: time.Now().UTC(), Batches: s.NIter, Spec: s.Record()},
 		Model: ModelID("sdxl-small-base")}
 	b, _ := json.Marshal(rec)
 	if _, err := c.state.Create(ctx, id, b); err != nil {

@@ -219,3 +219,63 @@ func (c *cluster) control(id, what string) {
 	defer cancel()
 	c.nc.FlushWithContext(ctx)
 }
+
+// TestWorkerSettledJobs acknowledges without running a delivered job
+// whose record is already final: done (a redelivery after a lost ack) or
+// cancelled while queued.
+func TestWorkerSettledJobs(t *testing.T) {
+	c := newCluster(t)
+	var lg logs
+	c.start(testConfig(lg.logf), nil)
+	for _, st := range []jobs.State{jobs.Done, jobs.Cancelled} {
+		id := string(st)
+		c.submitAs(id, spec(1), st)
+	}
+	c.expectEmptyStream()
+	for _, st := range []jobs.State{jobs.Done, jobs.Cancelled} {
+		id := string(st)
+		if r, _ := c.record(id); r.Status.State != st || r.Attempts != 0 {
+			t.Errorf("job %s: %+v", id, r)
+		}
+		if countLines(&lg, "job "+id+": already "+id+": acknowledged") != 1 {
+			t.Errorf("job %s: logs %q", id, lg.lines)
+		}
+	}
+	if k := countLines(&lg, "done in"); k != 0 {
+		t.Errorf("%d jobs ran", k)
+	}
+}
+
+// TestWorkersRaceOneDone stalls a worker past AckWait (no in-progress
+// acks): the job goes to a second worker while the first still holds it;
+// both finish, and only one writes done.
+func TestWorkersRaceOneDone(t *testing.T) {
+	c := newCluster(t)
+	var lg logs
+	var stalled atomic.Bool
+	slow := c.start(testConfig(lg.logf), func(w *Worker) {
+		w.onRunning = func(string) {
+			if stalled.CompareAndSwap(false, true) {
+				time.Sleep(2500 * time.Millisecond) // AckWait is 1s
+			}
+		}
+	})
+	c.submit("j", spec(77))
+	for !stalled.Load() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	fast := c.start(testConfig(lg.logf), nil)
+	r := c.wait([]string{"j"}, 30*time.Second)["j"]
+	c.checkResult("j", r, c.reference(spec(77)))
+	deadline := time.Now().Add(20 * time.Second)
+	for countLines(&lg, "job j: already done by "+fast.ID()+": this result dropped") != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the stalled worker %s did not drop its result: %q", slow.ID(), lg.lines)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if r.Worker != fast.ID() || r.Attempts != 2 || countLines(&lg, "job j: done in") != 1 {
+		t.Errorf("record %+v; logs %q", r, lg.lines)
+	}
+	c.expectEmptyStream()
+}

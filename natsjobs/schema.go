@@ -136,7 +136,10 @@ type Record struct {
 	Seq uint64 `json:"seq,omitempty"`
 }
 
-// CheckReply answers a check request (its data a jobspec.Spec as JSON).
+// CheckReply answers a check request, whose data is a job as JSON (a
+// jobspec.Spec; read as DecodeSpec reads job messages: absent fields take
+// the native defaults, unknown ones are an error). Any worker of the
+// model answers (a queue group); no answer means no live worker.
 type CheckReply struct {
 	// Spec is the normalized job (seed drawn) when it is valid.
 	Spec     jobspec.Spec `json:"spec"`
