@@ -321,6 +321,9 @@ type batch struct {
 	stdout, stderr, notes io.Writer
 	done, skipped         int
 	failed                []string
+	// resume says what the same command does after an interruption
+	// (default: runs the lines not written).
+	resume string
 }
 
 // run runs the lines in order with runLine, which makes and writes a
@@ -353,7 +356,7 @@ func (b *batch) run(ctx context.Context, runLine func(context.Context, *batchLin
 		for _, j := range l.todo {
 			fmt.Fprintln(b.stdout, l.paths[j])
 		}
-		fmt.Fprintf(b.notes, "line %d: done (%d of %d to run)\n", l.no, b.done+len(b.failed), len(b.lines)-b.skipped)
+		fmt.Fprintf(b.notes, "line %d: done, seed %d (%d of %d to run)\n", l.no, l.spec.Seed, b.done+len(b.failed), len(b.lines)-b.skipped)
 	}
 	return b.summary()
 }
@@ -368,7 +371,7 @@ func (b *batch) runLine(ctx context.Context, r *jobs.Runner, l *batchLine) error
 		if ev.Step == 0 {
 			stageHook(ctx, fmt.Sprintf("line%d.%s", l.no, ev.Stage))
 		}
-		b.bar.step(l, k, ev)
+		b.bar.step(l, (float64(k)+ev.Fraction())/float64(max(l.spec.NIter, 1)), ev)
 	}})
 	if err != nil {
 		return err
@@ -411,7 +414,11 @@ func (b *batch) write(ctx context.Context, l *batchLine, pngs [][]byte) error {
 func (b *batch) interrupted(l *batchLine) error {
 	fmt.Fprintf(b.stderr, "batch: interrupted at line %d: %d lines done this run, %d skipped, %d failed; line %d and the rest wrote nothing\n",
 		l.no, b.done, b.skipped, len(b.failed), l.no)
-	return &exitError{code: 130, err: errors.New("interrupted; run the same command again to resume (the lines written are skipped)")}
+	resume := b.resume
+	if resume == "" {
+		resume = "run the same command again to resume (the lines written are skipped)"
+	}
+	return &exitError{code: 130, err: errors.New("interrupted; " + resume)}
 }
 
 // summary reports the run and fails when a line failed.
@@ -455,12 +462,11 @@ func lineWork(s jobspec.Spec) float64 {
 	return float64(s.Images()) * float64(s.Steps) * float64(px)
 }
 
-// step draws the bar for event ev of batch k of line l.
-func (b *batchBar) step(l *batchLine, k int, ev sdxl.Event) {
+// step draws the bar for event ev of line l, frac of which is done.
+func (b *batchBar) step(l *batchLine, frac float64, ev sdxl.Event) {
 	if !b.prog.active() {
 		return
 	}
-	frac := (float64(k) + ev.Fraction()) / float64(max(l.spec.NIter, 1))
 	done := b.done + frac*lineWork(l.spec)
 	eta := ""
 	if el := time.Since(b.start); done > 0 && b.total > done {
