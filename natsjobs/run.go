@@ -169,7 +169,10 @@ func (w *Worker) execute(d *delivery, p *jobs.Prepared, rec Record, ctl *control
 
 // finish stores a finished (or cancelled) job's images, then records it
 // done (cancelled), then acknowledges it: a job acknowledged has its
-// result. Another worker's result recorded first wins.
+// result. Another worker's result recorded first wins. (Two workers hold
+// one job only when one was silent past AckWait; should both store
+// before either records, the objects are the later one's: the same
+// pixels and parameters, only the run record's date and time differ.)
 func (w *Worker) finish(ctx context.Context, d *delivery, o outcome, took time.Duration) {
 	if r, _, err := w.load(ctx, d.id); err == nil && r.Status.State.Finished() {
 		w.cfg.Logf("job %s: already %s by %s: this result dropped", d.id, r.Status.State, r.Worker)
