@@ -26,12 +26,11 @@ type delivery struct {
 type verdict int
 
 const (
-	runIt    verdict = iota
-	settled          // done, failed or cancelled already: acknowledge
-	invalid          // the job cannot run: failed once, terminated
-	givenUp          // out of deliveries: failed, terminated
-	notOurs          // another worker's attempt: leave the record
-	gaveBack         // stopped by a drain: back to the queue
+	runIt   verdict = iota
+	settled         // done, failed or cancelled already: acknowledge
+	invalid         // the job cannot run: failed once, terminated
+	givenUp         // out of deliveries: failed, terminated
+	notOurs         // another worker's attempt: leave the record
 )
 
 // handle takes one delivery to its end: acknowledged (its result or

@@ -279,3 +279,23 @@ func TestWorkersRaceOneDone(t *testing.T) {
 	}
 	c.expectEmptyStream()
 }
+
+// TestWorkerRestartMidJob restarts the NATS server while a job runs: the
+// worker reconnects, stores the result, records it and acknowledges it;
+// the job is done once.
+func TestWorkerRestartMidJob(t *testing.T) {
+	c := newCluster(t)
+	var lg logs
+	running := make(chan struct{}, 1)
+	c.start(testConfig(lg.logf), func(w *Worker) { w.onRunning = func(string) { running <- struct{}{} } })
+	c.submit("j", slowSpec(31))
+	<-running
+	time.Sleep(200 * time.Millisecond)
+	c.srv.Restart()
+	r := c.wait([]string{"j"}, time.Minute)["j"]
+	c.checkResult("j", r, c.reference(slowSpec(31)))
+	c.expectEmptyStream()
+	if k := countLines(&lg, "job j: done in"); k != 1 || r.Attempts != 1 {
+		t.Errorf("done %d times, %d attempts: %q", k, r.Attempts, lg.lines)
+	}
+}
