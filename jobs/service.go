@@ -132,6 +132,9 @@ var (
 	ErrFinished = errors.New("the job has finished")
 	ErrClosed   = errors.New("the server is shutting down")
 	ErrNoImage  = errors.New("no such image")
+	// ErrUnavailable: no worker can take the job now (a front end over
+	// NATS with no live worker of its model); HTTP 503.
+	ErrUnavailable = errors.New("no worker is available")
 )
 
 // QueueFullError refuses a job when the queue is full.

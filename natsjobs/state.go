@@ -24,8 +24,14 @@ var errBadRecord = errors.New("natsjobs: bad record")
 // wrote in between, the record is read again and change runs again, so
 // change must decide from what it gets. It returns the record as stored.
 func (w *Worker) update(ctx context.Context, id string, change func(r *Record, exists bool) error) (Record, error) {
+	return updateRecord(ctx, w.state, id, change)
+}
+
+// updateRecord is update on the State bucket kv (workers and front ends
+// share it).
+func updateRecord(ctx context.Context, kv jetstream.KeyValue, id string, change func(r *Record, exists bool) error) (Record, error) {
 	for {
-		rec, rev, err := w.load(ctx, id)
+		rec, rev, err := loadRecord(ctx, kv, id)
 		if err != nil {
 			return rec, err
 		}
@@ -42,9 +48,9 @@ func (w *Worker) update(ctx context.Context, id string, change func(r *Record, e
 		err = retry(ctx, func(c context.Context) error {
 			var err error
 			if rev == 0 {
-				_, err = w.state.Create(c, id, b)
+				_, err = kv.Create(c, id, b)
 			} else {
-				_, err = w.state.Update(c, id, b, rev)
+				_, err = kv.Update(c, id, b, rev)
 			}
 			return err
 		})
@@ -58,11 +64,16 @@ func (w *Worker) update(ctx context.Context, id string, change func(r *Record, e
 
 // load reads a job's record and its revision (0 when there is none).
 func (w *Worker) load(ctx context.Context, id string) (Record, uint64, error) {
+	return loadRecord(ctx, w.state, id)
+}
+
+// loadRecord is load on the State bucket kv.
+func loadRecord(ctx context.Context, kv jetstream.KeyValue, id string) (Record, uint64, error) {
 	var rec Record
 	var rev uint64
 	err := retry(ctx, func(c context.Context) error {
 		rec, rev = Record{}, 0
-		e, err := w.state.Get(c, id)
+		e, err := kv.Get(c, id)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			return nil
 		}

@@ -59,7 +59,7 @@ func errorStatus(err error) (int, string) {
 		return http.StatusNotFound, err.Error()
 	case errors.Is(err, jobs.ErrFinished):
 		return http.StatusConflict, err.Error()
-	case errors.Is(err, jobs.ErrClosed):
+	case errors.Is(err, jobs.ErrClosed), errors.Is(err, jobs.ErrUnavailable):
 		return http.StatusServiceUnavailable, err.Error()
 	}
 	return http.StatusInternalServerError, err.Error()

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -18,23 +19,38 @@ import (
 	"github.com/sdxl-go/sdxl/internal/testengine"
 	"github.com/sdxl-go/sdxl/jobs"
 	"github.com/sdxl-go/sdxl/jobspec"
+	"github.com/sdxl-go/sdxl/natsjobs"
+	"github.com/sdxl-go/sdxl/natsjobs/natsjobstest"
 	"github.com/sdxl-go/sdxl/sdxl"
 )
 
 // testServer is a server over the bundled model on 127.0.0.1:0.
 type testServer struct {
 	*httptest.Server
-	jobs *jobs.Local
+	jobs jobs.Service
 }
 
+// overNATS reports whether the tests run over a NATS deployment
+// (TestAPIOverNATS sets SDXL_TEST_JOBS=nats for its child run).
+func overNATS() bool { return os.Getenv("SDXL_TEST_JOBS") == "nats" }
+
 // newTestServer starts a server; edit adjusts its config (Jobs is set).
+// Its jobs run in process (jobs.Local), or with SDXL_TEST_JOBS=nats on a
+// NATS worker behind a natsjobs.Service front end.
 func newTestServer(t testing.TB, jc jobs.Config, edit func(*Config)) *testServer {
 	t.Helper()
 	e := testengine.Bundled(t, sdxl.Options{MemoryBudget: -1})
 	limits := jobspec.Limits{MaxPixels: 1024 * 1024, MaxSteps: 1000, MaxImages: 8}
 	r := jobs.NewRunner(context.Background(), e, jobs.RunnerOptions{Device: "cpu", DType: "F32",
 		Version: "sdxl-run test", BaseName: "sdxl-small-base", Env: jobspec.Env{Limits: limits}})
-	l := jobs.NewLocal(jc, r)
+	var l jobs.Service
+	if overNATS() {
+		d := natsjobstest.Start(t, natsjobs.WorkerConfig{PreviewEvery: jc.PreviewEvery, DrainTimeout: 100 * time.Millisecond},
+			natsjobs.ServiceConfig{MaxQueue: jc.MaxQueue, Keep: jc.Keep}, r)
+		l = d.Service
+	} else {
+		l = jobs.NewLocal(jc, r)
+	}
 	cfg := Config{Jobs: l, Version: "sdxl-run test", Limits: limits, Models: func() []Model {
 		return []Model{{Role: "base", Name: "sdxl-small-base", File: "sdxl-small-base", Hash: "bf141bf22d", SHA256: "bf141bf22df4" + strings.Repeat("0", 52)}}
 	}}
