@@ -23,8 +23,9 @@ import (
 // serveFlags are the serve command's flags.
 type serveFlags struct {
 	modelFlags
-	listen, apiKey, cors, outputDir, nats string
-	insecure                              bool
+	listen, apiKey, cors, outputDir string
+	nats, prefix, modelID           string
+	insecure                        bool
 	limitFlags
 	maxQueue, keep int
 	maxBody        int64
@@ -43,9 +44,11 @@ func newServeFlags(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.Int64Var(&f.maxBody, "max-body", 64<<20, "largest request body in bytes")
 	fs.StringVar(&f.outputDir, "output-dir", "", "also write every image to this folder (PNG with metadata; never replacing a file)")
 	fs.IntVar(&f.keep, "keep", 64, "finished jobs whose images stay available (the gallery)")
-	fs.StringVar(&f.nats, "nats", "", "serve as a front end of NATS workers (not available yet)")
+	fs.StringVar(&f.nats, "nats", "", "be a front end of `sdxl-run worker`s over this NATS server with JetStream (nats://HOST:4222): no model is loaded here")
+	fs.StringVar(&f.prefix, "prefix", "", "with --nats: the deployment's name prefix (streams, buckets, subjects; default SDXL)")
+	fs.StringVar(&f.modelID, "model-id", "", "with --nats: the workers' model id to send jobs to (default: the one the live workers serve)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sdxl-run serve [--listen 127.0.0.1:7860] [--model PATH] [--refiner PATH] [--lora-dir DIR] [--api-key KEY] ...\n\nflags:")
+		fmt.Fprintln(stderr, "usage: sdxl-run serve [--listen 127.0.0.1:7860] [--model PATH] [--refiner PATH] [--lora-dir DIR] [--api-key KEY] ...\n       sdxl-run serve --nats URL [--listen ...] [--api-key KEY] ...   (a front end of NATS workers)\n\nflags:")
 		fs.PrintDefaults()
 	}
 	return fs
@@ -59,8 +62,8 @@ func (f *serveFlags) check(fs *flag.FlagSet) error {
 	if err := f.modelFlags.check(); err != nil {
 		return err
 	}
-	if f.nats != "" {
-		return usageErr("--nats: the NATS front end is not available in this version")
+	if err := f.checkNATS(fs); err != nil {
+		return err
 	}
 	if err := server.CheckListen(f.listen, f.apiKey, f.insecure); err != nil {
 		return usageErr("--listen %v", err)
@@ -99,11 +102,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("--listen %s: %v", f.listen, err)
 	}
 	defer ln.Close()
-	svc, models, dev, err := f.start(ctx, stderr)
+	svc, models, closeFn, err := f.start(ctx, stderr)
 	if err != nil {
 		return interrupted(ctx, err)
 	}
-	defer dev.close()
+	defer closeFn()
 	logger := log.New(stderr, "sdxl-run serve: ", log.LstdFlags)
 	srv := &http.Server{Handler: server.New(server.Config{Jobs: svc, Models: models, Version: "sdxl-run " + version(),
 		Limits: f.limits(), LoRADir: f.loraDir, APIKey: f.apiKey, CORSOrigin: f.cors, MaxBodyBytes: f.maxBody,
@@ -124,7 +127,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // running one within a step), then the open requests end.
 func (f *serveFlags) shutdown(ctx context.Context, srv *http.Server, svc jobs.Service, stderr io.Writer) error {
 	defer holdWrites(ctx)() // the process waits for this (a second signal exits at once)
-	fmt.Fprintln(stderr, "sdxl-run serve: stopping: cancelling the jobs (again to exit at once)")
+	if f.nats != "" {
+		fmt.Fprintln(stderr, "sdxl-run serve: stopping (the jobs go on in the workers)")
+	} else {
+		fmt.Fprintln(stderr, "sdxl-run serve: stopping: cancelling the jobs (again to exit at once)")
+	}
 	stopped := make(chan error, 1)
 	go func() {
 		c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -142,15 +149,19 @@ func (f *serveFlags) shutdown(ctx context.Context, srv *http.Server, svc jobs.Se
 }
 
 // start opens the engine (and a base-only one when a refiner is loaded)
-// and starts the job workers.
-func (f *serveFlags) start(ctx context.Context, stderr io.Writer) (jobs.Service, func() []server.Model, *device, error) {
+// and starts the job workers, or with --nats connects the front end to
+// the workers; the function it returns releases the device or connection.
+func (f *serveFlags) start(ctx context.Context, stderr io.Writer) (jobs.Service, func() []server.Model, func(), error) {
+	if f.nats != "" {
+		return f.startNATS(ctx, stderr)
+	}
 	r, dev, err := f.modelFlags.openRunner(ctx, stderr, newProgress(stderr, false), f.limits(), "sdxl-run serve")
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	logger := log.New(stderr, "sdxl-run serve: ", log.LstdFlags)
 	svc := jobs.NewLocal(jobs.Config{MaxQueue: f.maxQueue, Keep: f.keep, OutputDir: f.outputDir, Logf: logger.Printf}, r)
-	return svc, func() []server.Model { return serverModels(r, f.bundledBase()) }, dev, nil
+	return svc, func() []server.Model { return serverModels(r, f.bundledBase()) }, dev.close, nil
 }
 
 // openRunner opens the engine within limits (and a base-only one when a

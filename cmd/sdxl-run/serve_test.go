@@ -156,7 +156,10 @@ func TestServeRefusals(t *testing.T) {
 		{[]string{"--listen", "7860"}, "HOST:PORT"},
 		{[]string{"--max-queue", "0"}, "--max-queue 0"},
 		{[]string{"--output-dir", "/nonexistent/folder"}, "--output-dir"},
-		{[]string{"--nats", "nats://127.0.0.1:4222"}, "--nats"},
+		{[]string{"--nats", "nats://127.0.0.1:4222", "--model", "m", "--device", "cuda"}, "--device, --model with --nats"},
+		{[]string{"--nats", "nats://127.0.0.1:4222", "--output-dir", "."}, "--output-dir with --nats"},
+		{[]string{"--nats", "nats://127.0.0.1:4222", "--model-id", "a b"}, `--model-id "a b"`},
+		{[]string{"--model-id", "m"}, "go with --nats"},
 		{[]string{"extra"}, "unexpected argument"},
 	} {
 		cmd := exec.Command(os.Args[0], append([]string{"serve"}, c.args...)...)
@@ -165,5 +168,67 @@ func TestServeRefusals(t *testing.T) {
 		if code := cmd.ProcessState.ExitCode(); code != 2 || !strings.Contains(string(out), c.want) {
 			t.Errorf("serve %v: exit %d, %q (want 2 naming %s)", c.args, code, out, c.want)
 		}
+	}
+}
+
+// TestServeOverNATS: `sdxl-run serve --nats` in front of an `sdxl-run
+// worker` answers A1111 requests with the pixels of a local run, lists
+// the worker's model, refuses nothing it should take, and a SIGTERM stops
+// the front end (exit 0) while the worker goes on. An unreachable NATS
+// server is exit 1 naming the URL.
+func TestServeOverNATS(t *testing.T) {
+	if !bundled.Available() {
+		t.Skip("built without the bundled model (nobundle)")
+	}
+	wk := startWorkerCmd(t)
+	cmd, url, stderr := startServe(t, "--nats", wk.url)
+	var models []map[string]any
+	for deadline := time.Now().Add(30 * time.Second); len(models) == 0; time.Sleep(20 * time.Millisecond) {
+		r, err := http.Get(url + "sdapi/v1/sd-models")
+		if err != nil {
+			t.Fatal(err)
+		}
+		json.NewDecoder(r.Body).Decode(&models)
+		r.Body.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("no model listed; serve:\n%s\nworker:\n%s", stderr, wk.stderr)
+		}
+	}
+	if models[0]["model_name"] == nil {
+		t.Errorf("models: %v", models)
+	}
+	res := post(t, url+"sdapi/v1/txt2img", `{"prompt": "a red cube", "width": 64, "height": 64, "steps": 2, "seed": 5}`)
+	imgs, _ := res["images"].([]any)
+	if len(imgs) != 1 {
+		t.Fatalf("txt2img over NATS: %v\n%s\n%s", res, stderr, wk.stderr)
+	}
+	b, _ := base64.StdEncoding.DecodeString(imgs[0].(string))
+	dir := t.TempDir()
+	served, local := filepath.Join(dir, "served.png"), filepath.Join(dir, "local.png")
+	os.WriteFile(served, b, 0o644)
+	var errb bytes.Buffer
+	if code := run(context.Background(), []string{"--prompt", "a red cube", "--width", "64", "--height", "64", "--steps", "2",
+		"--seed", "5", "--guidance", "7", "--out", local, "--quiet"}, io.Discard, &errb); code != 0 {
+		t.Fatalf("local run: %d %s", code, errb.String())
+	}
+	if !samePixels(t, decodePNG(t, served), decodePNG(t, local)) {
+		t.Errorf("the image served over NATS differs from a local run")
+	}
+	bad := post(t, url+"sdapi/v1/txt2img", `{"prompt": "x", "width": 65}`)
+	if d, _ := bad["detail"].(string); !strings.Contains(d, "width") {
+		t.Errorf("a bad job over NATS: %v", bad)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil || cmd.ProcessState.ExitCode() != 0 {
+		t.Errorf("serve --nats after SIGTERM: %v\n%s", err, stderr)
+	}
+	if wk.cmd.ProcessState != nil {
+		t.Errorf("the worker stopped with the front end")
+	}
+	c := exec.Command(os.Args[0], "serve", "--listen", "127.0.0.1:0", "--nats", "nats://127.0.0.1:1")
+	c.Env = append(os.Environ(), "SDXL_RUN_CLI=1")
+	out, _ := c.CombinedOutput()
+	if code := c.ProcessState.ExitCode(); code != 1 || !strings.Contains(string(out), "nats://127.0.0.1:1") {
+		t.Errorf("unreachable NATS: exit %d %q", code, out)
 	}
 }

@@ -129,6 +129,8 @@ type workerCmd struct {
 	names          natsjobs.Names
 	stdout, stderr *bytes.Buffer
 	publish        func(id string, steps int)
+	// url is the NATS server's.
+	url string
 }
 
 func startWorkerCmd(t *testing.T, args ...string) *workerCmd {
@@ -139,7 +141,7 @@ func startWorkerCmd(t *testing.T, args ...string) *workerCmd {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	wk := &workerCmd{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}}
+	wk := &workerCmd{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, url: srv.URL()}
 	wk.js, _ = jetstream.New(nc)
 	wk.names, _ = natsjobs.NamesFor("")
 	wk.cmd = exec.Command(os.Args[0], append([]string{"worker", "--nats", srv.URL()}, args...)...)
