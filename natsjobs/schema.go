@@ -165,6 +165,8 @@ type WorkerInfo struct {
 	Device string `json:"device"`
 	// Models are the loaded models as the API lists them.
 	Models []ModelInfo `json:"models"`
+	// LoRAs are the names of the LoRAs of the worker's LoRA folder.
+	LoRAs []string `json:"loras,omitempty"`
 	// Job is the running job's id, "" when idle.
 	Job  string    `json:"job,omitempty"`
 	Seen time.Time `json:"seen"`

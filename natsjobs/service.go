@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 	"time"
 
@@ -325,6 +326,26 @@ func (s *Service) Models() []ModelInfo {
 			}
 		}
 	}
+	return out
+}
+
+// LoRAs lists the LoRA names the live workers (of the service's model)
+// have, sorted, each once.
+func (s *Service) LoRAs() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, w := range s.liveWorkers(context.Background()) {
+		if s.cfg.Model != "" && w.Model != s.cfg.Model {
+			continue
+		}
+		for _, l := range w.LoRAs {
+			if !seen[l] {
+				seen[l] = true
+				out = append(out, l)
+			}
+		}
+	}
+	sort.Strings(out)
 	return out
 }
 

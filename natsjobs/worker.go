@@ -52,6 +52,9 @@ type WorkerConfig struct {
 	// Models lists the loaded models for WorkerInfo (the API's model
 	// list); default the runner's models by file name.
 	Models func() []ModelInfo
+	// LoRAs lists the names of the worker's LoRA folder for WorkerInfo
+	// (the API's LoRA list); nil: none.
+	LoRAs func() []string
 	// Logf logs one line a job and the worker's troubles (default none).
 	Logf func(format string, a ...any)
 }
@@ -335,6 +338,9 @@ func (w *Worker) advertise(ctx context.Context) {
 		w.mu.Lock()
 		info := WorkerInfo{ID: w.cfg.ID, Model: w.cfg.Model, Host: w.host, Device: w.cfg.Device,
 			Models: w.cfg.Models(), Job: w.job, Seen: time.Now().UTC()}
+		if w.cfg.LoRAs != nil {
+			info.LoRAs = w.cfg.LoRAs()
+		}
 		w.mu.Unlock()
 		if b, err := json.Marshal(info); err == nil {
 			c, cancel := context.WithTimeout(ctx, 5*time.Second)

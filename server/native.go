@@ -176,7 +176,7 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request) {
 	}
 	l := s.cfg.Limits
 	writeJSON(w, http.StatusOK, map[string]any{
-		"version": s.cfg.Version, "base": base, "refiner": refiner, "loras": names, "lora_dir": s.cfg.LoRADir != "",
+		"version": s.cfg.Version, "base": base, "refiner": refiner, "loras": names, "lora_dir": s.cfg.LoRADir != "" || s.cfg.LoRAs != nil,
 		"samplers": jobspec.SamplerNames(), "schedulers": jobspec.SchedulerLabels(),
 		"limits":   map[string]int{"max_pixels": l.MaxPixels, "max_steps": l.MaxSteps, "max_images": l.MaxImages},
 		"defaults": jobspec.New(jobspec.Native), "auth": s.cfg.APIKey != "",

@@ -146,6 +146,9 @@ func (s *Server) lorasA1111(w http.ResponseWriter, r *http.Request) {
 
 // loras lists the server's LoRA folder (none without one).
 func (s *Server) loras() ([]LoRAFile, error) {
+	if s.cfg.LoRAs != nil {
+		return s.cfg.LoRAs()
+	}
 	if s.cfg.LoRADir == "" {
 		return nil, nil
 	}

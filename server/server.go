@@ -52,6 +52,9 @@ type Config struct {
 	Limits jobspec.Limits
 	// LoRADir is the folder /sdapi/v1/loras lists ("": none).
 	LoRADir string
+	// LoRAs, when set, lists the LoRAs instead of LoRADir (a front end
+	// over NATS lists its workers' folders).
+	LoRAs func() ([]LoRAFile, error)
 	// APIKey, when set, is required on every API request.
 	APIKey string
 	// CORSOrigin allows cross-origin requests from this origin ("*": any);

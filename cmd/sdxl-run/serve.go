@@ -102,15 +102,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("--listen %s: %v", f.listen, err)
 	}
 	defer ln.Close()
-	svc, models, closeFn, err := f.start(ctx, stderr)
+	cfg, closeFn, err := f.start(ctx, stderr)
 	if err != nil {
 		return interrupted(ctx, err)
 	}
 	defer closeFn()
+	svc := cfg.Jobs
 	logger := log.New(stderr, "sdxl-run serve: ", log.LstdFlags)
-	srv := &http.Server{Handler: server.New(server.Config{Jobs: svc, Models: models, Version: "sdxl-run " + version(),
-		Limits: f.limits(), LoRADir: f.loraDir, APIKey: f.apiKey, CORSOrigin: f.cors, MaxBodyBytes: f.maxBody,
-		Logf: logger.Printf}), ReadHeaderTimeout: 30 * time.Second, ErrorLog: logger}
+	cfg.Version, cfg.Limits, cfg.APIKey, cfg.CORSOrigin = "sdxl-run "+version(), f.limits(), f.apiKey, f.cors
+	cfg.MaxBodyBytes, cfg.Logf = f.maxBody, logger.Printf
+	srv := &http.Server{Handler: server.New(cfg), ReadHeaderTimeout: 30 * time.Second, ErrorLog: logger}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	fmt.Fprintf(stdout, "sdxl-run serve: open http://%s/ (AUTOMATIC1111 API under /sdapi/v1, OpenAI under /v1/images, jobs under /v1/jobs)\n", ln.Addr())
@@ -150,18 +151,20 @@ func (f *serveFlags) shutdown(ctx context.Context, srv *http.Server, svc jobs.Se
 
 // start opens the engine (and a base-only one when a refiner is loaded)
 // and starts the job workers, or with --nats connects the front end to
-// the workers; the function it returns releases the device or connection.
-func (f *serveFlags) start(ctx context.Context, stderr io.Writer) (jobs.Service, func() []server.Model, func(), error) {
+// the workers. It fills the server config's jobs, models and LoRAs; the
+// function it returns releases the device or connection.
+func (f *serveFlags) start(ctx context.Context, stderr io.Writer) (server.Config, func(), error) {
 	if f.nats != "" {
 		return f.startNATS(ctx, stderr)
 	}
 	r, dev, err := f.modelFlags.openRunner(ctx, stderr, newProgress(stderr, false), f.limits(), "sdxl-run serve")
 	if err != nil {
-		return nil, nil, nil, err
+		return server.Config{}, nil, err
 	}
 	logger := log.New(stderr, "sdxl-run serve: ", log.LstdFlags)
 	svc := jobs.NewLocal(jobs.Config{MaxQueue: f.maxQueue, Keep: f.keep, OutputDir: f.outputDir, Logf: logger.Printf}, r)
-	return svc, func() []server.Model { return serverModels(r, f.bundledBase()) }, dev.close, nil
+	models := func() []server.Model { return serverModels(r, f.bundledBase()) }
+	return server.Config{Jobs: svc, Models: models, LoRADir: f.loraDir}, dev.close, nil
 }
 
 // openRunner opens the engine within limits (and a base-only one when a

@@ -11,7 +11,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/sdxl-go/sdxl/jobs"
 	"github.com/sdxl-go/sdxl/natsjobs"
 	"github.com/sdxl-go/sdxl/server"
 )
@@ -52,14 +51,15 @@ func (f *serveFlags) checkNATS(fs *flag.FlagSet) error {
 	return nil
 }
 
-// startNATS connects to NATS and makes the front end's job service.
-func (f *serveFlags) startNATS(ctx context.Context, stderr io.Writer) (jobs.Service, func() []server.Model, func(), error) {
+// startNATS connects to NATS and makes the front end's job service; the
+// models and LoRAs it lists are the live workers'.
+func (f *serveFlags) startNATS(ctx context.Context, stderr io.Writer) (server.Config, func(), error) {
 	logger := log.New(stderr, "sdxl-run serve: ", log.LstdFlags)
 	nc, err := nats.Connect(f.nats, nats.Name("sdxl-run serve"), nats.MaxReconnects(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { logger.Printf("disconnected from %s: %v", f.nats, err) }),
 		nats.ReconnectHandler(func(nc *nats.Conn) { logger.Printf("reconnected to %s", nc.ConnectedUrlRedacted()) }))
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("--nats %s: cannot connect: %v", f.nats, err)
+		return server.Config{}, nil, fmt.Errorf("--nats %s: cannot connect: %v", f.nats, err)
 	}
 	names, _ := natsjobs.NamesFor(f.prefix)
 	c, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -68,7 +68,7 @@ func (f *serveFlags) startNATS(ctx context.Context, stderr io.Writer) (jobs.Serv
 		Keep: f.keep, Logf: logger.Printf})
 	if err != nil {
 		nc.Close()
-		return nil, nil, nil, fmt.Errorf("--nats %s: %v", f.nats, err)
+		return server.Config{}, nil, fmt.Errorf("--nats %s: %v", f.nats, err)
 	}
 	models := func() []server.Model {
 		var out []server.Model
@@ -77,7 +77,14 @@ func (f *serveFlags) startNATS(ctx context.Context, stderr io.Writer) (jobs.Serv
 		}
 		return out
 	}
+	loras := func() ([]server.LoRAFile, error) {
+		var out []server.LoRAFile
+		for _, n := range svc.LoRAs() {
+			out = append(out, server.LoRAFile{Name: n})
+		}
+		return out, nil
+	}
 	n := len(svc.Models())
 	fmt.Fprintf(stderr, "sdxl-run serve: front end of %s (stream %s): %d models of live workers\n", f.nats, names.Stream, n)
-	return svc, models, nc.Close, nil
+	return server.Config{Jobs: svc, Models: models, LoRAs: loras}, nc.Close, nil
 }

@@ -180,7 +180,9 @@ func TestServeOverNATS(t *testing.T) {
 	if !bundled.Available() {
 		t.Skip("built without the bundled model (nobundle)")
 	}
-	wk := startWorkerCmd(t)
+	loras := t.TempDir()
+	os.WriteFile(filepath.Join(loras, "pixel-art.safetensors"), []byte("listed, not read"), 0o644)
+	wk := startWorkerCmd(t, "--lora-dir", loras)
 	cmd, url, stderr := startServe(t, "--nats", wk.url)
 	var models []map[string]any
 	for deadline := time.Now().Add(30 * time.Second); len(models) == 0; time.Sleep(20 * time.Millisecond) {
@@ -196,6 +198,14 @@ func TestServeOverNATS(t *testing.T) {
 	}
 	if models[0]["model_name"] == nil {
 		t.Errorf("models: %v", models)
+	}
+	var ls []map[string]any
+	if r, err := http.Get(url + "sdapi/v1/loras"); err == nil {
+		json.NewDecoder(r.Body).Decode(&ls)
+		r.Body.Close()
+	}
+	if len(ls) != 1 || ls[0]["name"] != "pixel-art" {
+		t.Errorf("the workers' LoRAs over NATS: %v", ls)
 	}
 	res := post(t, url+"sdapi/v1/txt2img", `{"prompt": "a red cube", "width": 64, "height": 64, "steps": 2, "seed": 5}`)
 	imgs, _ := res["images"].([]any)

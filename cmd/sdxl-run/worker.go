@@ -104,7 +104,8 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	names, _ := natsjobs.NamesFor(f.prefix)
 	w, err := natsjobs.NewWorker(nc, r, natsjobs.WorkerConfig{Names: names, Model: f.modelID, MaxDeliveries: f.maxDeliveries,
 		AckWait: f.ackWait, DrainTimeout: f.drainTimeout, Device: dev.describe(), Logf: logger.Printf,
-		Models: func() []natsjobs.ModelInfo { return modelInfos(serverModels(r, f.bundledBase())) }})
+		Models: func() []natsjobs.ModelInfo { return modelInfos(serverModels(r, f.bundledBase())) },
+		LoRAs:  f.loraNames(logger)})
 	if err != nil {
 		return err
 	}
@@ -138,4 +139,23 @@ func modelInfos(ms []server.Model) []natsjobs.ModelInfo {
 		out[i] = natsjobs.ModelInfo{Role: m.Role, Name: m.Name, File: m.File, Hash: m.Hash, SHA256: m.SHA256}
 	}
 	return out
+}
+
+// loraNames lists the names of --lora-dir for the worker's WorkerInfo
+// (nil without a folder).
+func (f *workerFlags) loraNames(logger *log.Logger) func() []string {
+	if f.loraDir == "" {
+		return nil
+	}
+	return func() []string {
+		files, err := server.ListLoRAs(f.loraDir)
+		if err != nil {
+			logger.Printf("listing --lora-dir %s: %v", f.loraDir, err)
+		}
+		names := make([]string, len(files))
+		for i, l := range files {
+			names[i] = l.Name
+		}
+		return names
+	}
 }
