@@ -184,6 +184,30 @@ type ModelInfo struct {
 // WorkerTTL is how long a worker stays listed without a refresh.
 const WorkerTTL = 30 * time.Second
 
+// buckets are a deployment's buckets, as workers and front ends use them.
+type buckets struct {
+	state   jetstream.KeyValue
+	workers jetstream.KeyValue
+	results jetstream.ObjectStore
+}
+
+// openBuckets sets n up (Setup) and opens its buckets.
+func openBuckets(ctx context.Context, js jetstream.JetStream, n Names) (buckets, error) {
+	var b buckets
+	if err := Setup(ctx, js, n); err != nil {
+		return b, err
+	}
+	var err error
+	if b.state, err = js.KeyValue(ctx, n.State); err != nil {
+		return b, err
+	}
+	if b.workers, err = js.KeyValue(ctx, n.Workers); err != nil {
+		return b, err
+	}
+	b.results, err = js.ObjectStore(ctx, n.Results)
+	return b, err
+}
+
 // Setup creates (or updates) the stream and buckets of n: idempotent, so
 // every worker and front end calls it at start.
 func Setup(ctx context.Context, js jetstream.JetStream, n Names) error {

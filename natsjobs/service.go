@@ -65,15 +65,13 @@ func (c ServiceConfig) withDefaults() ServiceConfig {
 // several machines) may serve the same jobs. Close stops this front end
 // only: the jobs belong to the deployment and go on.
 type Service struct {
-	nc      *nats.Conn
-	js      jetstream.JetStream
-	cfg     ServiceConfig
-	state   jetstream.KeyValue
-	workers jetstream.KeyValue
-	results jetstream.ObjectStore
-	stop    context.CancelFunc
-	done    chan struct{}
-	prog    *nats.Subscription
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	cfg ServiceConfig
+	buckets
+	stop context.CancelFunc
+	done chan struct{}
+	prog *nats.Subscription
 
 	mu     sync.Mutex
 	closed bool
@@ -136,19 +134,9 @@ func NewService(ctx context.Context, nc *nats.Conn, cfg ServiceConfig) (*Service
 
 // open sets the names up and opens the buckets.
 func (s *Service) open(ctx context.Context) error {
-	n := s.cfg.Names
 	return retry(ctx, func(c context.Context) error {
-		if err := Setup(c, s.js, n); err != nil {
-			return err
-		}
 		var err error
-		if s.state, err = s.js.KeyValue(c, n.State); err != nil {
-			return err
-		}
-		if s.workers, err = s.js.KeyValue(c, n.Workers); err != nil {
-			return err
-		}
-		s.results, err = s.js.ObjectStore(c, n.Results)
+		s.buckets, err = openBuckets(c, s.js, s.cfg.Names)
 		return err
 	})
 }
@@ -313,39 +301,33 @@ func (s *Service) liveWorkers(ctx context.Context) []WorkerInfo {
 // Models lists the models of the live workers (of the service's model
 // when it has one), each once.
 func (s *Service) Models() []ModelInfo {
-	var out []ModelInfo
-	seen := map[ModelInfo]bool{}
-	for _, w := range s.liveWorkers(context.Background()) {
-		if s.cfg.Model != "" && w.Model != s.cfg.Model {
-			continue
-		}
-		for _, m := range w.Models {
-			if !seen[m] {
-				seen[m] = true
-				out = append(out, m)
-			}
-		}
-	}
-	return out
+	return fromWorkers(s, func(w WorkerInfo) []ModelInfo { return w.Models })
 }
 
 // LoRAs lists the LoRA names the live workers (of the service's model)
 // have, sorted, each once.
 func (s *Service) LoRAs() []string {
-	seen := map[string]bool{}
-	var out []string
+	out := fromWorkers(s, func(w WorkerInfo) []string { return w.LoRAs })
+	sort.Strings(out)
+	return out
+}
+
+// fromWorkers gathers what pick says of each live worker of the
+// service's model, each value once, in the order first seen.
+func fromWorkers[T comparable](s *Service, pick func(WorkerInfo) []T) []T {
+	var out []T
+	seen := map[T]bool{}
 	for _, w := range s.liveWorkers(context.Background()) {
 		if s.cfg.Model != "" && w.Model != s.cfg.Model {
 			continue
 		}
-		for _, l := range w.LoRAs {
-			if !seen[l] {
-				seen[l] = true
-				out = append(out, l)
+		for _, v := range pick(w) {
+			if !seen[v] {
+				seen[v] = true
+				out = append(out, v)
 			}
 		}
 	}
-	sort.Strings(out)
 	return out
 }
 

@@ -70,15 +70,13 @@ const opTimeout = 2 * time.Minute
 // Worker takes the jobs of one model from the stream and runs them on a
 // jobs.Runner, one at a time; it answers the model's check requests.
 type Worker struct {
-	nc      *nats.Conn
-	js      jetstream.JetStream
-	r       *jobs.Runner
-	cfg     WorkerConfig
-	host    string
-	state   jetstream.KeyValue
-	workers jetstream.KeyValue
-	results jetstream.ObjectStore
-	cons    jetstream.Consumer
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	r    *jobs.Runner
+	cfg  WorkerConfig
+	host string
+	buckets
+	cons jetstream.Consumer
 
 	mu  sync.Mutex
 	job string // the running job's id
@@ -209,19 +207,9 @@ func (w *Worker) Run(ctx context.Context) error {
 // open sets the names up and makes the model's consumer, retrying while
 // the server is unreachable.
 func (w *Worker) open(ctx context.Context) error {
-	n := w.cfg.Names
 	return retry(ctx, func(c context.Context) error {
-		if err := Setup(c, w.js, n); err != nil {
-			return err
-		}
 		var err error
-		if w.state, err = w.js.KeyValue(c, n.State); err != nil {
-			return err
-		}
-		if w.workers, err = w.js.KeyValue(c, n.Workers); err != nil {
-			return err
-		}
-		if w.results, err = w.js.ObjectStore(c, n.Results); err != nil {
+		if w.buckets, err = openBuckets(c, w.js, w.cfg.Names); err != nil {
 			return err
 		}
 		return w.consumer(c)
