@@ -311,8 +311,10 @@ func (s *Service) checkQueue(_ context.Context, model string) error {
 }
 
 // Cancel implements jobs.Service: a queued job is recorded cancelled (a
-// worker that takes it drops it); a running one is told to stop (its
-// worker records it cancelled within a step).
+// worker that takes it drops it); a running one is marked
+// CancelRequested and told to stop (its worker records it cancelled
+// within a step; should the worker have died, the job's next delivery
+// ends it cancelled instead of running it again).
 func (s *Service) Cancel(id string) (jobs.Status, error) {
 	if !validToken.MatchString(id) {
 		return jobs.Status{}, jobs.ErrNotFound
@@ -322,8 +324,15 @@ func (s *Service) Cancel(id string) (jobs.Status, error) {
 	found, changed := true, false
 	rec, err := updateRecord(ctx, s.state, id, func(r *Record, exists bool) error {
 		found, changed = exists, false
-		if !exists || r.Status.State != jobs.Queued {
+		switch {
+		case !exists || r.Status.State.Finished():
 			return errUnchanged
+		case r.Status.State == jobs.Running:
+			if r.CancelRequested {
+				return errUnchanged
+			}
+			r.CancelRequested = true
+			return nil
 		}
 		now := time.Now().UTC()
 		r.Status.State, r.Status.Finished = jobs.Cancelled, &now

@@ -31,6 +31,7 @@ const (
 	invalid         // the job cannot run: failed once, terminated
 	givenUp         // out of deliveries: failed, terminated
 	notOurs         // another worker's attempt: leave the record
+	dropped         // cancelled while it was not running here: acknowledge
 )
 
 // handle takes one delivery to its end: acknowledged (its result or
@@ -82,6 +83,10 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		w.cfg.Logf("job %s: failed: %s", id, rec.Status.Error)
 		w.publishFinal(rec)
 		w.term(octx, d)
+	case dropped:
+		w.cfg.Logf("job %s: cancelled before this delivery: acknowledged, not run", id)
+		w.publishFinal(rec)
+		w.ack(octx, d)
 	default:
 		w.runJob(ctx, d, p, rec, ctl)
 	}
@@ -102,6 +107,10 @@ func (w *Worker) begin(r *Record, d *delivery, p *jobs.Prepared, prepErr error) 
 	switch {
 	case r.Status.State.Finished():
 		return settled
+	case r.CancelRequested:
+		now := time.Now().UTC()
+		r.Status.State, r.Status.Finished = jobs.Cancelled, &now
+		return dropped
 	case prepErr != nil:
 		w.fail(r, prepErr.Error())
 		r.LastError = prepErr.Error()

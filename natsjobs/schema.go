@@ -134,6 +134,11 @@ type Record struct {
 	Worker string `json:"worker,omitempty"`
 	// Seq is the job message's stream sequence (for queue positions).
 	Seq uint64 `json:"seq,omitempty"`
+	// CancelRequested is set by a front end cancelling a running job,
+	// besides its "cancel" control message: a control message reaches only
+	// a live worker, so a job whose worker died (or that a worker hands
+	// back) ends cancelled at its next delivery instead of running again.
+	CancelRequested bool `json:"cancel_requested,omitempty"`
 }
 
 // CheckReply answers a check request, whose data is a job as JSON (a

@@ -3,6 +3,7 @@ package natsjobs
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -225,4 +226,49 @@ func TestServiceServerRestart(t *testing.T) {
 	if ev := follow(t, s, st.ID); ev[len(ev)-1].Status.State != jobs.Done {
 		t.Errorf("a job after the restart: %+v", ev[len(ev)-1].Status)
 	}
+}
+
+// TestServiceCancelDeadWorker: a job whose worker died mid-job (no ack,
+// its control subject heard by nobody) is cancelled through the front
+// end; the next worker that gets its redelivery ends it cancelled
+// without running it, and no image is stored.
+func TestServiceCancelDeadWorker(t *testing.T) {
+	c := newCluster(t)
+	var crashed atomic.Bool
+	cw := c.start(testConfig(t.Logf), func(w *Worker) {
+		w.onRunning = func(string) {
+			if crashed.CompareAndSwap(false, true) {
+				w.nc.Close() // as a killed process: no ack, no nak
+			}
+		}
+	})
+	s := c.service(ServiceConfig{})
+	waitAdvertised(t, s)
+	if _, err := s.SubmitID(context.Background(), "orphan", spec(5)); err != nil {
+		t.Fatal(err)
+	}
+	for !crashed.Load() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	<-cw.done
+	cw.done <- nil // for the cleanup
+	st, err := s.Cancel("orphan")
+	if err != nil || st.State != jobs.Running {
+		t.Fatalf("cancel the dead worker's job: %+v %v", st, err)
+	}
+	start := time.Now()
+	c.start(testConfig(t.Logf), nil)
+	end := follow(t, s, "orphan")
+	last := end[len(end)-1].Status
+	if last.State != jobs.Cancelled || len(last.Images) != 0 {
+		t.Fatalf("after the redelivery: %+v", last)
+	}
+	t.Logf("cancelled at the redelivery %v after the second worker started", time.Since(start).Round(time.Millisecond))
+	if _, err := c.res.GetInfo(context.Background(), ImageName("orphan", 0)); err == nil {
+		t.Error("the cancelled job's image was stored")
+	}
+	if rec, _ := c.record("orphan"); rec.Attempts != 1 {
+		t.Errorf("attempts %d, want 1 (the redelivery did not run it)", rec.Attempts)
+	}
+	c.expectEmptyStream()
 }
