@@ -276,6 +276,9 @@ func TestBatchRefusals(t *testing.T) {
 	}
 	in := write("good.jsonl", good+"\n")
 	out := filepath.Join(dir, "out")
+	// A folder where line 1's image goes: never replaced.
+	taken := filepath.Join(dir, "taken")
+	os.MkdirAll(filepath.Join(taken, "00001.png"), 0o755)
 	for _, c := range []struct {
 		name string
 		args []string
@@ -293,6 +296,7 @@ func TestBatchRefusals(t *testing.T) {
 		{"--out under nothing", []string{"--in", in, "--out", filepath.Join(dir, "no", "out")}, []string{"--out", "does not exist"}},
 		{"missing --out", []string{"--in", in}, []string{"--out: give the folder"}},
 		{"extra argument", []string{"--in", in, "--out", out, "jobs.jsonl"}, []string{"unexpected argument"}},
+		{"a folder at an image's path", []string{"--in", in, "--out", taken}, []string{"--out", "00001.png: it is a folder"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
