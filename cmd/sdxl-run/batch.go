@@ -303,14 +303,23 @@ func (f *batchFlags) runLocal(ctx context.Context, lines []batchLine, todo []str
 	if len(bad) > 0 {
 		return badInput(f.in, bad)
 	}
+	if err := f.makeOut(todo); err != nil {
+		return err
+	}
+	b := &batch{f: f, lines: lines, stdout: stdout, stderr: stderr, notes: notes, bar: newBatchBar(prog, lines)}
+	return b.run(ctx, func(ctx context.Context, l *batchLine) error { return b.runLine(ctx, r, l) })
+}
+
+// makeOut creates --out if missing and checks that the images to write
+// (todo) can be written there.
+func (f *batchFlags) makeOut(todo []string) error {
 	if err := os.Mkdir(f.out, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 		return usageErr("--out %v", err)
 	}
 	if err := atomicfile.CheckTargets(f.overwrite, todo...); err != nil {
 		return usageErr("--out: %v", err)
 	}
-	b := &batch{f: f, lines: lines, stdout: stdout, stderr: stderr, notes: notes, bar: newBatchBar(prog, lines)}
-	return b.run(ctx, func(ctx context.Context, l *batchLine) error { return b.runLine(ctx, r, l) })
+	return nil
 }
 
 // batch is a batch run on its way through the lines.
