@@ -186,6 +186,19 @@ func (s *Service) SubmitID(ctx context.Context, id string, spec jobspec.Spec) (j
 	return s.enqueue(ctx, id, model, rep)
 }
 
+// Check has a live worker of the model check spec without queueing it:
+// the normalized spec and its warnings, or a *jobspec.FieldError; no
+// worker is jobs.ErrUnavailable. A batch checks all its jobs this way
+// before it submits the first.
+func (s *Service) Check(ctx context.Context, spec jobspec.Spec) (jobspec.Spec, []string, error) {
+	model, err := s.model(ctx)
+	if err != nil {
+		return spec, nil, err
+	}
+	rep, err := s.check(ctx, model, spec)
+	return rep.Spec, rep.Warnings, err
+}
+
 // enqueue records a checked job queued, then publishes it (deduplicated
 // by its id).
 func (s *Service) enqueue(ctx context.Context, id, model string, rep CheckReply) (jobs.Status, error) {

@@ -29,6 +29,7 @@ import (
 type batchFlags struct {
 	modelFlags
 	in, out, nats, prefix string
+	modelID               string
 	overwrite, quiet      bool
 }
 
@@ -40,10 +41,11 @@ func newBatchFlags(f *batchFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.out, "out", "", "folder of the images (created if missing): NNNNN.png for line NNNNN, NNNNN-I.png for its image I when it makes several")
 	fs.BoolVar(&f.overwrite, "overwrite", false, "run every line again and replace its images (default: keep the images already written and skip their lines)")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress or per-line notes on stderr (the summary stays)")
-	fs.StringVar(&f.nats, "nats", "", "submit the lines to NATS workers at this URL instead of running them here (not available yet)")
-	fs.StringVar(&f.prefix, "prefix", "SDXL", "with --nats: the deployment's JetStream name prefix")
+	fs.StringVar(&f.nats, "nats", "", "submit the lines to `sdxl-run worker`s over this NATS server with JetStream (nats://HOST:4222) and collect their images, instead of running them here")
+	fs.StringVar(&f.prefix, "prefix", "", "with --nats: the deployment's name prefix (streams, buckets, subjects; default SDXL)")
+	fs.StringVar(&f.modelID, "model-id", "", "with --nats: the workers' model id to send jobs to (default: the one the live workers serve)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sdxl-run batch --in jobs.jsonl --out DIR [--model PATH] [--refiner PATH] [--lora-dir DIR] [--device cpu|cuda] [--overwrite]\n\nflags:")
+		fmt.Fprintln(stderr, "usage: sdxl-run batch --in jobs.jsonl --out DIR [--model PATH] [--refiner PATH] [--lora-dir DIR] [--device cpu|cuda] [--overwrite]\n       sdxl-run batch --in jobs.jsonl --out DIR --nats URL [--prefix SDXL] [--model-id ID]   (on NATS workers)\n\nflags:")
 		fs.PrintDefaults()
 	}
 	return fs
@@ -64,7 +66,11 @@ func (f *batchFlags) check(fs *flag.FlagSet) error {
 		return usageErr("--out: give the folder for the images")
 	}
 	if f.nats != "" {
-		return usageErr("--nats: the NATS batch mode is not available in this version")
+		if err := checkFrontEnd(fs, f.modelID, f.prefix); err != nil {
+			return err
+		}
+	} else if f.modelID != "" || f.prefix != "" {
+		return usageErr("--model-id and --prefix go with --nats")
 	}
 	st, err := os.Stat(f.out)
 	switch {
@@ -277,6 +283,9 @@ func runBatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if len(lines) == 0 {
 		return usageErr("--in %s: no jobs (every line is blank or a # comment)", f.in)
+	}
+	if f.nats != "" {
+		return f.runNATS(ctx, lines, todo, stdout, stderr)
 	}
 	return f.runLocal(ctx, lines, todo, stdout, stderr)
 }

@@ -28,6 +28,16 @@ func (f *serveFlags) checkNATS(fs *flag.FlagSet) error {
 		}
 		return nil
 	}
+	if f.outputDir != "" {
+		return usageErr("--output-dir with --nats: the images are kept in the NATS object store (use `sdxl-run batch --nats` to collect them)")
+	}
+	return checkFrontEnd(fs, f.modelID, f.prefix)
+}
+
+// checkFrontEnd validates the flags of a command that works through NATS
+// workers (serve and batch with --nats): no model flag, a valid model id
+// and prefix.
+func checkFrontEnd(fs *flag.FlagSet, modelID, prefix string) error {
 	var set []string
 	fs.Visit(func(fl *flag.Flag) {
 		for _, n := range modelFlagNames {
@@ -39,27 +49,34 @@ func (f *serveFlags) checkNATS(fs *flag.FlagSet) error {
 	if len(set) > 0 {
 		return usageErr("%s with --nats: a front end over NATS loads no model; give the models to `sdxl-run worker`", strings.Join(set, ", "))
 	}
-	if f.outputDir != "" {
-		return usageErr("--output-dir with --nats: the images are kept in the NATS object store (use `sdxl-run batch --nats` to collect them)")
+	if modelID != "" && natsjobs.ModelID(modelID) != modelID {
+		return usageErr("--model-id %q: use letters, digits, '-' and '_'", modelID)
 	}
-	if f.modelID != "" && natsjobs.ModelID(f.modelID) != f.modelID {
-		return usageErr("--model-id %q: use letters, digits, '-' and '_'", f.modelID)
-	}
-	if _, err := natsjobs.NamesFor(f.prefix); err != nil {
-		return usageErr("--prefix %q: use letters, digits, '-' and '_'", f.prefix)
+	if _, err := natsjobs.NamesFor(prefix); err != nil {
+		return usageErr("--prefix %q: use letters, digits, '-' and '_'", prefix)
 	}
 	return nil
+}
+
+// connectNATS connects to the NATS server at url as name, reconnecting
+// for ever (a server restart loses nothing) and logging the disconnects.
+func connectNATS(url, name string, logger *log.Logger) (*nats.Conn, error) {
+	nc, err := nats.Connect(url, nats.Name(name), nats.MaxReconnects(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { logger.Printf("disconnected from %s: %v", url, err) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) { logger.Printf("reconnected to %s", nc.ConnectedUrlRedacted()) }))
+	if err != nil {
+		return nil, fmt.Errorf("--nats %s: cannot connect: %v", url, err)
+	}
+	return nc, nil
 }
 
 // startNATS connects to NATS and makes the front end's job service; the
 // models and LoRAs it lists are the live workers'.
 func (f *serveFlags) startNATS(ctx context.Context, stderr io.Writer) (server.Config, func(), error) {
 	logger := log.New(stderr, "sdxl-run serve: ", log.LstdFlags)
-	nc, err := nats.Connect(f.nats, nats.Name("sdxl-run serve"), nats.MaxReconnects(-1),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { logger.Printf("disconnected from %s: %v", f.nats, err) }),
-		nats.ReconnectHandler(func(nc *nats.Conn) { logger.Printf("reconnected to %s", nc.ConnectedUrlRedacted()) }))
+	nc, err := connectNATS(f.nats, "sdxl-run serve", logger)
 	if err != nil {
-		return server.Config{}, nil, fmt.Errorf("--nats %s: cannot connect: %v", f.nats, err)
+		return server.Config{}, nil, err
 	}
 	names, _ := natsjobs.NamesFor(f.prefix)
 	c, cancel := context.WithTimeout(ctx, 30*time.Second)

@@ -8,8 +8,6 @@ import (
 	"log"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/sdxl-go/sdxl/natsjobs"
 	"github.com/sdxl-go/sdxl/server"
 )
@@ -88,11 +86,9 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	logger := log.New(stderr, "sdxl-run worker: ", log.LstdFlags)
-	nc, err := nats.Connect(f.nats, nats.Name("sdxl-run worker"), nats.MaxReconnects(-1),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { logger.Printf("disconnected from %s: %v", f.nats, err) }),
-		nats.ReconnectHandler(func(nc *nats.Conn) { logger.Printf("reconnected to %s", nc.ConnectedUrlRedacted()) }))
+	nc, err := connectNATS(f.nats, "sdxl-run worker", logger)
 	if err != nil {
-		return fmt.Errorf("--nats %s: cannot connect: %v", f.nats, err)
+		return err
 	}
 	defer nc.Close()
 	r, dev, err := f.openRunner(ctx, stderr, newProgress(stderr, false),
