@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"regexp"
@@ -9,6 +11,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sdxl-go/sdxl/internal/natstest"
+	"github.com/sdxl-go/sdxl/jobs"
+	"github.com/sdxl-go/sdxl/natsjobs"
+	"github.com/sdxl-go/sdxl/natsjobs/natsjobstest"
 )
 
 // TestAPIOverNATS runs this package's tests again, unchanged, with every
@@ -53,4 +60,36 @@ func tail(s string, n int) string {
 		return s[len(s)-n:]
 	}
 	return s
+}
+
+// TestNoWorker503: a front end over NATS with no live worker answers
+// every generation request with 503 naming the missing worker (A1111,
+// OpenAI and native jobs alike), queues nothing, and still answers the
+// job list.
+func TestNoWorker503(t *testing.T) {
+	srv := natstest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	svc, err := natsjobs.NewService(ctx, natsjobstest.Connect(t, srv), natsjobs.ServiceConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Close(context.Background()) })
+	ts := &testServer{Server: httptest.NewServer(New(Config{Jobs: svc, Version: "sdxl-run test"})), jobs: svc}
+	t.Cleanup(ts.Close)
+	job := `{"prompt": "a red cube", "width": 64, "height": 64, "steps": 2}`
+	for _, path := range []string{"/v1/jobs", "/sdapi/v1/txt2img"} {
+		expectDetail(t, ts, "POST", path, job, http.StatusServiceUnavailable, "no worker is running")
+	}
+	var oa struct {
+		Error struct{ Message string } `json:"error"`
+	}
+	res := ts.do(t, "POST", "/v1/images/generations", `{"prompt": "a red cube", "size": "64x64"}`, nil, &oa)
+	if res.StatusCode != http.StatusServiceUnavailable || !strings.Contains(oa.Error.Message, "no worker is running") {
+		t.Errorf("OpenAI without a worker: %d %q", res.StatusCode, oa.Error.Message)
+	}
+	var list struct{ Jobs []jobs.Status }
+	if res := ts.do(t, "GET", "/v1/jobs", "", nil, &list); res.StatusCode != http.StatusOK || len(list.Jobs) != 0 {
+		t.Errorf("GET /v1/jobs: %d %v", res.StatusCode, list)
+	}
 }
