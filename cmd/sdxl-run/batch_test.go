@@ -296,11 +296,14 @@ func TestBatchRefusals(t *testing.T) {
 		{"--out under nothing", []string{"--in", in, "--out", filepath.Join(dir, "no", "out")}, []string{"--out", "does not exist"}},
 		{"missing --out", []string{"--in", in}, []string{"--out: give the folder"}},
 		{"extra argument", []string{"--in", in, "--out", out, "jobs.jsonl"}, []string{"unexpected argument"}},
+		{"--model with --nats", []string{"--in", in, "--out", out, "--nats", "nats://127.0.0.1:1", "--model", "x"}, []string{"--model with --nats"}},
+		{"--model-id without --nats", []string{"--in", in, "--out", out, "--model-id", "m"}, []string{"--model-id and --prefix go with --nats"}},
+		{"bad --prefix", []string{"--in", in, "--out", out, "--nats", "nats://127.0.0.1:1", "--prefix", "a.b"}, []string{"--prefix"}},
 		{"a folder at an image's path", []string{"--in", in, "--out", taken}, []string{"--out", "00001.png: it is a folder"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			code := run(context.Background(), append(append([]string{"batch"}, c.args...), testDevice()...), &stdout, &stderr)
+			code := run(context.Background(), append([]string{"batch"}, c.args...), &stdout, &stderr)
 			for _, w := range c.want {
 				if !strings.Contains(stderr.String(), w) {
 					t.Errorf("stderr %q does not say %q", stderr.String(), w)
@@ -313,6 +316,20 @@ func TestBatchRefusals(t *testing.T) {
 				t.Errorf("the output folder was created")
 			}
 		})
+	}
+}
+
+// TestBatchNoServer: an unreachable --nats server is exit 1 naming it,
+// and nothing is written.
+func TestBatchNoServer(t *testing.T) {
+	in, out := writeJobs(t, 1, 1)
+	var stderr bytes.Buffer
+	code := run(context.Background(), []string{"batch", "--in", in, "--out", out, "--nats", "nats://127.0.0.1:1"}, io.Discard, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), "--nats nats://127.0.0.1:1: cannot connect") {
+		t.Errorf("exit %d: %s", code, stderr.String())
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Errorf("the output folder was created")
 	}
 }
 
