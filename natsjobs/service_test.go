@@ -3,6 +3,8 @@ package natsjobs
 import (
 	"context"
 	"errors"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -271,4 +273,59 @@ func TestServiceCancelDeadWorker(t *testing.T) {
 		t.Errorf("attempts %d, want 1 (the redelivery did not run it)", rec.Attempts)
 	}
 	c.expectEmptyStream()
+}
+
+// TestServiceTwoFrontEnds: two front ends of one deployment submitting
+// the same id at once make one job (one message in the stream, run
+// once); either follows, lists, fetches and cancels the other's jobs.
+func TestServiceTwoFrontEnds(t *testing.T) {
+	c := newCluster(t)
+	c.start(testConfig(t.Logf), nil)
+	a, b := c.service(ServiceConfig{}), c.service(ServiceConfig{})
+	waitAdvertised(t, a)
+	var wg sync.WaitGroup
+	got := make([]jobs.Status, 2)
+	errs := make([]error, 2)
+	for i, s := range []*Service{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i], errs[i] = s.SubmitID(context.Background(), "shared", spec(int64(20+i)))
+		}()
+	}
+	wg.Wait()
+	if errs[0] != nil || errs[1] != nil || got[0].Spec.Seed != got[1].Spec.Seed {
+		t.Fatalf("the same id from two front ends: %v %v, seeds %d %d", errs[0], errs[1], got[0].Spec.Seed, got[1].Spec.Seed)
+	}
+	end := follow(t, b, "shared")
+	if st := end[len(end)-1].Status; st.State != jobs.Done || len(st.Images) != 1 {
+		t.Fatalf("followed by the other front end: %+v", st)
+	}
+	if _, err := b.Image("shared", 0); err != nil {
+		t.Errorf("its image from the other front end: %v", err)
+	}
+	if rec, _ := c.record("shared"); rec.Attempts != 1 {
+		t.Errorf("attempts %d, want 1", rec.Attempts)
+	}
+	stream, _ := c.js.Stream(context.Background(), c.names.Stream)
+	if si, err := stream.Info(context.Background()); err != nil || si.State.LastSeq != 1 {
+		t.Errorf("messages ever in the stream: %+v %v, want 1", si.State, err)
+	}
+	slow := spec(30)
+	slow.Steps, slow.Width, slow.Height = 1000, 128, 128
+	if _, err := a.SubmitID(context.Background(), "slow", slow); err != nil {
+		t.Fatal(err)
+	}
+	for st, _ := b.Get("slow"); st.State != jobs.Running || st.Step == 0; st, _ = b.Get("slow") {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !slices.ContainsFunc(b.List(), func(s jobs.Status) bool { return s.ID == "shared" }) {
+		t.Errorf("the other front end's list: %v", b.List())
+	}
+	if _, err := b.Cancel("slow"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := follow(t, a, "slow"); ev[len(ev)-1].Status.State != jobs.Cancelled {
+		t.Errorf("cancelled through the other front end: %+v", ev[len(ev)-1].Status)
+	}
 }
