@@ -329,3 +329,36 @@ func TestServiceTwoFrontEnds(t *testing.T) {
 		t.Errorf("cancelled through the other front end: %+v", ev[len(ev)-1].Status)
 	}
 }
+
+// TestServiceSlowReader: a subscriber that reads nothing while a job
+// runs (far more events than its channel holds) still gets the final
+// status, last, and then the channel closes.
+func TestServiceSlowReader(t *testing.T) {
+	c := newCluster(t)
+	c.start(testConfig(t.Logf), nil)
+	s := c.service(ServiceConfig{})
+	waitAdvertised(t, s)
+	job := spec(8)
+	job.Steps = 40
+	if _, err := s.SubmitID(context.Background(), "slow-reader", job); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ch, err := s.Subscribe(ctx, "slow-reader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for st, _ := s.Get("slow-reader"); !st.State.Finished(); st, _ = s.Get("slow-reader") {
+		time.Sleep(10 * time.Millisecond)
+	}
+	n := 0
+	var last jobs.Event
+	for ev := range ch {
+		n, last = n+1, ev
+	}
+	if last.Status.State != jobs.Done || len(last.Status.Images) != 1 || n > cap(ch) {
+		t.Fatalf("%d events, the last %+v", n, last.Status)
+	}
+	t.Logf("%d events kept of a 40-step job, the last %s", n, last.Status.State)
+}
