@@ -221,8 +221,6 @@ func (s *Service) withLive(rec Record) jobs.Status {
 	return s.statusLocked(rec)
 }
 
-func (s *Service) status(_ context.Context, rec Record) jobs.Status { return s.withLive(rec) }
-
 // get reads a job's record from the bucket, or from the mirror while the
 // bucket does not answer.
 func (s *Service) get(id string) (Record, error) {

@@ -169,6 +169,8 @@ func (s *Service) SubmitID(ctx context.Context, id string, spec jobspec.Spec) (j
 	}
 	if rec, rev, err := loadRecord(ctx, s.state, id); err != nil {
 		return jobs.Status{}, err
+	} else if rev != 0 && unpublished(rec) {
+		return s.republish(ctx, id, rec, spec)
 	} else if rev != 0 {
 		return s.withLive(rec), nil
 	}
@@ -220,25 +222,69 @@ func (s *Service) enqueue(ctx context.Context, id, model string, rep CheckReply)
 	if err != nil || !created {
 		return s.withLive(rec), err
 	}
+	rec, err = s.publish(ctx, id, model, data)
+	if err != nil {
+		s.state.Delete(context.Background(), id)
+		return jobs.Status{}, err
+	}
+	return s.withLive(rec), nil
+}
+
+// publish puts a recorded job's message in the stream (deduplicated by
+// its id) and records its sequence.
+func (s *Service) publish(ctx context.Context, id, model string, data []byte) (Record, error) {
 	var ack *jetstream.PubAck
-	err = retry(ctx, func(c context.Context) error {
+	err := retry(ctx, func(c context.Context) error {
 		var err error
 		ack, err = s.js.Publish(c, s.cfg.Names.JobSubject(model), data, jetstream.WithMsgID(id))
 		return err
 	})
 	if err != nil {
-		s.state.Delete(context.Background(), id)
-		return jobs.Status{}, fmt.Errorf("natsjobs: queueing job %s: %w", id, err)
+		return Record{}, fmt.Errorf("natsjobs: queueing job %s: %w", id, err)
 	}
-	rec, _ = updateRecord(ctx, s.state, id, func(r *Record, _ bool) error {
+	rec, err := updateRecord(ctx, s.state, id, func(r *Record, _ bool) error {
 		if r.Seq != 0 || r.Status.State != jobs.Queued {
 			return errUnchanged // a worker has it already
 		}
 		r.Seq = ack.Sequence
 		return nil
 	})
+	if err != nil {
+		// Queued all the same: the position counts it by its creation,
+		// and a submit again under its id publishes it again (dropped
+		// as a duplicate).
+		s.cfg.Logf("natsjobs: job %s: recording its sequence: %v", id, err)
+		return rec, nil
+	}
 	s.remember(id, rec)
-	return s.status(ctx, rec), nil
+	return rec, nil
+}
+
+// unpublished reports a record left queued without its message's
+// sequence: its front end stopped between recording and publishing (or
+// before recording the sequence), so the message may be missing.
+func unpublished(rec Record) bool {
+	return rec.Status.State == jobs.Queued && rec.Seq == 0 && rec.Model != ""
+}
+
+// republish publishes again the message of a job found unpublished when
+// it is submitted again under its id: checked again (with the recorded
+// seed), then published with its id, so a message already in the stream
+// is not doubled (the stream's deduplication).
+func (s *Service) republish(ctx context.Context, id string, rec Record, spec jobspec.Spec) (jobs.Status, error) {
+	spec.Seed = rec.Status.Spec.Seed
+	rep, err := s.check(ctx, rec.Model, spec)
+	if err != nil {
+		return jobs.Status{}, err
+	}
+	data, err := json.Marshal(rep.Spec)
+	if err != nil {
+		return jobs.Status{}, err
+	}
+	if rec, err = s.publish(ctx, id, rec.Model, data); err != nil {
+		return jobs.Status{}, err
+	}
+	return s.withLive(rec), nil
 }
 
 // check has a live worker of model check spec.

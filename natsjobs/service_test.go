@@ -362,3 +362,40 @@ func TestServiceSlowReader(t *testing.T) {
 	}
 	t.Logf("%d events kept of a 40-step job, the last %s", n, last.Status.State)
 }
+
+// TestServiceResubmitUnpublished: a job recorded queued whose front end
+// stopped before publishing it (no message in the stream) runs once it
+// is submitted again under its id, with its recorded seed; submitting a
+// published one again publishes nothing more.
+func TestServiceResubmitUnpublished(t *testing.T) {
+	c := newCluster(t)
+	c.start(testConfig(t.Logf), nil)
+	s := c.service(ServiceConfig{})
+	waitAdvertised(t, s)
+	job := spec(13)
+	job.Normalize()
+	rec := Record{Status: jobs.Status{ID: "stuck", State: jobs.Queued, Created: time.Now().UTC(), Batches: 1,
+		Spec: job.Record()}, Model: ModelID("sdxl-small-base")}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := updateRecord(ctx, c.state, "stuck", func(r *Record, _ bool) error { *r = rec; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	again := job
+	again.Seed = -1
+	st, err := s.SubmitID(context.Background(), "stuck", again)
+	if err != nil || st.Spec.Seed != 13 {
+		t.Fatalf("submitted again: %+v %v", st, err)
+	}
+	end := follow(t, s, "stuck")
+	if st := end[len(end)-1].Status; st.State != jobs.Done || len(st.Images) != 1 || st.Images[0].Seed != 13 {
+		t.Fatalf("the unpublished job: %+v", st)
+	}
+	if _, err := s.SubmitID(context.Background(), "stuck", again); err != nil {
+		t.Fatal(err)
+	}
+	stream, _ := c.js.Stream(context.Background(), c.names.Stream)
+	if si, err := stream.Info(context.Background()); err != nil || si.State.LastSeq != 1 {
+		t.Errorf("messages ever in the stream: %+v %v, want 1", si.State, err)
+	}
+}
