@@ -26,6 +26,17 @@ func (c *cluster) service(cfg ServiceConfig) *Service {
 	return s
 }
 
+// frontEnd starts a cluster with one worker (wcfg) and a front end
+// (scfg) that sees the worker.
+func frontEnd(t *testing.T, wcfg WorkerConfig, scfg ServiceConfig) (*cluster, *Service) {
+	t.Helper()
+	c := newCluster(t)
+	c.start(wcfg, nil)
+	s := c.service(scfg)
+	waitAdvertised(t, s)
+	return c, s
+}
+
 // waitAdvertised waits until a worker is listed.
 func waitAdvertised(t *testing.T, s *Service) {
 	t.Helper()
@@ -76,10 +87,7 @@ func TestServiceWithoutWorker(t *testing.T) {
 // progress with previews and ends done with the pixels of a local run;
 // the same id submitted again is the same job, not a second one.
 func TestServiceSubmitFollow(t *testing.T) {
-	c := newCluster(t)
-	c.start(WorkerConfig{PreviewEvery: time.Millisecond}, nil)
-	s := c.service(ServiceConfig{})
-	waitAdvertised(t, s)
+	c, s := frontEnd(t, WorkerConfig{PreviewEvery: time.Millisecond}, ServiceConfig{})
 	bad := spec(1)
 	bad.Width = 65
 	var fe *jobspec.FieldError
@@ -132,10 +140,7 @@ func TestServiceSubmitFollow(t *testing.T) {
 // job is refused as queue full; a queued job cancelled never runs, a
 // running one stops within a step, and the next one runs.
 func TestServiceQueueCancel(t *testing.T) {
-	c := newCluster(t)
-	c.start(WorkerConfig{}, nil)
-	s := c.service(ServiceConfig{MaxQueue: 1})
-	waitAdvertised(t, s)
+	_, s := frontEnd(t, WorkerConfig{}, ServiceConfig{MaxQueue: 1})
 	slow := spec(1)
 	slow.Steps, slow.Width, slow.Height = 1000, 128, 128
 	run, err := s.SubmitID(context.Background(), "slow", slow)
@@ -187,10 +192,7 @@ func TestServiceQueueCancel(t *testing.T) {
 // waits for a running job: the subscription still ends with the result,
 // and jobs submitted after the restart run.
 func TestServiceServerRestart(t *testing.T) {
-	c := newCluster(t)
-	c.start(WorkerConfig{}, nil)
-	s := c.service(ServiceConfig{})
-	waitAdvertised(t, s)
+	c, s := frontEnd(t, WorkerConfig{}, ServiceConfig{})
 	job := spec(11)
 	job.Steps, job.Width, job.Height = 40, 128, 128
 	if _, err := s.SubmitID(context.Background(), "long", job); err != nil {
@@ -334,10 +336,7 @@ func TestServiceTwoFrontEnds(t *testing.T) {
 // runs (far more events than its channel holds) still gets the final
 // status, last, and then the channel closes.
 func TestServiceSlowReader(t *testing.T) {
-	c := newCluster(t)
-	c.start(testConfig(t.Logf), nil)
-	s := c.service(ServiceConfig{})
-	waitAdvertised(t, s)
+	_, s := frontEnd(t, testConfig(t.Logf), ServiceConfig{})
 	job := spec(8)
 	job.Steps = 40
 	if _, err := s.SubmitID(context.Background(), "slow-reader", job); err != nil {
@@ -368,10 +367,7 @@ func TestServiceSlowReader(t *testing.T) {
 // is submitted again under its id, with its recorded seed; submitting a
 // published one again publishes nothing more.
 func TestServiceResubmitUnpublished(t *testing.T) {
-	c := newCluster(t)
-	c.start(testConfig(t.Logf), nil)
-	s := c.service(ServiceConfig{})
-	waitAdvertised(t, s)
+	c, s := frontEnd(t, testConfig(t.Logf), ServiceConfig{})
 	job := spec(13)
 	job.Normalize()
 	rec := Record{Status: jobs.Status{ID: "stuck", State: jobs.Queued, Created: time.Now().UTC(), Batches: 1,
