@@ -41,7 +41,7 @@ func newBatchFlags(f *batchFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.out, "out", "", "folder of the images (created if missing): NNNNN.png for line NNNNN, NNNNN-I.png for its image I when it makes several")
 	fs.BoolVar(&f.overwrite, "overwrite", false, "run every line again and replace its images (default: keep the images already written and skip their lines)")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress or per-line notes on stderr (the summary stays)")
-	fs.StringVar(&f.nats, "nats", "", "submit the lines to `sdxl-run worker`s over this NATS server with JetStream (nats://HOST:4222) and collect their images, instead of running them here")
+	fs.StringVar(&f.nats, "nats", "", "submit the lines to sdxl-run workers over the NATS server with JetStream at this `URL` (nats://HOST:4222) and collect their images, instead of running them here")
 	fs.StringVar(&f.prefix, "prefix", "", "with --nats: the deployment's name prefix (streams, buckets, subjects; default SDXL)")
 	fs.StringVar(&f.modelID, "model-id", "", "with --nats: the workers' model id to send jobs to (default: the one the live workers serve)")
 	fs.Usage = func() {

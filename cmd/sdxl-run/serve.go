@@ -44,7 +44,7 @@ func newServeFlags(f *serveFlags, stderr io.Writer) *flag.FlagSet {
 	fs.Int64Var(&f.maxBody, "max-body", 64<<20, "largest request body in bytes")
 	fs.StringVar(&f.outputDir, "output-dir", "", "also write every image to this folder (PNG with metadata; never replacing a file)")
 	fs.IntVar(&f.keep, "keep", 64, "finished jobs whose images stay available (the gallery)")
-	fs.StringVar(&f.nats, "nats", "", "be a front end of `sdxl-run worker`s over this NATS server with JetStream (nats://HOST:4222): no model is loaded here")
+	fs.StringVar(&f.nats, "nats", "", "be a front end of sdxl-run workers over the NATS server with JetStream at this `URL` (nats://HOST:4222): no model is loaded here")
 	fs.StringVar(&f.prefix, "prefix", "", "with --nats: the deployment's name prefix (streams, buckets, subjects; default SDXL)")
 	fs.StringVar(&f.modelID, "model-id", "", "with --nats: the workers' model id to send jobs to (default: the one the live workers serve)")
 	fs.Usage = func() {

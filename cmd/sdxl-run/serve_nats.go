@@ -62,7 +62,11 @@ func checkFrontEnd(fs *flag.FlagSet, modelID, prefix string) error {
 // for ever (a server restart loses nothing) and logging the disconnects.
 func connectNATS(url, name string, logger *log.Logger) (*nats.Conn, error) {
 	nc, err := nats.Connect(url, nats.Name(name), nats.MaxReconnects(-1),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { logger.Printf("disconnected from %s: %v", url, err) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil { // nil: our own Close
+				logger.Printf("disconnected from %s: %v", url, err)
+			}
+		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { logger.Printf("reconnected to %s", nc.ConnectedUrlRedacted()) }))
 	if err != nil {
 		return nil, fmt.Errorf("--nats %s: cannot connect: %v", url, err)

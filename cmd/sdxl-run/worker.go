@@ -25,7 +25,7 @@ func newWorkerFlags(f *workerFlags, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("sdxl-run worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	f.modelFlags.register(fs)
-	fs.StringVar(&f.nats, "nats", "", "NATS server with JetStream to take jobs from (nats://HOST:4222); required")
+	fs.StringVar(&f.nats, "nats", "", "the `URL` of the NATS server with JetStream to take jobs from (nats://HOST:4222); required")
 	fs.StringVar(&f.modelID, "model-id", "", "subject token of this worker's jobs (default: from the base model's name)")
 	fs.StringVar(&f.prefix, "prefix", natsjobs.DefaultPrefix, "names of the deployment's stream, buckets and subjects (the same for every worker and front end)")
 	fs.IntVar(&f.maxDeliveries, "max-deliveries", natsjobs.DefaultMaxDeliveries, "attempts of a job before it fails with its last error")
