@@ -88,6 +88,9 @@ func TestNoWorker503(t *testing.T) {
 	if res.StatusCode != http.StatusServiceUnavailable || !strings.Contains(oa.Error.Message, "no worker is running") {
 		t.Errorf("OpenAI without a worker: %d %q", res.StatusCode, oa.Error.Message)
 	}
+	if ra := res.Header.Get("Retry-After"); ra != unavailableRetry {
+		t.Errorf("503 without a worker: Retry-After %q, want %s", ra, unavailableRetry)
+	}
 	var list struct{ Jobs []jobs.Status }
 	if res := ts.do(t, "GET", "/v1/jobs", "", nil, &list); res.StatusCode != http.StatusOK || len(list.Jobs) != 0 {
 		t.Errorf("GET /v1/jobs: %d %v", res.StatusCode, list)

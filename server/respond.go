@@ -65,11 +65,19 @@ func errorStatus(err error) (int, string) {
 	return http.StatusInternalServerError, err.Error()
 }
 
-// setRetryAfter adds Retry-After to a queue-full answer.
+// unavailableRetry is the Retry-After of a front end without a worker:
+// workers advertise themselves every few seconds once started.
+const unavailableRetry = "10"
+
+// setRetryAfter adds Retry-After to a queue-full answer and to one of a
+// front end without a live worker.
 func setRetryAfter(w http.ResponseWriter, err error) {
 	var qf *jobs.QueueFullError
-	if errors.As(err, &qf) {
+	switch {
+	case errors.As(err, &qf):
 		w.Header().Set("Retry-After", strconv.Itoa(int(max(qf.RetryAfter.Round(time.Second), time.Second)/time.Second)))
+	case errors.Is(err, jobs.ErrUnavailable):
+		w.Header().Set("Retry-After", unavailableRetry)
 	}
 }
 
