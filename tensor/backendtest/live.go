@@ -1,19 +1,26 @@
 package backendtest
 
-import "github.com/sdxl-go/sdxl/tensor"
+import (
+	"sync"
+
+	"github.com/sdxl-go/sdxl/tensor"
+)
 
 // Live wraps a backend and counts the bytes of live tensors, each op's
 // output from its creation until it is freed, as a device allocator would
 // hold them: memory tests compare a forward pass's peak with an estimate,
 // or check that a pass frees everything it made. Tensors are keyed by
 // their storage handle, which reshaped views share. The fused ops of the
-// optional interfaces count as one output.
+// optional interfaces count as one output. Like every backend it is safe
+// for concurrent use (nn.InitRandom fills parameters in parallel); read
+// Bytes and Peak when no op is running.
 type Live struct {
 	tensor.Backend
 	// Bytes is what live tensors hold now, Peak its maximum since the last
 	// Reset.
 	Bytes, Peak int64
 	held        map[any]int64
+	mu          sync.Mutex
 }
 
 // NewLive wraps b.
@@ -21,15 +28,23 @@ func NewLive(b tensor.Backend) *Live { return &Live{Backend: b, held: map[any]in
 
 // Reset starts a measurement: tensors live so far are forgotten.
 func (l *Live) Reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	l.Bytes, l.Peak = 0, 0
 	l.held = map[any]int64{}
 }
 
 // Count is the number of live tensors.
-func (l *Live) Count() int { return len(l.held) }
+func (l *Live) Count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.held)
+}
 
 func (l *Live) wrap(x *tensor.Tensor) *tensor.Tensor {
 	if n := int64(x.Numel() * x.DType().Size()); n > 0 {
+		l.mu.Lock()
+		defer l.mu.Unlock()
 		l.held[x.Storage] = n
 		l.Bytes += n
 		l.Peak = max(l.Peak, l.Bytes)
@@ -39,10 +54,12 @@ func (l *Live) wrap(x *tensor.Tensor) *tensor.Tensor {
 
 // Free implements tensor.Backend.
 func (l *Live) Free(x *tensor.Tensor) {
+	l.mu.Lock()
 	if n, ok := l.held[x.Storage]; ok {
 		l.Bytes -= n
 		delete(l.held, x.Storage)
 	}
+	l.mu.Unlock()
 	l.Backend.Free(x)
 }
 
