@@ -77,7 +77,12 @@ func (s *Service) remember(id string, rec Record) {
 		return // an older write arriving late
 	}
 	s.records[id] = rec
-	if rec.Status.State != jobs.Running {
+	// Progress (core NATS) may overtake the watcher's record changes: a
+	// "queued" record arriving after the first progress message is the
+	// older news, so only a finished record ends the live entry. (A job
+	// given back to the queue keeps its last progress until it runs again
+	// or ends.)
+	if rec.Status.State.Finished() {
 		delete(s.live, id)
 	}
 	s.forget()
@@ -275,8 +280,10 @@ func (s *Service) List() []jobs.Status {
 // queued counts the model's waiting jobs (s.mu held).
 func (s *Service) queuedLocked(model string) int {
 	n := 0
-	for _, r := range s.records {
-		if r.Status.State == jobs.Queued && (model == "" || r.Model == model) {
+	for id, r := range s.records {
+		// A job whose progress arrives is running, even while the
+		// watcher has not yet brought its record's change.
+		if r.Status.State == jobs.Queued && s.live[id] == nil && (model == "" || r.Model == model) {
 			n++
 		}
 	}
