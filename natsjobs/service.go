@@ -213,10 +213,13 @@ func (s *Service) enqueue(ctx context.Context, id, model string, rep CheckReply)
 	rec := Record{Status: st, Model: model}
 	created := false
 	rec, err = updateRecord(ctx, s.state, id, func(r *Record, exists bool) error {
+		// Decided anew on every try: a try that lost the race to create
+		// the record (another front end, the same id) is not ours.
+		created = !exists
 		if exists {
 			return errUnchanged // submitted meanwhile by another front end
 		}
-		*r, created = rec, true
+		*r = rec
 		return nil
 	})
 	if err != nil || !created {
