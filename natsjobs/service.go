@@ -2,8 +2,6 @@ package natsjobs
 
 import (
 	"context"
-	crand "crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -75,6 +73,9 @@ type Service struct {
 
 	mu     sync.Mutex
 	closed bool
+	// workersSeen are the live workers as read at workersAt.
+	workersSeen []WorkerInfo
+	workersAt   time.Time
 	// records mirror the State bucket (a watcher keeps them).
 	records map[string]Record
 	// live are the running jobs' latest progress messages.
@@ -143,15 +144,7 @@ func (s *Service) open(ctx context.Context) error {
 
 // Submit implements jobs.Service with a new random id.
 func (s *Service) Submit(ctx context.Context, spec jobspec.Spec) (jobs.Status, error) {
-	return s.SubmitID(ctx, newJobID(), spec)
-}
-
-func newJobID() string {
-	b := make([]byte, 8)
-	if _, err := crand.Read(b); err != nil {
-		return fmt.Sprintf("%016x", time.Now().UnixNano())
-	}
-	return hex.EncodeToString(b)
+	return s.SubmitID(ctx, randomHex(8), spec)
 }
 
 // SubmitID submits a job under a caller's id (letters, digits, '-' and
@@ -338,8 +331,29 @@ func (s *Service) model(ctx context.Context) (string, error) {
 	return "", fmt.Errorf("%w: the workers serve several models (%d): start the front end with a model id", jobs.ErrUnavailable, len(seen))
 }
 
-// liveWorkers reads the Workers bucket.
+// workersFresh is how long a Service reuses the live workers it read:
+// every submit and every model list asks for them.
+const workersFresh = time.Second
+
+// liveWorkers is the Workers bucket's contents, read at most once every
+// workersFresh while there are workers (none found is asked again at
+// once: the first worker is awaited).
 func (s *Service) liveWorkers(ctx context.Context) []WorkerInfo {
+	s.mu.Lock()
+	if len(s.workersSeen) > 0 && time.Since(s.workersAt) < workersFresh {
+		defer s.mu.Unlock()
+		return s.workersSeen
+	}
+	s.mu.Unlock()
+	out := s.readWorkers(ctx)
+	s.mu.Lock()
+	s.workersSeen, s.workersAt = out, time.Now()
+	s.mu.Unlock()
+	return out
+}
+
+// readWorkers reads the Workers bucket.
+func (s *Service) readWorkers(ctx context.Context) []WorkerInfo {
 	c, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	lister, err := s.workers.ListKeys(c)
