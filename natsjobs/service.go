@@ -154,6 +154,25 @@ func (s *Service) Submit(ctx context.Context, spec jobspec.Spec) (jobs.Status, e
 // first: a bad job is a *jobspec.FieldError; no worker is
 // jobs.ErrUnavailable.
 func (s *Service) SubmitID(ctx context.Context, id string, spec jobspec.Spec) (jobs.Status, error) {
+	return s.submit(ctx, id, spec, nil)
+}
+
+// Checked is a job a live worker has checked (Service.Check); submitted
+// with SubmitChecked it is not checked again.
+type Checked struct {
+	// Spec is the normalized job, Warnings the worker's notes on it.
+	Spec     jobspec.Spec
+	Warnings []string
+	model    string
+}
+
+// SubmitChecked is SubmitID for a job Check has accepted.
+func (s *Service) SubmitChecked(ctx context.Context, id string, c Checked) (jobs.Status, error) {
+	return s.submit(ctx, id, c.Spec, &c)
+}
+
+// submit is SubmitID, with the worker's check done (checked) or to do.
+func (s *Service) submit(ctx context.Context, id string, spec jobspec.Spec, checked *Checked) (jobs.Status, error) {
 	if !validToken.MatchString(id) {
 		return jobs.Status{}, fmt.Errorf("natsjobs: job id %q: use letters, digits, '-' and '_'", id)
 	}
@@ -166,6 +185,12 @@ func (s *Service) SubmitID(ctx context.Context, id string, spec jobspec.Spec) (j
 		return s.republish(ctx, id, rec, spec)
 	} else if rev != 0 {
 		return s.withLive(rec), nil
+	}
+	if checked != nil {
+		if err := s.checkQueue(ctx, checked.model); err != nil {
+			return jobs.Status{}, err
+		}
+		return s.enqueue(ctx, id, checked.model, CheckReply{Spec: checked.Spec, Warnings: checked.Warnings})
 	}
 	model, err := s.model(ctx)
 	if err != nil {
@@ -184,14 +209,14 @@ func (s *Service) SubmitID(ctx context.Context, id string, spec jobspec.Spec) (j
 // Check has a live worker of the model check spec without queueing it:
 // the normalized spec and its warnings, or a *jobspec.FieldError; no
 // worker is jobs.ErrUnavailable. A batch checks all its jobs this way
-// before it submits the first.
-func (s *Service) Check(ctx context.Context, spec jobspec.Spec) (jobspec.Spec, []string, error) {
+// before it submits the first (with SubmitChecked: once).
+func (s *Service) Check(ctx context.Context, spec jobspec.Spec) (Checked, error) {
 	model, err := s.model(ctx)
 	if err != nil {
-		return spec, nil, err
+		return Checked{Spec: spec}, err
 	}
 	rep, err := s.check(ctx, model, spec)
-	return rep.Spec, rep.Warnings, err
+	return Checked{Spec: rep.Spec, Warnings: rep.Warnings, model: model}, err
 }
 
 // enqueue records a checked job queued, then publishes it (deduplicated

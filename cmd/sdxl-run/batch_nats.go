@@ -20,7 +20,7 @@ import (
 // (natsjobs.Service): jobs submitted under ids of the caller's choosing
 // (a repeated id is the same job), followed, and their images fetched.
 type batchQueue interface {
-	SubmitID(ctx context.Context, id string, spec jobspec.Spec) (jobs.Status, error)
+	SubmitChecked(ctx context.Context, id string, c natsjobs.Checked) (jobs.Status, error)
 	Subscribe(ctx context.Context, id string) (<-chan jobs.Event, error)
 	Get(id string) (jobs.Status, error)
 	Image(id string, n int) ([]byte, error)
@@ -47,8 +47,11 @@ func (f *batchFlags) runNATS(ctx context.Context, lines []batchLine, todo []stri
 	}
 	defer svc.Close(context.Background())
 	var bad []string
+	checked := make(map[int]natsjobs.Checked, len(lines))
 	for _, l := range lines {
-		if _, _, err := svc.Check(ctx, l.spec); err != nil {
+		c, err := svc.Check(ctx, l.spec)
+		checked[l.no] = c
+		if err != nil {
 			var fe *jobspec.FieldError
 			if !errors.As(err, &fe) {
 				return interruptedOr(ctx, fmt.Errorf("--nats %s: line %d: %w", f.nats, l.no, err))
@@ -62,7 +65,7 @@ func (f *batchFlags) runNATS(ctx context.Context, lines []batchLine, todo []stri
 	if err := f.makeOut(todo); err != nil {
 		return err
 	}
-	return f.runQueue(ctx, svc, lines, stdout, stderr)
+	return f.runQueue(ctx, svc, lines, checked, stdout, stderr)
 }
 
 // interruptedOr is err, or the interruption when ctx is done.
@@ -73,11 +76,12 @@ func interruptedOr(ctx context.Context, err error) error {
 	return err
 }
 
-// runQueue submits every line still to run to q under its line's id,
+// runQueue submits every line still to run to q under its line's id (as
+// checked, by line number),
 // then collects the jobs in order and writes their images as a local run
 // does. An interruption leaves the submitted jobs to the workers: the same
 // command submits the same ids again (deduplicated) and collects them.
-func (f *batchFlags) runQueue(ctx context.Context, q batchQueue, lines []batchLine, stdout, stderr io.Writer) error {
+func (f *batchFlags) runQueue(ctx context.Context, q batchQueue, lines []batchLine, checked map[int]natsjobs.Checked, stdout, stderr io.Writer) error {
 	notes := stderr
 	if f.quiet {
 		notes = io.Discard
@@ -90,7 +94,7 @@ func (f *batchFlags) runQueue(ctx context.Context, q batchQueue, lines []batchLi
 		if len(l.todo) == 0 {
 			continue
 		}
-		if _, err := q.SubmitID(ctx, l.id, l.spec); err != nil {
+		if _, err := q.SubmitChecked(ctx, l.id, checked[l.no]); err != nil {
 			if ctx.Err() != nil {
 				return b.interrupted(l)
 			}
